@@ -1,0 +1,133 @@
+"""An OTLP/gRPC receiver that keeps what it is sent.
+
+It is the downstream in tests, the bench's collector of convergence events and forwarded
+telemetry, and a stand-in for "the second collector pipeline" when trying the processor by hand.
+It can be told to refuse requests (UNAVAILABLE) to play a downstream outage.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent import futures
+from dataclasses import dataclass, field
+
+import grpc
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.proto.logs.v1 import logs_pb2
+from opentelemetry.proto.trace.v1 import trace_pb2
+
+CONVERGENCE_EVENT_NAME = "nhi.convergence"
+
+
+@dataclass
+class SinkContents:
+    traces: list[trace_service_pb2.ExportTraceServiceRequest] = field(default_factory=list)
+    logs: list[logs_service_pb2.ExportLogsServiceRequest] = field(default_factory=list)
+    metrics: list[metrics_service_pb2.ExportMetricsServiceRequest] = field(default_factory=list)
+
+
+class OtlpSink:
+    """Start with ``OtlpSink().start()``; ``endpoint`` is then ``127.0.0.1:<port>``."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, max_workers: int = 8):
+        self._host = host
+        self._port = port
+        self._max_workers = max_workers
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+        self.contents = SinkContents()
+        self.refuse = False  # True plays an outage: every export gets UNAVAILABLE
+        self.refused_requests = 0
+        self._server: grpc.Server | None = None
+        self.port = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> "OtlpSink":
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=self._max_workers),
+            options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)],
+        )
+        sink = self
+
+        class _Traces(trace_service_pb2_grpc.TraceServiceServicer):
+            def Export(self, request, context):  # noqa: N802 (gRPC name)
+                sink._keep(context, sink.contents.traces, request)
+                return trace_service_pb2.ExportTraceServiceResponse()
+
+        class _Logs(logs_service_pb2_grpc.LogsServiceServicer):
+            def Export(self, request, context):  # noqa: N802
+                sink._keep(context, sink.contents.logs, request)
+                return logs_service_pb2.ExportLogsServiceResponse()
+
+        class _Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
+            def Export(self, request, context):  # noqa: N802
+                sink._keep(context, sink.contents.metrics, request)
+                return metrics_service_pb2.ExportMetricsServiceResponse()
+
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_Traces(), server)
+        logs_service_pb2_grpc.add_LogsServiceServicer_to_server(_Logs(), server)
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(_Metrics(), server)
+        self.port = server.add_insecure_port(f"{self._host}:{self._port}")
+        server.start()
+        self._server = server
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop(grace=1).wait()
+            self._server = None
+
+    def __enter__(self) -> "OtlpSink":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self._host}:{self.port}"
+
+    # -- receiving ---------------------------------------------------------------------------
+    def _keep(self, context, bucket: list, request) -> None:
+        if self.refuse:
+            with self._lock:
+                self.refused_requests += 1
+            context.abort(grpc.StatusCode.UNAVAILABLE, "sink refuses (simulated outage)")
+        with self._changed:
+            bucket.append(request)
+            self._changed.notify_all()
+
+    # -- reading -----------------------------------------------------------------------------
+    def spans(self) -> list[tuple[trace_pb2.ResourceSpans, trace_pb2.Span]]:
+        with self._lock:
+            requests = list(self.contents.traces)
+        return [(rs, span) for req in requests for rs in req.resource_spans
+                for ss in rs.scope_spans for span in ss.spans]
+
+    def log_records(self) -> list[tuple[logs_pb2.ResourceLogs, logs_pb2.LogRecord]]:
+        with self._lock:
+            requests = list(self.contents.logs)
+        return [(rl, rec) for req in requests for rl in req.resource_logs
+                for sl in rl.scope_logs for rec in sl.log_records]
+
+    def convergence_events(self) -> list[logs_pb2.LogRecord]:
+        return [rec for _, rec in self.log_records() if rec.event_name == CONVERGENCE_EVENT_NAME]
+
+    def telemetry_log_records(self) -> list[logs_pb2.LogRecord]:
+        """Forwarded log records, convergence events excluded."""
+        return [rec for _, rec in self.log_records() if rec.event_name != CONVERGENCE_EVENT_NAME]
+
+    def wait_for(self, predicate, timeout: float = 10.0) -> bool:
+        """Block until ``predicate(self)`` is true or the timeout passes."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not predicate(self):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._changed.wait(min(remaining, 0.2))
+        return True
