@@ -1,0 +1,310 @@
+"""What was done: a span or log record read as an observation (TELEMETRY.md section 2).
+
+Works on plain dictionaries of the attributes that matter (``WANTED``), decoded once per record,
+so that the engine never sees protobuf and the hot path never decodes attributes it ignores.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from .model import FAILURE, SUCCESS, UNKNOWN_OUTCOME, Identity, Observation
+
+# Attributes the resolver and the observation read. Everything else is never decoded.
+WANTED = frozenset({
+    "gen_ai.agent.id", "gen_ai.agent.name", "gen_ai.tool.name", "gen_ai.operation.name",
+    "cicd.pipeline.name", "cicd.pipeline.run.id", "cicd.pipeline.task.name", "vcs.repository.url.full",
+    "oauth.client.id", "oauth.scopes",
+    "http.request.header.authorization", "http.request.header.x-api-key",
+    "aws.principal.arn", "aws.principal.type", "aws.access_key.id", "aws.error.code",
+    "aws.resources", "aws.request.parameters",
+    "user.id", "enduser.id", "service.name", "service.namespace",
+    "event.action", "event.category", "event.outcome", "event.name",
+    "rpc.service", "rpc.method", "rpc.grpc.status_code",
+    "db.operation.name", "db.collection.name", "db.namespace", "db.response.returned_rows",
+    "http.request.method", "http.route", "url.template", "url.path", "url.full",
+    "http.response.status_code", "http.response.body.size", "error.type",
+    "cloud.resource_id", "server.address", "messaging.destination.name",
+    "messaging.batch.message_count", "messaging.system",
+    "client.address", "source.address", "network.peer.address", "user_agent.original",
+    "geo.country.iso_code", "geo.locality.name",
+    "email.from.address", "email.to.address", "email.subject",
+    "process.command_line", "process.executable.name",
+})
+
+_ID_SEGMENT = re.compile(
+    r"/(?:\d+|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+    r"|[0-9a-fA-F]{16,}|[A-Za-z0-9_-]{24,})(?=/|$)"
+)
+_AUTHZ_CODES = re.compile(r"accessdenied|unauthori[sz]ed|forbidden|notauthorized|authorizationerror",
+                          re.IGNORECASE)
+_CLOUDTRAIL_AUTH = frozenset({"ConsoleLogin", "AssumeRole", "AssumeRoleWithSAML",
+                              "AssumeRoleWithWebIdentity", "GetSessionToken", "GetFederationToken",
+                              "GetRoleCredentials"})
+_IAM_PREFIXES = ("Create", "Delete", "Attach", "Put", "Detach", "Update", "Add", "Remove")
+_CATEGORY_SIGNAL = {"authentication": "auth", "email": "email", "iam": "iam", "api": "app",
+                    "web": "app", "database": "app"}
+_RESOURCE_PARAMS = ("secretId", "name", "bucketName", "roleArn", "instanceId")
+AUDIT_CATEGORIES = frozenset({"authentication", "iam", "email"})
+DETAIL_KEYS = ("oauth.client.id", "oauth.scopes", "email.to.address", "email.from.address",
+               "process.command_line", "process.executable.name", "gen_ai.tool.name",
+               "http.response.status_code", "aws.access_key.id")
+
+
+def fold_ids(path: str) -> str:
+    """``/users/12345/orders/9f86d081884c7d65`` -> ``/users/{id}/orders/{id}``."""
+    return _ID_SEGMENT.sub("/{id}", path)
+
+
+def as_text(value) -> str | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value) if value else None
+    return str(value)
+
+
+def _first(*values):
+    for v in values:
+        if v is not None and v != "":
+            return v
+    return None
+
+
+def _first_arn(resources) -> str | None:
+    """CloudTrail ``resources``: a list of {ARN|arn, ...} maps, a list of strings, or JSON text."""
+    if isinstance(resources, str):
+        try:
+            resources = json.loads(resources)
+        except ValueError:
+            return resources if resources.startswith("arn:") else None
+    if isinstance(resources, dict):
+        resources = [resources]
+    if isinstance(resources, list):
+        for item in resources:
+            if isinstance(item, dict):
+                arn = item.get("ARN") or item.get("arn")
+                if arn:
+                    return str(arn)
+            elif isinstance(item, str) and item.startswith("arn:"):
+                return item
+    return None
+
+
+def _param_target(params) -> str | None:
+    if isinstance(params, str):
+        try:
+            params = json.loads(params)
+        except ValueError:
+            return None
+    if isinstance(params, dict):
+        for key in _RESOURCE_PARAMS:
+            v = params.get(key)
+            if v:
+                return str(v)
+    return None
+
+
+def is_cloudtrail(rec: dict) -> bool:
+    svc = rec.get("rpc.service")
+    return bool(rec.get("aws.principal.arn") or (isinstance(svc, str) and svc.endswith("amazonaws.com")))
+
+
+def log_signal(rec: dict, res: dict, event_name: str | None) -> str:
+    category = rec.get("event.category")
+    if isinstance(category, list):
+        category = category[0] if category else None
+    if category == "process":
+        if any(k.startswith("cicd.") for k in rec) or any(k.startswith("cicd.") for k in res):
+            return "ci"
+        return "app"
+    if category in _CATEGORY_SIGNAL:
+        return _CATEGORY_SIGNAL[category]
+    method = rec.get("rpc.method")
+    if method and is_cloudtrail(rec):
+        method = str(method)
+        if method in _CLOUDTRAIL_AUTH:
+            return "auth"
+        if method == "CreateAccessKey" or (
+            str(rec.get("rpc.service", "")).startswith("iam.") and method.startswith(_IAM_PREFIXES)
+        ):
+            return "iam"
+        return "app"
+    if rec.get("cicd.pipeline.name") or res.get("cicd.pipeline.name"):
+        return "ci"
+    return "app"
+
+
+def span_signal(rec: dict, res: dict) -> str:
+    if rec.get("cicd.pipeline.name") or any(k.startswith("cicd.pipeline.") for k in rec):
+        return "ci"
+    if rec.get("gen_ai.operation.name") in ("execute_tool", "invoke_agent"):
+        return "agent"
+    return "app"
+
+
+def _outcome_from_status_code(code) -> tuple[str, str | None] | None:
+    try:
+        code = int(code)
+    except (TypeError, ValueError):
+        return None
+    if code >= 500:
+        return FAILURE, "server"
+    if code in (401, 403):
+        return FAILURE, "authz"
+    if code >= 400:
+        return FAILURE, "other"
+    return SUCCESS, None
+
+
+def log_outcome(rec: dict) -> tuple[str, str | None]:
+    error = rec.get("aws.error.code")
+    if error:
+        return FAILURE, "authz" if _AUTHZ_CODES.search(str(error)) else "other"
+    http = _outcome_from_status_code(rec.get("http.response.status_code"))
+    outcome = rec.get("event.outcome")
+    if outcome == "failure":
+        if http is not None and http[0] == FAILURE:
+            return http
+        reason = str(rec.get("error.type") or "")
+        return FAILURE, "authz" if _AUTHZ_CODES.search(reason) else "other"
+    if outcome == "success":
+        return SUCCESS, None
+    if http is not None:
+        return http
+    return (SUCCESS, None) if is_cloudtrail(rec) else (UNKNOWN_OUTCOME, None)
+
+
+def span_outcome(rec: dict, status_code: int) -> tuple[str, str | None]:
+    http = _outcome_from_status_code(rec.get("http.response.status_code"))
+    if http is not None and http[0] == FAILURE:
+        return http
+    error = rec.get("error.type")
+    if status_code == 2 or error:  # STATUS_CODE_ERROR
+        reason = str(error or "")
+        if _AUTHZ_CODES.search(reason):
+            return FAILURE, "authz"
+        grpc_code = rec.get("rpc.grpc.status_code")
+        if grpc_code in (7, 16):  # PERMISSION_DENIED, UNAUTHENTICATED
+            return FAILURE, "authz"
+        if grpc_code in (14, 4) or reason in ("timeout", "unavailable"):
+            return FAILURE, "server"
+        return FAILURE, "other"
+    return SUCCESS, None
+
+
+def log_action(rec: dict, event_name: str | None) -> str:
+    action = rec.get("event.action")
+    if action:
+        return str(action)
+    svc, method = rec.get("rpc.service"), rec.get("rpc.method")
+    if method:
+        return f"{svc}/{method}" if svc else str(method)
+    return event_name or "log"
+
+
+def span_action(rec: dict, span_name: str) -> str:
+    tool = rec.get("gen_ai.tool.name")
+    if tool:
+        return f"tool:{tool}"
+    svc, method = rec.get("rpc.service"), rec.get("rpc.method")
+    if method:
+        return f"{svc}/{method}" if svc else str(method)
+    op = rec.get("db.operation.name")
+    if op:
+        coll = rec.get("db.collection.name")
+        return f"{op} {coll}" if coll else str(op)
+    verb = rec.get("http.request.method")
+    if verb:
+        route = rec.get("http.route") or rec.get("url.template")
+        if not route:
+            path = rec.get("url.path")
+            route = fold_ids(str(path)) if path else ""
+        return f"{verb} {route}".rstrip()
+    return span_name or "span"
+
+
+def target(rec: dict, res: dict, server_span: bool) -> str | None:
+    v = rec.get("cloud.resource_id")
+    if v:
+        return str(v)
+    if "aws.resources" in rec:
+        arn = _first_arn(rec["aws.resources"])
+        if arn:
+            return arn
+    if "aws.request.parameters" in rec:
+        t = _param_target(rec["aws.request.parameters"])
+        if t:
+            return t
+    for key in ("server.address", "rpc.service", "db.namespace", "db.collection.name"):
+        v = rec.get(key)
+        if v:
+            if key == "server.address" and rec.get("url.path"):
+                return f"{v}{_path_prefix(str(rec['url.path']))}"
+            return str(v)
+    path = rec.get("url.path")
+    if path:
+        return _path_prefix(str(path))
+    v = rec.get("messaging.destination.name")
+    if v:
+        return str(v)
+    if server_span:
+        name = res.get("service.name")
+        if name:
+            return str(name)
+    return None
+
+
+def _path_prefix(path: str) -> str:
+    """The first two segments of a path, ids folded: the resource family a call reaches."""
+    parts = fold_ids(path).split("/")
+    return "/".join(parts[:3]) if len(parts) > 3 else fold_ids(path)
+
+
+def volume(rec: dict) -> float:
+    for key in ("http.response.body.size", "db.response.returned_rows", "messaging.batch.message_count"):
+        v = rec.get(key)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0:
+            return float(v)
+    return 1.0
+
+
+def details(rec: dict) -> dict[str, str]:
+    """Only the values chain and sequence logic need, only when present."""
+    out: dict[str, str] = {}
+    for key in DETAIL_KEYS:
+        if key in rec:
+            text = as_text(rec[key])
+            if text is not None:
+                out[key] = text
+    to_addr, from_addr = out.get("email.to.address"), out.get("email.from.address")
+    if to_addr and from_addr and "@" in from_addr:
+        sender_domain = from_addr.rsplit("@", 1)[1].lower()
+        external = any(a.strip().rsplit("@", 1)[-1].lower() != sender_domain
+                       for a in to_addr.split(",") if "@" in a)
+        out["email.external"] = "true" if external else "false"
+    return out
+
+
+def observe(identity: Identity, rec: dict, res: dict, *, signal: str, action: str, time_ns: int,
+            outcome: tuple[str, str | None], server_span: bool, trace_id: bytes,
+            span_id: bytes) -> Observation:
+    return Observation(
+        identity=identity,
+        time_ns=time_ns,
+        signal=signal,
+        action=action,
+        target=target(rec, res, server_span),
+        source_address=as_text(_first(rec.get("client.address"), rec.get("source.address"),
+                                      rec.get("network.peer.address"))),
+        user_agent=as_text(rec.get("user_agent.original")),
+        country=as_text(rec.get("geo.country.iso_code")),
+        locality=as_text(rec.get("geo.locality.name")),
+        outcome=outcome[0],
+        failure_kind=outcome[1],
+        volume=volume(rec),
+        trace_id=trace_id,
+        span_id=span_id,
+        details=details(rec) if signal != "app" else {},
+    )

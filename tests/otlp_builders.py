@@ -1,0 +1,75 @@
+"""Small builders for OTLP requests used across tests (plain protobuf, no SDK state)."""
+
+from __future__ import annotations
+
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+
+def any_value(v) -> AnyValue:
+    if isinstance(v, bool):
+        return AnyValue(bool_value=v)
+    if isinstance(v, int):
+        return AnyValue(int_value=v)
+    if isinstance(v, float):
+        return AnyValue(double_value=v)
+    if isinstance(v, (list, tuple)):
+        out = AnyValue()
+        for item in v:
+            out.array_value.values.append(any_value(item))
+        return out
+    if isinstance(v, dict):
+        out = AnyValue()
+        for k, item in v.items():
+            out.kvlist_value.values.append(KeyValue(key=k, value=any_value(item)))
+        return out
+    return AnyValue(string_value=str(v))
+
+
+def kvs(attrs: dict) -> list[KeyValue]:
+    return [KeyValue(key=k, value=any_value(v)) for k, v in attrs.items()]
+
+
+def attrs_of(repeated) -> dict:
+    from otel_processor.pipeline import any_to_py
+
+    return {kv.key: any_to_py(kv.value) for kv in repeated}
+
+
+def traces(resource: dict, *spans: dict) -> ExportTraceServiceRequest:
+    """Each span dict: name, kind (SERVER=2, CLIENT=3), start (ns), attrs, status (0/1/2), ids."""
+    req = ExportTraceServiceRequest()
+    rs = req.resource_spans.add()
+    rs.resource.attributes.extend(kvs(resource))
+    ss = rs.scope_spans.add()
+    for i, s in enumerate(spans):
+        span = ss.spans.add()
+        span.name = s.get("name", "op")
+        span.kind = s.get("kind", Span.SPAN_KIND_CLIENT)
+        span.trace_id = s.get("trace_id", (i + 1).to_bytes(16, "big"))
+        span.span_id = s.get("span_id", (i + 1).to_bytes(8, "big"))
+        span.start_time_unix_nano = s.get("start", 1_700_000_000_000_000_000 + i)
+        span.end_time_unix_nano = span.start_time_unix_nano + 1_000_000
+        span.status.code = s.get("status", 0)
+        span.attributes.extend(kvs(s.get("attrs", {})))
+    return req
+
+
+def logs(resource: dict, *records: dict) -> ExportLogsServiceRequest:
+    """Each record dict: time (ns), attrs, body, event_name, ids."""
+    req = ExportLogsServiceRequest()
+    rl = req.resource_logs.add()
+    rl.resource.attributes.extend(kvs(resource))
+    sl = rl.scope_logs.add()
+    for i, r in enumerate(records):
+        rec = sl.log_records.add()
+        rec.time_unix_nano = r.get("time", 1_700_000_000_000_000_000 + i)
+        rec.body.string_value = r.get("body", "")
+        if r.get("event_name"):
+            rec.event_name = r["event_name"]
+        if "trace_id" in r:
+            rec.trace_id = r["trace_id"]
+        rec.attributes.extend(kvs(r.get("attrs", {})))
+    return req
