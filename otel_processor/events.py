@@ -1,6 +1,7 @@
 """Convergence events as OTLP log records (TELEMETRY.md section 4).
 
-PLACEHOLDER signature; the behaviour engine (issue 4) fills in every attribute.
+The ``security_rule.*`` names follow the OpenTelemetry semantic conventions' security-rule
+attributes (still in development); ``nhi.*`` is this project's vocabulary.
 """
 
 from __future__ import annotations
@@ -8,10 +9,61 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.logs.v1.logs_pb2 import SeverityNumber
 
 from .model import ConvergenceEvent
 
 EVENT_NAME = "nhi.convergence"
+RULESET = "nhi-convergence"
+
+
+def _put(attributes, key: str, value) -> None:
+    kv = attributes.add()
+    kv.key = key
+    if isinstance(value, str):
+        kv.value.string_value = value
+    elif isinstance(value, float):
+        kv.value.double_value = value
+    elif isinstance(value, int):
+        kv.value.int_value = value
+    else:
+        values = kv.value.array_value.values
+        for item in value:
+            values.add().string_value = str(item)
+
+
+def fill_record(record, event: ConvergenceEvent) -> None:
+    record.event_name = EVENT_NAME
+    record.time_unix_nano = event.time_ns
+    record.observed_time_unix_nano = event.time_ns
+    error = event.score >= 0.9
+    record.severity_number = SeverityNumber.SEVERITY_NUMBER_ERROR if error else SeverityNumber.SEVERITY_NUMBER_WARN
+    record.severity_text = "ERROR" if error else "WARN"
+    record.body.string_value = event.body
+    if event.trace_id:
+        record.trace_id = event.trace_id
+    if event.span_id:
+        record.span_id = event.span_id
+    a = record.attributes
+    _put(a, "event.name", EVENT_NAME)
+    _put(a, "nhi.identity.id", event.identity.id)
+    _put(a, "nhi.identity.kind", event.identity.kind)
+    if event.identity.owner:
+        _put(a, "nhi.identity.owner", event.identity.owner)
+    _put(a, "nhi.convergence.id", event.convergence_id)
+    _put(a, "nhi.convergence.version", event.version)
+    _put(a, "nhi.convergence.score", float(event.score))
+    _put(a, "nhi.convergence.signals", list(event.signals))
+    _put(a, "nhi.convergence.findings", list(event.findings))
+    _put(a, "nhi.convergence.first_seen", event.first_seen_ns)
+    _put(a, "nhi.convergence.last_seen", event.last_seen_ns)
+    _put(a, "nhi.evidence.trace_ids", list(event.evidence_trace_ids))
+    _put(a, "nhi.identity.related", list(event.related_identities))
+    _put(a, "security_rule.name", event.rule_name)
+    _put(a, "security_rule.category", event.rule_category)
+    _put(a, "security_rule.ruleset.name", RULESET)
+    _put(a, "security_rule.reference", ", ".join(event.rule_references))
+    _put(a, "security_rule.description", event.rule_description)
 
 
 def events_request(events: Sequence[ConvergenceEvent], service_name: str) -> ExportLogsServiceRequest:
@@ -20,13 +72,9 @@ def events_request(events: Sequence[ConvergenceEvent], service_name: str) -> Exp
     if not events:
         return request
     resource_logs = request.resource_logs.add()
-    attr = resource_logs.resource.attributes.add()
-    attr.key, attr.value.string_value = "service.name", service_name
+    _put(resource_logs.resource.attributes, "service.name", service_name)
     scope = resource_logs.scope_logs.add()
     scope.scope.name = "nhi-convergence"
     for event in events:
-        record = scope.log_records.add()
-        record.event_name = EVENT_NAME
-        record.time_unix_nano = event.time_ns
-        record.body.string_value = event.body
+        fill_record(scope.log_records.add(), event)
     return request

@@ -7,14 +7,67 @@ from dataclasses import dataclass
 
 @dataclass
 class EngineConfig:
-    """Windows, thresholds and warm-up of the behaviour engine.
-
-    Owned by the engine; the fields below are the minimum the rest of the processor relies on.
-    """
+    """Windows, thresholds and warm-up of the behaviour engine. Times are event time, seconds."""
 
     enabled: bool = True
+    # Identities tracked at once; the least recently seen is evicted beyond it.
     max_identities: int = 200_000
+    # An identity is judged on new values only after this much history and this many records
+    # (Datadog's anomaly method never alerts on an entity it has not seen; Entra baselines 2+ days).
+    warmup_s: float = 86_400.0
+    warmup_records: int = 20
+    # History after which confidence in the baseline is full.
+    settled_s: float = 3 * 86_400.0
+    # Volume, breadth and failures are counted per tumbling window of this length.
+    window_s: float = 600.0
+    # Closed windows with activity needed before volume and failure baselines are trusted.
+    baseline_windows: int = 5
+    # A window is anomalous at this multiple of the identity's busiest earlier window...
+    volume_ratio: float = 5.0
+    # ...and only above these absolute floors (Elastic fires at 20 secrets in 6 minutes).
+    min_distinct_targets: int = 10
+    min_records: int = 50
+    min_authz_failures: int = 5
+    # Schedule: history needed before an hour the identity never used counts as unusual.
+    schedule_history_s: float = 7 * 86_400.0
+    # Findings are fused over this sliding window.
+    correlation_window_s: float = 6 * 3600.0
+    # Score at which a convergence event is emitted (ERROR from 0.9).
+    alert_threshold: float = 0.5
+    # An open incident is updated when its score rises by this much or a new facet joins.
+    update_step: float = 0.1
+    # An incident closes after this long without findings; a later one gets a new id.
+    incident_quiet_s: float = 12 * 3600.0
+    # Trust recovers with this half-life of quiet event time.
+    trust_half_life_s: float = 6 * 3600.0
+    # Peer discount: a change made by at least this share of a group's active members (and at
+    # least peer_min_identities of them) within peer_window_s is a group change, not a compromise.
+    peer_share: float = 0.3
+    peer_min_identities: int = 3
+    peer_window_s: float = 24 * 3600.0
+    peer_discount: float = 0.2
+    # Chain: how long a mailbox tampering and a consent stay linked to what follows.
+    chain_window_s: float = 7 * 86_400.0
+    # Per-identity caps on remembered values, per dimension.
+    max_actions: int = 96
+    max_targets: int = 160
+    max_networks: int = 32
+    max_user_agents: int = 16
+    max_countries: int = 16
+    # Rules mapping incidents to security_rule.* (None: the packaged rules/rules.yaml).
+    rules_file: str | None = None
 
     def validate(self) -> None:
         if self.max_identities < 1:
             raise ValueError("engine.max_identities must be at least 1")
+        for name in ("window_s", "correlation_window_s", "incident_quiet_s", "trust_half_life_s",
+                     "peer_window_s", "chain_window_s", "volume_ratio"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"engine.{name} must be positive")
+        if not 0 < self.alert_threshold <= 1:
+            raise ValueError("engine.alert_threshold must be in (0, 1]")
+        if not 0 <= self.peer_discount <= 1 or not 0 < self.peer_share <= 1:
+            raise ValueError("engine.peer_discount and engine.peer_share must be in [0, 1]")
+        for name in ("max_actions", "max_targets", "max_networks", "max_user_agents", "max_countries"):
+            if not 1 <= getattr(self, name) <= 4096:
+                raise ValueError(f"engine.{name} must be between 1 and 4096")

@@ -1,33 +1,317 @@
-"""Placeholder engine: neutral verdicts, no events. Replaced by the behaviour engine (issue 4)."""
+"""The behaviour engine: one ``observe`` per record, events when an identity's behaviour converges
+on abuse.
+
+Per observation: features once; each per-identity detector scores then learns; the catalog and
+chain detectors look across identities; findings go to the identity's ``Case`` (correlator), which
+is re-scored with the peer discount applied *now* (so a change that peers make shortly after this
+identity is still discounted); a score over the threshold with a successful call in the window
+opens or updates the identity's incident and emits a ``ConvergenceEvent``.
+"""
 
 from __future__ import annotations
 
+import gzip
+import json
+import os
 import threading
+from collections import OrderedDict
 
-from ..model import NEUTRAL_VERDICT, ConvergenceEvent, Observation, Verdict
+from ..model import ConvergenceEvent, Finding, Identity, Observation, Verdict
 from .config import EngineConfig
+from .correlator import Case, Incident, case_from_state, case_state, incident_id
+from .detectors import (
+    FailureBurstDetector,
+    NewValueDetector,
+    ScheduleDetector,
+    SequenceDetector,
+    VolumeDetector,
+)
+from .features import Features, RuleBook, features_of
+from .links import ChainTracker, catalog_findings
+from .peers import PeerRegistry
+
+STATE_VERSION = 1
+GLOBAL = "*"
+_NEUTRAL = Verdict()
+_REGISTER_EVERY_NS = 3_600_000_000_000
+_CHAIN_SIGNALS = frozenset({"email", "iam"})
+
+
+class Profile:
+    """All per-identity state. Bounded: every member has a fixed cap."""
+
+    __slots__ = ("identity", "first_ns", "last_ns", "count", "last_success_ns", "registered_ns",
+                 "new_values", "volume", "failures", "schedule", "sequence", "case")
+
+    def __init__(self, identity: Identity, t: int):
+        self.identity = identity
+        self.first_ns = t
+        self.last_ns = t
+        self.count = 0
+        self.last_success_ns = 0
+        self.registered_ns = 0
+        self.new_values = NewValueDetector()
+        self.volume = VolumeDetector()
+        self.failures = FailureBurstDetector()
+        self.schedule = ScheduleDetector()
+        self.sequence = SequenceDetector()
+        self.case: Case | None = None
+
+    def state(self) -> list:
+        i = self.identity
+        return [
+            [i.id, i.kind, i.principal, i.source, i.owner, i.environment, i.group,
+             list(i.expected_actions), list(i.expected_targets), list(i.expected_networks)],
+            self.first_ns, self.last_ns, self.count, self.last_success_ns, self.registered_ns,
+            self.new_values.state(), self.volume.state(), self.failures.state(), self.schedule.state(),
+            self.sequence.state(), case_state(self.case) if self.case else None,
+        ]
+
+    @classmethod
+    def from_state(cls, s: list) -> "Profile":
+        i = s[0]
+        ident = Identity(i[0], i[1], i[2], i[3], i[4], i[5], i[6], tuple(i[7]), tuple(i[8]), tuple(i[9]))
+        p = cls(ident, s[1])
+        p.last_ns, p.count, p.last_success_ns, p.registered_ns = s[2], s[3], s[4], s[5]
+        p.new_values = NewValueDetector.from_state(s[6])
+        p.volume = VolumeDetector.from_state(s[7])
+        p.failures = FailureBurstDetector.from_state(s[8])
+        p.schedule = ScheduleDetector.from_state(s[9])
+        p.sequence = SequenceDetector.from_state(s[10])
+        p.case = case_from_state(s[11]) if s[11] else None
+        return p
+
+
+def peer_key(finding: Finding, f: Features, group: str) -> tuple[str, tuple] | None:
+    """Which shared change a finding stands for, and in whose population to look for it."""
+    facet = finding.detector
+    if facet == "new_value.network":
+        return group, ("network", f.network_h)
+    if facet == "new_value.user_agent":
+        return group, ("ua", f.ua_h)
+    if facet == "new_value.country":
+        return group, ("country", f.country_h)
+    if facet == "new_value.action":
+        return GLOBAL, ("action", f.action_h)
+    if facet == "new_value.target":
+        return GLOBAL, ("target", f.target_h)
+    if facet == "volume":
+        return group, ("volume",)
+    if facet == "failure_burst":
+        return GLOBAL, ("fail", f.target_h if f.target_h is not None else f.action_h)
+    if facet == "schedule":
+        return group, ("hour", f.hour)
+    if facet == "sequence":
+        return group, ("class", f.action_class)
+    return None  # catalog and chain findings are never a group change
 
 
 class Engine:
     def __init__(self, config: EngineConfig | None = None, catalog=None, metrics=None):
         self.config = config or EngineConfig()
         self.catalog = catalog
-        self._lock = threading.Lock()
-        self._identities: set[str] = set()
-
-    def observe(self, obs: Observation) -> Verdict:
-        self._identities.add(obs.identity.id)
-        return NEUTRAL_VERDICT
-
-    def take_events(self) -> list[ConvergenceEvent]:
-        return []
+        self.rules = RuleBook.load(self.config.rules_file)
+        self._lock = threading.RLock()
+        self._profiles: OrderedDict[str, Profile] = OrderedDict()
+        self._peers = PeerRegistry(int(self.config.peer_window_s * 1e9))
+        self._chain = ChainTracker(int(self.config.chain_window_s * 1e9))
+        self._events: list[ConvergenceEvent] = []
+        self.evictions = 0
+        c = self.config
+        self._caps = (c.max_actions, c.max_targets, c.max_networks, c.max_user_agents, c.max_countries)
+        self._warmup_ns = int(c.warmup_s * 1e9)
+        self._window_ns = int(c.correlation_window_s * 1e9)
+        self._quiet_ns = int(c.incident_quiet_s * 1e9)
+        self._half_life_ns = c.trust_half_life_s * 1e9
 
     @property
     def identities_tracked(self) -> int:
-        return len(self._identities)
+        return len(self._profiles)
 
+    # -- the hot path --------------------------------------------------------------------------
+    def observe(self, obs: Observation) -> Verdict:
+        with self._lock:
+            return self._observe(obs)
+
+    def _profile(self, obs: Observation) -> Profile:
+        ident = obs.identity
+        profiles = self._profiles
+        p = profiles.get(ident.id)
+        if p is None:
+            p = profiles[ident.id] = Profile(ident, obs.time_ns)
+            if len(profiles) > self.config.max_identities:
+                profiles.popitem(last=False)
+                self.evictions += 1
+        else:
+            profiles.move_to_end(ident.id)
+            if p.identity is not ident and p.identity != ident:
+                p.identity = ident  # catalog changes take effect
+        return p
+
+    def _observe(self, obs: Observation) -> Verdict:
+        c = self.config
+        p = self._profile(obs)
+        t = obs.time_ns
+        f = features_of(obs, self.rules, c.window_s)
+        group = obs.identity.group or f"kind:{obs.identity.kind}"
+        if t - p.registered_ns >= _REGISTER_EVERY_NS:
+            self._peers.seen(group, obs.identity.id, t)
+            self._peers.seen(GLOBAL, obs.identity.id, t)
+            p.registered_ns = t
+        age = t - p.first_ns
+        warmed = age >= self._warmup_ns and p.count >= c.warmup_records
+
+        findings = p.new_values.score_one(f, age, warmed, c, self._caps)
+        p.new_values.learn_one(f, warmed, self._caps)
+        findings += p.schedule.score_one(f, age, c)
+        p.schedule.learn_one(f)
+        findings += p.sequence.score_one(f, warmed)
+        p.sequence.learn_one(f)
+        p.volume.learn_one(f)
+        findings += p.volume.score_one(f, c)
+        p.failures.learn_one(f)
+        findings += p.failures.score_one(f, c)
+        ident = obs.identity
+        if ident.expected_networks or ident.expected_actions or ident.expected_targets:
+            findings += catalog_findings(f)
+        related: tuple[str, ...] = ()
+        if obs.signal in _CHAIN_SIGNALS or ident.kind == "oauth_app":
+            chain_findings, related = self._chain.observe(obs)
+            findings += chain_findings
+
+        p.count += 1
+        if t > p.last_ns:
+            p.last_ns = t
+        if f.succeeded:
+            p.last_success_ns = max(p.last_success_ns, t)
+        if not findings and p.case is None:
+            return _NEUTRAL
+        return self._correlate(p, f, findings, related, group)
+
+    # -- correlation and incidents -------------------------------------------------------------
+    def _correlate(self, p: Profile, f: Features, findings: list[Finding], related, group: str) -> Verdict:
+        c = self.config
+        t = f.obs.time_ns
+        case = p.case
+        if case is None:
+            case = p.case = Case()
+        ident_id = p.identity.id
+        for finding in findings:
+            key = peer_key(finding, f, group)
+            if key is not None:
+                self._peers.report(key[0], key[1], ident_id, t)
+            case.add(finding, key)
+        if findings and related:
+            case.relate(related)
+        case.prune(t, self._window_ns)
+        effective = self._effective(case, t)
+        score = case.evaluate(effective)
+        incident = case.incident
+        if incident is not None and t - incident.last_ns > self._quiet_ns:
+            case.incident = incident = None
+        acted = p.last_success_ns and t - p.last_success_ns <= self._window_ns
+        if score >= c.alert_threshold and acted:
+            incident = self._decide(p, case, f, effective)
+        if not case.facets and case.incident is None:
+            p.case = None
+        # Trust: 1 - score, recovering with quiet event time since the last finding.
+        quiet = max(0, t - case.last_finding_ns)
+        trust = 1.0 - score * 0.5 ** (quiet / self._half_life_ns)
+        anomalies = tuple(sorted({fd.detector for fd in findings}))
+        conv_id = incident.id if (incident is not None and findings) else None
+        if not anomalies and trust >= 0.999:
+            return _NEUTRAL
+        return Verdict(round(max(0.0, min(1.0, trust)), 4), anomalies, conv_id)
+
+    def _effective(self, case: Case, t: int) -> dict[str, float]:
+        c = self.config
+        out = {}
+        for facet, (finding, group, key) in case.facets.items():
+            score = finding.score
+            if key is not None:
+                made, active = self._peers.shared_by(group, key, t)
+                if group == GLOBAL:
+                    shared = made >= c.peer_min_identities
+                else:
+                    shared = made >= c.peer_min_identities and made >= c.peer_share * active
+                if shared:
+                    score *= c.peer_discount
+            out[facet] = score
+        return out
+
+    def _decide(self, p: Profile, case: Case, f: Features, effective: dict[str, float]) -> Incident:
+        c = self.config
+        t = f.obs.time_ns
+        incident = case.incident
+        facets = sorted(k for k, v in effective.items() if v >= 0.1)
+        if incident is None:
+            incident = case.incident = Incident(incident_id(p.identity.id, case.first_ns or t), t)
+        incident.last_ns = t
+        new_facets = [x for x in facets if x not in incident.emitted_facets]
+        if incident.version and case.score < incident.emitted_score + c.update_step and not new_facets:
+            return incident
+        incident.version += 1
+        incident.emitted_score = case.score
+        incident.emitted_facets = sorted(set(incident.emitted_facets) | set(facets))
+        self._events.append(self._event(p, case, f, effective, incident))
+        return incident
+
+    def _event(self, p: Profile, case: Case, f: Features, effective: dict[str, float],
+               incident: Incident) -> ConvergenceEvent:
+        ident = p.identity
+        ranked = sorted(case.facets.items(), key=lambda kv: -effective[kv[0]])
+        used = [(k, v[0]) for k, v in ranked if effective[k] >= 0.1] or [(k, v[0]) for k, v in ranked[:1]]
+        signals = tuple(sorted({fd.signal for _, fd in used}))
+        facets = {k for k, _ in used}
+        classes = {f.action_class}
+        rule = self.rules.rule_for(facets | {k.split(".")[0] for k in facets}, classes, ident.kind)
+        findings = tuple(f"{k}: {fd.reason}" for k, fd in used)
+        times = [fd.time_ns for _, fd in used]
+        what = "; ".join(fd.reason for _, fd in used[:3])
+        body = (f"{ident.kind.replace('_', ' ')} {ident.principal} still holds a valid credential but "
+                f"{what}. {len(used)} independent sign(s) across {', '.join(signals)} "
+                f"telemetry agree: {rule.name.lower()}.")
+        return ConvergenceEvent(
+            convergence_id=incident.id, identity=ident, score=round(case.score, 4), signals=signals,
+            findings=findings, first_seen_ns=min(times), last_seen_ns=max(times), time_ns=f.obs.time_ns,
+            trace_id=f.obs.trace_id, span_id=f.obs.span_id,
+            evidence_trace_ids=tuple(tid for _, tid in case.evidence),
+            related_identities=tuple(case.related), body=body, rule_name=rule.name,
+            rule_category=rule.category, rule_references=rule.references,
+            rule_description=rule.description, version=incident.version,
+        )
+
+    def take_events(self) -> list[ConvergenceEvent]:
+        with self._lock:
+            events, self._events = self._events, []
+            return events
+
+    # -- durable state -------------------------------------------------------------------------
     def snapshot_to(self, path: str) -> None:
-        return None
+        """Atomic: written beside the target, then renamed over it. JSON (gzip): nothing executable."""
+        with self._lock:
+            data = {
+                "version": STATE_VERSION,
+                "evictions": self.evictions,
+                "profiles": [p.state() for p in self._profiles.values()],
+                "peers": self._peers.state(),
+                "chain": self._chain.state(),
+            }
+        tmp = f"{path}.tmp"
+        with gzip.open(tmp, "wt", encoding="utf-8", compresslevel=3) as fh:
+            json.dump(data, fh, separators=(",", ":"))
+        os.replace(tmp, path)
 
     def restore_from(self, path: str) -> None:
-        return None
+        with gzip.open(path, "rt", encoding="utf-8") as fh:
+            data = json.load(fh)
+        if data.get("version") != STATE_VERSION:
+            raise ValueError(f"{path}: state version {data.get('version')} is not {STATE_VERSION}")
+        with self._lock:
+            self._profiles.clear()
+            for s in data["profiles"]:
+                p = Profile.from_state(s)
+                self._profiles[p.identity.id] = p
+            self._peers.restore(data["peers"])
+            self._chain.restore(data["chain"])
+            self.evictions = data.get("evictions", 0)

@@ -1,0 +1,384 @@
+"""Per-identity detectors, river style: ``score_one(f)`` then ``learn_one(f)``, state inside.
+
+Each detector belongs to one identity and keeps a few fixed-size fields (``__slots__``, value
+hashes in ``array('I')`` with a cap), so per-identity memory is bounded whatever the input. A
+detector returns zero or more ``Finding``s: a facet name, a score in [0, 1] and a reason in words
+that names the baseline it was measured against.
+
+    >>> from otel_processor.engine.config import EngineConfig
+    >>> d = ScheduleDetector()
+    >>> d.hours_mask == 0
+    True
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+
+from ..model import Finding
+from .config import EngineConfig
+from .features import CLASSES, SENSITIVE_CLASSES, Features
+
+HOUR_NS = 3_600_000_000_000
+DAY_NS = 24 * HOUR_NS
+DIMENSIONS = ("action", "target", "network", "user_agent", "country")
+# How much a first-seen value says on its own, per dimension. Where and with what client a
+# credential is used say more than which of many endpoints it called (GuardDuty's who/where/what).
+BASE_NOVELTY = {"network": 0.45, "country": 0.45, "user_agent": 0.35, "action": 0.3, "target": 0.25}
+
+
+def _finding(facet: str, score: float, reason: str, f: Features) -> Finding:
+    o = f.obs
+    return Finding(facet, max(0.0, min(1.0, score)), reason, o.signal, o.time_ns, o.trace_id, o.span_id)
+
+
+def ratio_score(ratio: float, base: float = 0.35) -> float:
+    """5x -> 0.70, 10x -> 0.85, 20x -> 0.95: grows with the order of magnitude, never reaches 1."""
+    return min(0.97, base + 0.15 * math.log2(max(ratio, 1.0)))
+
+
+class NewValueDetector:
+    """First-seen action, target, source network, client family and country for this identity.
+
+    Silent during warm-up. Weighted by how settled the history is (age) and how often this
+    identity adds new values in that dimension anyway (a crawler's targets are always new). A
+    dimension whose cap is reached is treated as open-ended: no novelty findings there.
+    Several new actions/targets inside one window raise the score: one new endpoint is a feature
+    release, five at once is somebody exploring.
+    """
+
+    __slots__ = ("values", "late_new", "first_network", "networks_seen", "novel_window", "novel_count")
+
+    def __init__(self) -> None:
+        self.values = [array("I") for _ in DIMENSIONS]
+        self.late_new = [0] * len(DIMENSIONS)
+        self.first_network: str | None = None
+        self.networks_seen = 0
+        self.novel_window = -1
+        self.novel_count = 0
+
+    def _hashes(self, f: Features):
+        return (f.action_h, f.target_h, f.network_h, f.ua_h, f.country_h)
+
+    def score_one(self, f: Features, age_ns: int, warmed: bool, config: EngineConfig,
+                  caps: tuple[int, ...]) -> list[Finding]:
+        if not warmed:
+            return []
+        settled = 0.5 + 0.5 * min(1.0, age_ns / (config.settled_s * 1e9))
+        age_days = max(1.0, age_ns / DAY_NS)
+        out = []
+        o = f.obs
+        for i, h in enumerate(self._hashes(f)):
+            if h is None:
+                continue
+            known = self.values[i]
+            if len(known) >= caps[i] or h in known:
+                continue
+            dim = DIMENSIONS[i]
+            instability = 1.0 / (1.0 + self.late_new[i] / age_days)
+            score = BASE_NOVELTY[dim] * settled * instability
+            if dim == "action" or dim == "target":
+                if f.window != self.novel_window:
+                    self.novel_window, self.novel_count = f.window, 0
+                self.novel_count += 1
+                score *= 1.0 + 0.5 * min(self.novel_count - 1, 3)
+                what = o.action if dim == "action" else o.target
+                reason = (f"first {dim} {what!r} in {age_days:.0f} days of history "
+                          f"({len(known)} known {dim}s)")
+            elif dim == "network":
+                if not f.network_private and self.first_network and _is_private(self.first_network):
+                    score += 0.1  # internal-only credential now used from the internet
+                where = "public" if not f.network_private else "private"
+                reason = (f"first use from {where} network {f.network} ({o.source_address}); over "
+                          f"{age_days:.0f} days it used {self.networks_seen} network(s), first {self.first_network}")
+            elif dim == "user_agent":
+                reason = f"first use with client {f.ua!r} ({len(known)} client families before)"
+            else:
+                reason = f"first use from country {o.country} ({len(known)} countries before)"
+            out.append(_finding(f"new_value.{dim}", score, reason, f))
+        return out
+
+    def learn_one(self, f: Features, warmed: bool, caps: tuple[int, ...]) -> None:
+        for i, h in enumerate(self._hashes(f)):
+            if h is None:
+                continue
+            known = self.values[i]
+            if h in known or len(known) >= caps[i]:
+                continue
+            known.append(h)
+            if warmed:
+                self.late_new[i] += 1
+            if i == 2:
+                self.networks_seen += 1
+                if self.first_network is None:
+                    self.first_network = f.network
+
+    def state(self) -> list:
+        return [[list(a) for a in self.values], self.late_new, self.first_network, self.networks_seen,
+                self.novel_window, self.novel_count]
+
+    @classmethod
+    def from_state(cls, s: list) -> "NewValueDetector":
+        d = cls()
+        d.values = [array("I", v) for v in s[0]]
+        d.late_new, d.first_network, d.networks_seen, d.novel_window, d.novel_count = s[1:]
+        return d
+
+
+def _is_private(network: str) -> bool:
+    from .features import network_of
+
+    found = network_of(network.split("/", 1)[0])
+    return bool(found and found[1])
+
+
+class VolumeDetector:
+    """Records, bytes and distinct targets per tumbling event-time window vs the busiest earlier one.
+
+    The baseline is the identity's own maximum per window, so a bulk job it has always run (a
+    nightly rotation reading every secret) sets its own bar. Findings are raised again only when
+    the ratio doubles within a window, so a sweep gives a handful of findings, not thousands.
+    """
+
+    __slots__ = ("window", "count", "volume", "targets", "max_count", "max_volume", "max_distinct",
+                 "windows_seen", "reported", "first_source")
+    MAX_TRACKED_TARGETS = 512
+
+    def __init__(self) -> None:
+        self.window = -1
+        self.count = 0
+        self.volume = 0.0
+        self.targets = array("I")
+        self.max_count = 0
+        self.max_volume = 0.0
+        self.max_distinct = 0
+        self.windows_seen = 0
+        self.reported = 0.0
+        self.first_source: str | None = None
+
+    def _roll(self, window: int) -> None:
+        if window > self.window:  # a late record counts in the current window
+            if self.window >= 0 and self.count:
+                self.max_count = max(self.max_count, self.count)
+                self.max_volume = max(self.max_volume, self.volume)
+                self.max_distinct = max(self.max_distinct, len(self.targets))
+                self.windows_seen += 1
+            self.window, self.count, self.volume, self.reported = window, 0, 0.0, 0.0
+            self.targets = array("I")
+            self.first_source = None
+
+    def learn_one(self, f: Features) -> None:
+        self._roll(f.window)
+        self.count += 1
+        self.volume += f.obs.volume
+        if f.target_h is not None and len(self.targets) < self.MAX_TRACKED_TARGETS and f.target_h not in self.targets:
+            self.targets.append(f.target_h)
+        if self.first_source is None and f.obs.source_address:
+            self.first_source = f.obs.source_address
+
+    def score_one(self, f: Features, config: EngineConfig) -> list[Finding]:
+        """Scores the window *including* this observation (call after learn_one)."""
+        if self.windows_seen < config.baseline_windows:
+            return []
+        minutes = config.window_s / 60
+        best = 0.0
+        reason = ""
+        distinct = len(self.targets)
+        if distinct >= config.min_distinct_targets:
+            r = distinct / max(1, self.max_distinct)
+            if r >= config.volume_ratio and r > best:
+                best = r
+                reason = (f"reached {distinct} distinct targets within {minutes:.0f} minutes; its busiest "
+                          f"earlier {minutes:.0f} minutes over {self.windows_seen} active windows reached "
+                          f"{self.max_distinct}")
+        if self.count >= config.min_records:
+            r = self.count / max(1, self.max_count)
+            if r >= config.volume_ratio and r > best:
+                best = r
+                reason = (f"made {self.count} calls within {minutes:.0f} minutes; its busiest earlier "
+                          f"{minutes:.0f} minutes had {self.max_count}")
+        if self.volume >= 1_000_000 or self.volume >= 50 * config.min_records:
+            r = self.volume / max(1.0, self.max_volume)
+            if r >= config.volume_ratio * 2 and r > best:
+                best = r
+                reason = (f"moved {_human(self.volume)} within {minutes:.0f} minutes; its busiest earlier "
+                          f"{minutes:.0f} minutes moved {_human(self.max_volume)}")
+        if not best or best < 2 * self.reported:
+            return []
+        self.reported = best
+        if self.first_source:
+            reason += f", acting from {self.first_source}"
+        return [_finding("volume", ratio_score(best), f"{reason} ({best:.0f}x)", f)]
+
+    def state(self) -> list:
+        return [self.window, self.count, self.volume, list(self.targets), self.max_count, self.max_volume,
+                self.max_distinct, self.windows_seen, self.reported, self.first_source]
+
+    @classmethod
+    def from_state(cls, s: list) -> "VolumeDetector":
+        d = cls()
+        (d.window, d.count, d.volume, targets, d.max_count, d.max_volume, d.max_distinct,
+         d.windows_seen, d.reported, d.first_source) = s
+        d.targets = array("I", targets)
+        return d
+
+
+def _human(n: float) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n:.0f} units"
+
+
+class FailureBurstDetector:
+    """Authorization failures per window vs the identity's own worst earlier window: enumeration.
+
+    Only denials count (401/403, AccessDenied, PERMISSION_DENIED): a downstream outage fails with
+    5xx/UNAVAILABLE and is not a probe.
+    """
+
+    __slots__ = ("window", "failures", "max_failures", "windows_seen", "reported", "actions")
+
+    def __init__(self) -> None:
+        self.window = -1
+        self.failures = 0
+        self.max_failures = 0
+        self.windows_seen = 0
+        self.reported = 0.0
+        self.actions = array("I")
+
+    def learn_one(self, f: Features) -> None:
+        if f.window > self.window:
+            if self.window >= 0:
+                self.max_failures = max(self.max_failures, self.failures)
+                self.windows_seen += 1
+            self.window, self.failures, self.reported = f.window, 0, 0.0
+            self.actions = array("I")
+        if f.obs.failure_kind == "authz":
+            self.failures += 1
+            if len(self.actions) < 64 and f.action_h not in self.actions:
+                self.actions.append(f.action_h)
+
+    def score_one(self, f: Features, config: EngineConfig) -> list[Finding]:
+        if f.obs.failure_kind != "authz" or self.windows_seen < config.baseline_windows:
+            return []
+        if self.failures < config.min_authz_failures:
+            return []
+        r = self.failures / max(1, self.max_failures)
+        if r < config.volume_ratio or r < 2 * self.reported:
+            return []
+        self.reported = r
+        minutes = config.window_s / 60
+        reason = (f"{self.failures} authorization failures across {len(self.actions)} different actions "
+                  f"within {minutes:.0f} minutes; its worst earlier {minutes:.0f} minutes had "
+                  f"{self.max_failures}")
+        return [_finding("failure_burst", ratio_score(r, 0.4), reason, f)]
+
+    def state(self) -> list:
+        return [self.window, self.failures, self.max_failures, self.windows_seen, self.reported, list(self.actions)]
+
+    @classmethod
+    def from_state(cls, s: list) -> "FailureBurstDetector":
+        d = cls()
+        d.window, d.failures, d.max_failures, d.windows_seen, d.reported, actions = s
+        d.actions = array("I", actions)
+        return d
+
+
+class ScheduleDetector:
+    """Activity at an hour of day (UTC) or a weekday this identity has never been active at."""
+
+    __slots__ = ("hours_mask", "days_mask", "reported_window")
+
+    def __init__(self) -> None:
+        self.hours_mask = 0
+        self.days_mask = 0
+        self.reported_window = -1
+
+    def score_one(self, f: Features, age_ns: int, config: EngineConfig) -> list[Finding]:
+        if age_ns < config.schedule_history_s * 1e9 or f.window == self.reported_window:
+            return []
+        new_hour = not (self.hours_mask >> f.hour) & 1
+        new_day = not (self.days_mask >> f.weekday) & 1
+        if not (new_hour or new_day):
+            return []
+        self.reported_window = f.window
+        days = age_ns / DAY_NS
+        usual = _hour_span(self.hours_mask)
+        if new_hour:
+            reason = f"active at {f.hour:02d}:00 UTC, never before in {days:.0f} days (usually {usual})"
+            score = 0.35
+        else:
+            reason = f"active on a {_DAY_NAMES[f.weekday]}, never before in {days:.0f} days"
+            score = 0.25
+        return [_finding("schedule", score, reason, f)]
+
+    def learn_one(self, f: Features) -> None:
+        self.hours_mask |= 1 << f.hour
+        self.days_mask |= 1 << f.weekday
+
+    def state(self) -> list:
+        return [self.hours_mask, self.days_mask, self.reported_window]
+
+    @classmethod
+    def from_state(cls, s: list) -> "ScheduleDetector":
+        d = cls()
+        d.hours_mask, d.days_mask, d.reported_window = s
+        return d
+
+
+_DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+def _hour_span(mask: int) -> str:
+    hours = [h for h in range(24) if (mask >> h) & 1]
+    if not hours:
+        return "never"
+    return f"{len(hours)} distinct hours between {hours[0]:02d}:00 and {hours[-1]:02d}:59 UTC"
+
+
+class SequenceDetector:
+    """Action classes and class-to-class transitions this identity has never made.
+
+    Classes (sign-in, discovery, secret read, privilege change, export, execution) come from the
+    rules file. A first privilege change or secret read by an identity that never made one is
+    worth more than a first discovery call.
+    """
+
+    __slots__ = ("prev", "transitions", "classes")
+    WEIGHTS = {"privilege_change": 0.45, "secret_read": 0.35, "export": 0.35, "execution": 0.3, "discovery": 0.25}
+
+    def __init__(self) -> None:
+        self.prev = -1
+        self.transitions = 0
+        self.classes = 0
+
+    def score_one(self, f: Features, warmed: bool) -> list[Finding]:
+        if not warmed or f.action_class not in SENSITIVE_CLASSES:
+            return []
+        c = CLASSES.index(f.action_class)
+        if not (self.classes >> c) & 1:
+            return [_finding("sequence", self.WEIGHTS[f.action_class],
+                             f"first {f.action_class.replace('_', ' ')} ever ({f.obs.action!r})", f)]
+        if self.prev >= 0 and not (self.transitions >> (self.prev * 8 + c)) & 1:
+            return [_finding("sequence", self.WEIGHTS[f.action_class] / 2,
+                             f"never before went from {CLASSES[self.prev].replace('_', ' ')} to "
+                             f"{f.action_class.replace('_', ' ')} ({f.obs.action!r})", f)]
+        return []
+
+    def learn_one(self, f: Features) -> None:
+        c = CLASSES.index(f.action_class)
+        self.classes |= 1 << c
+        if self.prev >= 0:
+            self.transitions |= 1 << (self.prev * 8 + c)
+        self.prev = c
+
+    def state(self) -> list:
+        return [self.prev, self.transitions, self.classes]
+
+    @classmethod
+    def from_state(cls, s: list) -> "SequenceDetector":
+        d = cls()
+        d.prev, d.transitions, d.classes = s
+        return d

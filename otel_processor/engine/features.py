@@ -1,0 +1,187 @@
+"""Features derived from one observation, computed once and shared by every detector.
+
+Values are remembered as 32-bit CRC hashes: stable across processes (snapshots restore into a new
+interpreter, where ``hash()`` would differ) and four bytes each in the per-identity arrays.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import zlib
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import yaml
+
+from ..model import Observation
+
+RULES_FILE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "rules", "rules.yaml")
+SENSITIVE_CLASSES = ("privilege_change", "secret_read", "export", "discovery", "execution")
+CLASSES = ("other", "signin") + SENSITIVE_CLASSES
+
+
+def stable_hash(text: str) -> int:
+    return zlib.crc32(text.encode("utf-8", "surrogatepass"))
+
+
+@lru_cache(maxsize=65_536)
+def network_of(address: str) -> tuple[str, bool] | None:
+    """IPv4 /24 or IPv6 /48 of an address, and whether it is private (RFC 1918, ULA, loopback)."""
+    try:
+        ip = ipaddress.ip_address(address.strip().strip("[]"))
+    except ValueError:
+        return None
+    prefix = 24 if ip.version == 4 else 48
+    net = ipaddress.ip_network(f"{ip}/{prefix}", strict=False)
+    return str(net), any(ip in r for r in _INTERNAL if r.version == ip.version)
+
+
+# Address space an organisation's own workloads use. Deliberately not ``ip.is_private``, which
+# also counts documentation and benchmarking ranges that are, to a responder, "the internet".
+_INTERNAL = tuple(ipaddress.ip_network(n) for n in (
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+    "fc00::/7", "fe80::/10", "::1/128"))
+
+
+_UA_TOKEN = re.compile(r"^([A-Za-z][\w.\-]*)")
+
+
+@lru_cache(maxsize=16_384)
+def ua_family(user_agent: str) -> str:
+    """``aws-sdk-go-v2/1.2.3 os/linux`` -> ``aws-sdk-go-v2``; browsers -> ``browser``.
+
+    Versions are dropped on purpose: an SDK upgrade is not a new client.
+    """
+    ua = user_agent.strip()
+    if ua.startswith("Mozilla/"):
+        return "browser"
+    m = _UA_TOKEN.match(ua)
+    if not m:
+        return ua[:32]
+    token = m.group(1).lower()
+    return re.sub(r"[-_.]?v?\d+(\.\d+)*$", "", token) or token
+
+
+@dataclass
+class Rule:
+    name: str
+    category: str
+    references: tuple[str, ...]
+    description: str
+    facets: tuple[str, ...] = ()
+    classes: tuple[str, ...] = ()
+    kinds: tuple[str, ...] = ()
+
+    def matches(self, facets: set[str], classes: set[str], kind: str) -> bool:
+        conditions = [(self.facets, facets), (self.classes, classes), (self.kinds, {kind})]
+        return all(not want or any(w in have for w in want) for want, have in conditions)
+
+
+@dataclass
+class RuleBook:
+    """Detection content loaded from YAML: action classes and incident-to-rule mappings."""
+
+    class_patterns: list[tuple[str, re.Pattern]] = field(default_factory=list)
+    rules: list[Rule] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, path: str | None = None) -> "RuleBook":
+        from ..errors import ConfigError
+
+        path = path or RULES_FILE
+        try:
+            with open(path, encoding="utf-8") as fh:
+                data = yaml.safe_load(fh)
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read rules: {exc}", path) from None
+        book = cls()
+        for name, patterns in (data.get("action_classes") or {}).items():
+            if name not in CLASSES:
+                raise ConfigError(f"unknown action class {name!r} (known: {', '.join(CLASSES)})", path)
+            try:
+                book.class_patterns.append((name, re.compile("|".join(f"(?:{p})" for p in patterns), re.I)))
+            except re.error as exc:
+                raise ConfigError(f"action class {name}: bad pattern: {exc}", path) from None
+        for item in data.get("rules") or []:
+            when = item.get("when") or {}
+            book.rules.append(Rule(
+                name=item["name"], category=item["category"], references=tuple(item["references"]),
+                description=" ".join(str(item["description"]).split()),
+                facets=tuple(when.get("facets", ())), classes=tuple(when.get("classes", ())),
+                kinds=tuple(when.get("kinds", ())),
+            ))
+        if not book.rules or book.rules[-1].facets or book.rules[-1].classes or book.rules[-1].kinds:
+            raise ConfigError("the last rule must have no `when` (it is the fallback)", path)
+        return book
+
+    def rule_for(self, facets: set[str], classes: set[str], kind: str) -> Rule:
+        for rule in self.rules:
+            if rule.matches(facets, classes, kind):
+                return rule
+        return self.rules[-1]
+
+    def classify(self, action: str) -> str:
+        return _classify(self, action)
+
+
+_CLASS_CACHE: dict[tuple[int, str], str] = {}
+
+
+def _classify(book: RuleBook, action: str) -> str:
+    key = (id(book), action)
+    hit = _CLASS_CACHE.get(key)
+    if hit is not None:
+        return hit
+    result = "other"
+    for name, pattern in book.class_patterns:
+        if pattern.search(action):
+            result = name
+            break
+    if len(_CLASS_CACHE) > 65_536:
+        _CLASS_CACHE.clear()
+    _CLASS_CACHE[key] = result
+    return result
+
+
+@dataclass(slots=True)
+class Features:
+    """What the detectors read from one observation, each computed once."""
+
+    obs: Observation
+    action_class: str
+    action_h: int
+    target_h: int | None
+    network: str | None
+    network_private: bool
+    network_h: int | None
+    ua: str | None
+    ua_h: int | None
+    country_h: int | None
+    window: int
+    hour: int
+    weekday: int
+    succeeded: bool
+
+
+def features_of(obs: Observation, book: RuleBook, window_s: float) -> Features:
+    net = network_of(obs.source_address) if obs.source_address else None
+    ua = ua_family(obs.user_agent) if obs.user_agent else None
+    seconds = obs.time_ns // 1_000_000_000
+    return Features(
+        obs=obs,
+        action_class=book.classify(obs.action),
+        action_h=stable_hash(obs.action),
+        target_h=stable_hash(obs.target) if obs.target else None,
+        network=net[0] if net else None,
+        network_private=net[1] if net else False,
+        network_h=stable_hash(net[0]) if net else None,
+        ua=ua,
+        ua_h=stable_hash(ua) if ua else None,
+        country_h=stable_hash(obs.country) if obs.country else None,
+        window=int(seconds // window_s),
+        hour=(seconds // 3600) % 24,
+        weekday=((seconds // 86400) + 3) % 7,  # 1970-01-01 was a Thursday; 0 = Monday
+        succeeded=obs.outcome != "failure",
+    )
