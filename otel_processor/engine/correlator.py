@@ -8,7 +8,7 @@ peers made the same change, else ``score``. Then
     agreement = min(1, 0.6 + 0.2 * (facets - 1) + 0.1 * (signals - 1))
     score     = combined * agreement
 
-counting facets with an effective score of at least 0.1 and the distinct signals (auth, email,
+counting facets with an effective score of at least 0.2 and the distinct signals (auth, email,
 iam, ci, agent, app) they came from. One weak facet stays well under the alert threshold; two
 independent facets, or a single overwhelming one (a 20x breadth sweep), cross it. Trust is
 ``1 - score``, recovering with a half-life of quiet event time.
@@ -20,7 +20,7 @@ import hashlib
 
 from ..model import Finding
 
-MIN_FACET = 0.1
+MIN_FACET = 0.2
 MAX_EVIDENCE = 16
 MAX_RELATED = 8
 

@@ -87,7 +87,9 @@ class NewValueDetector:
                 reason = (f"first {dim} {what!r} in {age_days:.0f} days of history "
                           f"({len(known)} known {dim}s)")
             elif dim == "network":
-                if not f.network_private and self.first_network and _is_private(self.first_network):
+                if f.network_private:
+                    score -= 0.15 * settled * instability  # another internal range: weaker
+                elif self.first_network and _is_private(self.first_network):
                     score += 0.1  # internal-only credential now used from the internet
                 where = "public" if not f.network_private else "private"
                 reason = (f"first use from {where} network {f.network} ({o.source_address}); over "
@@ -308,7 +310,11 @@ class ScheduleDetector:
         usual = _hour_span(self.hours_mask)
         if new_hour:
             reason = f"active at {f.hour:02d}:00 UTC, never before in {days:.0f} days (usually {usual})"
-            score = 0.35
+            # An unused hour inside the identity's usual span of hours says little; one outside
+            # it (a daytime job at 03:00) says more.
+            hours = [h for h in range(24) if (self.hours_mask >> h) & 1]
+            inside = bool(hours) and hours[0] < f.hour < hours[-1]
+            score = 0.15 if inside else 0.35
         else:
             reason = f"active on a {_DAY_NAMES[f.weekday]}, never before in {days:.0f} days"
             score = 0.25

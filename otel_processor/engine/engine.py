@@ -18,7 +18,7 @@ from collections import OrderedDict
 
 from ..model import ConvergenceEvent, Finding, Identity, Observation, Verdict
 from .config import EngineConfig
-from .correlator import Case, Incident, case_from_state, case_state, incident_id
+from .correlator import MIN_FACET, Case, Incident, case_from_state, case_state, incident_id
 from .detectors import (
     FailureBurstDetector,
     NewValueDetector,
@@ -243,7 +243,7 @@ class Engine:
         c = self.config
         t = f.obs.time_ns
         incident = case.incident
-        facets = sorted(k for k, v in effective.items() if v >= 0.1)
+        facets = sorted(k for k, v in effective.items() if v >= MIN_FACET)
         if incident is None:
             incident = case.incident = Incident(incident_id(p.identity.id, case.first_ns or t), t)
         incident.last_ns = t
@@ -260,7 +260,7 @@ class Engine:
                incident: Incident) -> ConvergenceEvent:
         ident = p.identity
         ranked = sorted(case.facets.items(), key=lambda kv: -effective[kv[0]])
-        used = [(k, v[0]) for k, v in ranked if effective[k] >= 0.1] or [(k, v[0]) for k, v in ranked[:1]]
+        used = [(k, v[0]) for k, v in ranked if effective[k] >= MIN_FACET] or [(k, v[0]) for k, v in ranked[:1]]
         signals = tuple(sorted({fd.signal for _, fd in used}))
         facets = {k for k, _ in used}
         classes = {f.action_class}

@@ -46,8 +46,10 @@ def catalog_findings(f: Features) -> list[Finding]:
         out.append(("action", f"performed {o.action!r}, not among its declared actions"))
     if ident.expected_targets and o.target and not any(fnmatch.fnmatchcase(o.target, p) for p in ident.expected_targets):
         out.append(("target", f"reached {o.target!r}, not among its declared targets"))
-    return [Finding(f"catalog.{what}", 0.6, reason, o.signal, o.time_ns, o.trace_id, o.span_id)
-            for what, reason in out]
+    # A credential used outside its declared networks is enough on its own; an undeclared action
+    # or target needs another sign to agree.
+    return [Finding(f"catalog.{what}", 0.85 if what == "network" else 0.6, reason, o.signal, o.time_ns,
+                    o.trace_id, o.span_id) for what, reason in out]
 
 
 class ChainTracker:
