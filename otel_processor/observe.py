@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from functools import lru_cache
 
 from .model import FAILURE, SUCCESS, UNKNOWN_OUTCOME, Identity, Observation
 
@@ -32,6 +33,11 @@ WANTED = frozenset({
     "email.from.address", "email.to.address", "email.subject",
     "process.command_line", "process.executable.name",
 })
+
+# Besides the identity keys, what resolution needs to know about a log record: whether it is an
+# audit record about another actor, and whether it is a consent.
+RESOLUTION_CONTEXT_KEYS = frozenset({"service.name", "service.namespace", "event.action", "event.category",
+                                     "rpc.service", "rpc.method", "event.name"})
 
 _ID_SEGMENT = re.compile(
     r"/(?:\d+|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
@@ -92,12 +98,17 @@ def _first_arn(resources) -> str | None:
     return None
 
 
+@lru_cache(maxsize=8192)
+def _param_target_text(params: str) -> str | None:
+    try:
+        return _param_target(json.loads(params))
+    except (ValueError, RecursionError):
+        return None
+
+
 def _param_target(params) -> str | None:
     if isinstance(params, str):
-        try:
-            params = json.loads(params)
-        except ValueError:
-            return None
+        return _param_target_text(params)
     if isinstance(params, dict):
         for key in _RESOURCE_PARAMS:
             v = params.get(key)

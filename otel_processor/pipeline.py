@@ -16,20 +16,32 @@ from dataclasses import dataclass, field
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from .config import ProcessorConfig
 from .engine import Engine
-from .model import ConvergenceEvent, Identity, Verdict
-from .observe import AUDIT_CATEGORIES, WANTED, is_cloudtrail, log_action, log_outcome, log_signal
+from .model import NEUTRAL_VERDICT, ConvergenceEvent, Identity, Verdict
+from .observe import (
+    AUDIT_CATEGORIES,
+    RESOLUTION_CONTEXT_KEYS,
+    WANTED,
+    is_cloudtrail,
+    log_action,
+    log_outcome,
+    log_signal,
+)
 from .observe import observe as make_observation
 from .observe import span_action, span_outcome, span_signal
-from .resolve import CONSENT_ACTION, CREDENTIAL_ATTRIBUTES, Resolver, masked
+from .resolve import CONSENT_ACTION, CREDENTIAL_ATTRIBUTES, IDENTITY_KEYS, Resolver, masked
 
 log = logging.getLogger(__name__)
 
 _CREDENTIAL_KEYS = frozenset(CREDENTIAL_ATTRIBUTES)
-_NHI_PREFIX = "nhi."
+# The attributes this processor writes. An upstream copy of any of them is dropped so that a
+# sender cannot pre-set its own identity or trust.
+OUR_ATTRIBUTES = frozenset({"nhi.identity.id", "nhi.identity.kind", "nhi.identity.source",
+                            "nhi.identity.owner", "nhi.trust.score", "nhi.anomaly", "nhi.convergence.id"})
+_MISSING = object()
 SERVER = 2
 
 
@@ -55,17 +67,37 @@ def any_to_py(v: AnyValue):
     return getattr(v, kind)
 
 
-def read_attributes(attributes) -> tuple[dict, bool]:
+# What read_attributes does with a key: 1 decode it, 2 decode it and mask it (a credential),
+# 3 drop it before enrichment (one of ours, forged upstream). One dict look-up per attribute.
+def _key_actions(wanted) -> dict[str, int]:
+    table = {key: 1 for key in wanted}
+    table.update({key: 2 for key in CREDENTIAL_ATTRIBUTES})
+    table.update({key: 3 for key in OUR_ATTRIBUTES})
+    return table
+
+
+# With detection on, everything the observation needs; with it off, only what resolution reads.
+_KEY_ACTION = _key_actions(WANTED)
+_KEY_ACTION_RESOLVE_ONLY = _key_actions(IDENTITY_KEYS | RESOLUTION_CONTEXT_KEYS)
+
+
+def read_attributes(attributes, table: dict[str, int] = _KEY_ACTION) -> tuple[dict, bool]:
     """The wanted attributes as Python values; and whether any credential or nhi.* key is present."""
     out = {}
     special = False
+    action_of = table.get
     for kv in attributes:
         key = kv.key
-        if key in WANTED:
-            out[key] = any_to_py(kv.value)
-            if key in _CREDENTIAL_KEYS:
-                special = True
-        elif key.startswith(_NHI_PREFIX):
+        action = action_of(key)
+        if action is None:
+            continue
+        if action == 3:
+            special = True
+            continue
+        value = kv.value
+        text = value.string_value
+        out[key] = text if text else any_to_py(value)
+        if action == 2:
             special = True
     return out, special
 
@@ -86,29 +118,50 @@ def mask_credentials(attributes) -> None:
                 if not raw.startswith("sha256:"):
                     value.Clear()
                     value.string_value = masked(raw) if raw else ""
-        elif key.startswith(_NHI_PREFIX):
+        elif key in OUR_ATTRIBUTES:
             doomed.append(i)
     for i in reversed(doomed):
         del attributes[i]
 
 
+def _string_kv(key: str, value: str) -> KeyValue:
+    kv = KeyValue(key=key)
+    kv.value.string_value = value
+    return kv
+
+
+_TRUST_ONE = KeyValue(key="nhi.trust.score", value=AnyValue(double_value=1.0))
+_IDENTITY_KVS: dict[str, list[KeyValue]] = {}
+
+
+def identity_attributes(identity: Identity) -> list[KeyValue]:
+    """The ``nhi.identity.*`` attributes of an identity, built once and copied onto records."""
+    kvs = _IDENTITY_KVS.get(identity.id)
+    if kvs is None or kvs[0].value.string_value != identity.id:
+        kvs = [_string_kv("nhi.identity.id", identity.id), _string_kv("nhi.identity.kind", identity.kind),
+               _string_kv("nhi.identity.source", identity.source)]
+        if identity.owner:
+            kvs.append(_string_kv("nhi.identity.owner", identity.owner))
+        kvs.append(_TRUST_ONE)
+        if len(_IDENTITY_KVS) > 65_536:
+            _IDENTITY_KVS.clear()
+        _IDENTITY_KVS[identity.id] = kvs
+    return kvs
+
+
 def enrich(attributes, identity: Identity, verdict: Verdict) -> None:
-    kv = attributes.add()
-    kv.key = "nhi.identity.id"
-    kv.value.string_value = identity.id
-    kv = attributes.add()
-    kv.key = "nhi.identity.kind"
-    kv.value.string_value = identity.kind
-    kv = attributes.add()
-    kv.key = "nhi.identity.source"
-    kv.value.string_value = identity.source
-    if identity.owner:
+    kvs = identity_attributes(identity)
+    if verdict is NEUTRAL_VERDICT or (verdict.trust_score == 1.0 and not verdict.anomalies
+                                      and not verdict.convergence_id):
+        attributes.extend(kvs)  # the last one is nhi.trust.score = 1.0
+        return
+    attributes.extend(kvs[:-1])
+    if verdict.trust_score == 1.0:
+        attributes.append(_TRUST_ONE)
+    else:
         kv = attributes.add()
-        kv.key = "nhi.identity.owner"
-        kv.value.string_value = identity.owner
-    kv = attributes.add()
-    kv.key = "nhi.trust.score"
-    kv.value.double_value = verdict.trust_score
+        kv.key = "nhi.trust.score"
+        kv.value.double_value = verdict.trust_score
     if verdict.anomalies:
         kv = attributes.add()
         kv.key = "nhi.anomaly"
@@ -129,14 +182,11 @@ class BatchProcessor:
         self.catalog = catalog
         self.engine = engine if engine is not None else Engine(self.config.engine, catalog=catalog)
         self.detect = self.config.engine.enabled
+        self._keys = _KEY_ACTION if self.detect else _KEY_ACTION_RESOLVE_ONLY
         self.resolver = Resolver(catalog)
         # One batch at a time through the engine keeps per-identity event-time order intact.
         self._lock = threading.Lock()
 
-    def _observe(self, obs) -> Verdict:
-        if not self.detect:
-            return Verdict()
-        return self.engine.observe(obs)
 
     # -- traces ------------------------------------------------------------------------------
     def process_traces(self, request: ExportTraceServiceRequest) -> BatchResult:
@@ -147,11 +197,12 @@ class BatchProcessor:
                 res, res_special = read_attributes(res_attrs)
                 if res_special:
                     mask_credentials(res_attrs)
+                by_resource: dict = {}
                 for ss in rs.scope_spans:
                     for span in ss.spans:
                         result.records += 1
                         try:
-                            self._one_span(span, res, result)
+                            self._one_span(span, res, by_resource, result)
                         except Exception:  # noqa: BLE001 - a bad record must never lose the batch
                             result.failed += 1
                             log.exception("span could not be processed; forwarded unchanged")
@@ -159,15 +210,25 @@ class BatchProcessor:
                 result.events = self.engine.take_events()
         return result
 
-    def _one_span(self, span, res: dict, result: BatchResult) -> None:
+    def _one_span(self, span, res: dict, by_resource: dict, result: BatchResult) -> None:
         attrs = span.attributes
-        rec, special = read_attributes(attrs)
+        rec, special = read_attributes(attrs, self._keys)
         if special:
             mask_credentials(attrs)
         kind = span.kind
-        identity = self.resolver.resolve(rec, res, is_span=True, span_kind=kind)
+        if rec.keys().isdisjoint(IDENTITY_KEYS):
+            key = kind == SERVER
+            identity = by_resource.get(key, _MISSING)
+            if identity is _MISSING:
+                identity = by_resource[key] = self.resolver.resolve(rec, res, is_span=True, span_kind=kind)
+        else:
+            identity = self.resolver.resolve(rec, res, is_span=True, span_kind=kind)
         if identity is None:
             result.unattributed += 1
+            return
+        result.attributed += 1
+        if not self.detect:
+            enrich(attrs, identity, NEUTRAL_VERDICT)
             return
         obs = make_observation(
             identity, rec, res,
@@ -179,8 +240,7 @@ class BatchProcessor:
             trace_id=span.trace_id,
             span_id=span.span_id,
         )
-        enrich(attrs, identity, self._observe(obs))
-        result.attributed += 1
+        enrich(attrs, identity, self.engine.observe(obs))
 
     # -- logs --------------------------------------------------------------------------------
     def process_logs(self, request: ExportLogsServiceRequest) -> BatchResult:
@@ -191,11 +251,12 @@ class BatchProcessor:
                 res, res_special = read_attributes(res_attrs)
                 if res_special:
                     mask_credentials(res_attrs)
+                by_resource: dict = {}
                 for sl in rl.scope_logs:
                     for record in sl.log_records:
                         result.records += 1
                         try:
-                            self._one_log(record, res, result)
+                            self._one_log(record, res, by_resource, result)
                         except Exception:  # noqa: BLE001
                             result.failed += 1
                             log.exception("log record could not be processed; forwarded unchanged")
@@ -203,19 +264,30 @@ class BatchProcessor:
                 result.events = self.engine.take_events()
         return result
 
-    def _one_log(self, record, res: dict, result: BatchResult) -> None:
+    def _one_log(self, record, res: dict, by_resource: dict, result: BatchResult) -> None:
         attrs = record.attributes
-        rec, special = read_attributes(attrs)
+        rec, special = read_attributes(attrs, self._keys)
         if special:
             mask_credentials(attrs)
         event_name = record.event_name or rec.get("event.name") or None
         action = log_action(rec, event_name)
         category = rec.get("event.category")
         audit = category in AUDIT_CATEGORIES or is_cloudtrail(rec)
-        identity = self.resolver.resolve(rec, res, is_span=False, is_consent=action == CONSENT_ACTION,
-                                         audit_log=audit)
+        consent = action == CONSENT_ACTION
+        if rec.keys().isdisjoint(IDENTITY_KEYS):
+            key = (audit, consent)
+            identity = by_resource.get(key, _MISSING)
+            if identity is _MISSING:
+                identity = by_resource[key] = self.resolver.resolve(
+                    rec, res, is_span=False, is_consent=consent, audit_log=audit)
+        else:
+            identity = self.resolver.resolve(rec, res, is_span=False, is_consent=consent, audit_log=audit)
         if identity is None:
             result.unattributed += 1
+            return
+        result.attributed += 1
+        if not self.detect:
+            enrich(attrs, identity, NEUTRAL_VERDICT)
             return
         obs = make_observation(
             identity, rec, res,
@@ -227,5 +299,4 @@ class BatchProcessor:
             trace_id=record.trace_id,
             span_id=record.span_id,
         )
-        enrich(attrs, identity, self._observe(obs))
-        result.attributed += 1
+        enrich(attrs, identity, self.engine.observe(obs))

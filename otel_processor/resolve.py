@@ -31,6 +31,15 @@ from .model import (
 
 CREDENTIAL_ATTRIBUTES = ("http.request.header.authorization", "http.request.header.x-api-key")
 CONSENT_ACTION = "oauth.consent.granted"
+# Record attributes that can name the actor (rules 1-6). A record carrying none of them is
+# resolved from its resource alone, which the pipeline caches once per resource.
+IDENTITY_KEYS = frozenset({
+    "gen_ai.agent.id", "gen_ai.agent.name", "cicd.pipeline.name", "vcs.repository.url.full",
+    "oauth.client.id", *CREDENTIAL_ATTRIBUTES, "aws.principal.arn", "user.id", "enduser.id",
+})
+_AGENT_KEYS = frozenset({"gen_ai.agent.id", "gen_ai.agent.name", "cicd.pipeline.name", "vcs.repository.url.full",
+                         "oauth.client.id"})
+_BY_VALUE_KEYS = frozenset({"aws.principal.arn", "user.id", "enduser.id"})
 
 _K8S_SA = re.compile(r"^system:serviceaccount:([^:]+):([^:]+)$")
 _AWS_ROLE = re.compile(r"^arn:aws[\w-]*:iam::(\d+):role/(?:.*/)?([^/]+)$")
@@ -131,6 +140,41 @@ class Resolver:
         ``audit_log`` marks log records that describe another actor (sign-in, IAM, email, cloud
         audit records): the resource that shipped them is not the actor.
         """
+        present = rec.keys() & IDENTITY_KEYS
+        if res:
+            present |= res.keys() & IDENTITY_KEYS
+        if not present:
+            return self._service(res, is_span, span_kind, audit_log)
+        if not present.isdisjoint(_AGENT_KEYS):
+            return self._rules(rec, res, is_span, span_kind, is_consent, audit_log)
+        # Fast path for the common cases: one deciding key, on the record.
+        if len(present) == 1:
+            (key,) = present
+            v = rec.get(key)
+            if v:
+                if key in _BY_VALUE_KEYS:
+                    return self._by_value(str(v), key)
+                if key in CREDENTIAL_ATTRIBUTES:
+                    if isinstance(v, list):
+                        v = v[0] if v else None
+                    if v:
+                        raw = str(v)
+                        principal = raw[7:] if raw.startswith("sha256:") else fingerprint(raw)
+                        return self._identity(API_KEY, principal, key, None)
+        return self._rules(rec, res, is_span, span_kind, is_consent, audit_log)
+
+    def _service(self, res: dict, is_span: bool, span_kind: int, audit_log: bool) -> Identity | None:
+        """Rule 7: the resource's service, for what the workload itself did."""
+        name = res.get("service.name")
+        if name and not audit_log and (not is_span or span_kind != 2):
+            ns = res.get("service.namespace")
+            principal = f"{ns}/{name}" if ns else str(name)
+            return self._identity(WORKLOAD, principal, "service.name", f"svcns:{ns}" if ns else None)
+        return None
+
+    def _rules(self, rec: dict, res: dict, is_span: bool, span_kind: int, is_consent: bool,
+               audit_log: bool) -> Identity | None:
+        """Every rule in order, record before resource (TELEMETRY.md section 1)."""
         for attrs in (rec, res):
             v = attrs.get("gen_ai.agent.id") or attrs.get("gen_ai.agent.name")
             if v:
@@ -170,12 +214,7 @@ class Resolver:
                 v = attrs.get(key)
                 if v:
                     return self._by_value(str(v), key)
-        name = res.get("service.name")
-        if name and not audit_log and (not is_span or span_kind != 2):
-            ns = res.get("service.namespace")
-            principal = f"{ns}/{name}" if ns else str(name)
-            return self._identity(WORKLOAD, principal, "service.name", f"svcns:{ns}" if ns else None)
-        return None
+        return self._service(res, is_span, span_kind, audit_log)
 
     def _by_value(self, value: str, source: str) -> Identity:
         key = ("v", value, source)

@@ -16,7 +16,7 @@ import os
 import threading
 from collections import OrderedDict
 
-from ..model import ConvergenceEvent, Finding, Identity, Observation, Verdict
+from ..model import NEUTRAL_VERDICT, ConvergenceEvent, Finding, Identity, Observation, Verdict
 from .config import EngineConfig
 from .correlator import MIN_FACET, Case, Incident, case_from_state, case_state, incident_id
 from .detectors import (
@@ -32,7 +32,7 @@ from .peers import PeerRegistry
 
 STATE_VERSION = 1
 GLOBAL = "*"
-_NEUTRAL = Verdict()
+_NEUTRAL = NEUTRAL_VERDICT
 _REGISTER_EVERY_NS = 3_600_000_000_000
 _CHAIN_SIGNALS = frozenset({"email", "iam"})
 

@@ -1,0 +1,283 @@
+#!/usr/bin/env python3
+"""Throughput, latency and memory of the processor, against a plain parse-and-serialize floor.
+
+Everything is measured in the same run on the same serialized batches, so the ratios hold even
+when the machine's absolute speed does not:
+
+  floor     Request.FromString(bytes).SerializeToString()
+  batch     parse, BatchProcessor (resolve, observe, enrich; engine off), serialize
+  full      the same with the behaviour engine on (detection included)
+  grpc      end to end over loopback: client -> Service (full path) -> OtlpSink, one client thread
+  memory    tracemalloc bytes per identity after feeding --identities distinct identities
+
+    python benchmarks/throughput.py                 # defaults: ~40 s
+    python benchmarks/throughput.py --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import time
+import tracemalloc
+
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import KeyValue
+
+from otel_processor.config import ProcessorConfig, ServiceConfig
+from otel_processor.engine import Engine, EngineConfig
+from otel_processor.model import Identity, Observation
+from otel_processor.pipeline import BatchProcessor
+
+T0 = 1_700_000_000 * 10**9
+UAS = ["aws-sdk-go-v2/1.30.3 os/linux lang/go#1.22.5", "Boto3/1.34.2 md/Botocore#1.34.2 ua/2.0 os/linux",
+       "python-requests/2.31.0", "Go-http-client/2.0", "okhttp/4.12.0"]
+
+
+def _kv(attrs, key, value):
+    kv = attrs.add()
+    kv.key = key
+    if isinstance(value, int):
+        kv.value.int_value = value
+    else:
+        kv.value.string_value = value
+
+
+def make_batches(records: int, batch_size: int, identities: int, seed: int = 7) -> list[tuple[str, bytes]]:
+    """~1 KB records: client/server spans of services, API-key calls, CloudTrail and sign-in logs."""
+    rnd = random.Random(seed)
+    out = []
+    t = T0
+    made = 0
+    b = 0
+    while made < records:
+        n = min(batch_size, records - made)
+        if b % 2 == 0:
+            req = ExportTraceServiceRequest()
+            rs = req.resource_spans.add()
+            svc = f"svc-{rnd.randrange(identities)}"
+            for key, value in (("service.name", svc), ("service.namespace", f"team-{rnd.randrange(20)}"),
+                               ("service.version", "1.42.7"), ("deployment.environment.name", "production"),
+                               ("host.name", f"ip-10-0-{rnd.randrange(255)}-{rnd.randrange(255)}.ec2.internal"),
+                               ("k8s.pod.name", f"{svc}-7d9f8c6b5-{rnd.randrange(99999):05d}"),
+                               ("telemetry.sdk.name", "opentelemetry"), ("telemetry.sdk.language", "python")):
+                _kv(rs.resource.attributes, key, value)
+            ss = rs.scope_spans.add()
+            ss.scope.name = "opentelemetry.instrumentation.requests"
+            for i in range(n):
+                span = ss.spans.add()
+                span.trace_id = rnd.randbytes(16)
+                span.span_id = rnd.randbytes(8)
+                span.parent_span_id = rnd.randbytes(8)
+                t += rnd.randrange(1, 50) * 10**7
+                span.start_time_unix_nano = t
+                span.end_time_unix_nano = t + rnd.randrange(10**6, 10**8)
+                server = i % 3 == 0
+                span.kind = 2 if server else 3
+                route = f"/api/v1/{rnd.choice(['orders', 'users', 'payments', 'items'])}/{{id}}"
+                span.name = f"GET {route}"
+                a = span.attributes
+                _kv(a, "http.request.method", "GET")
+                _kv(a, "http.route", route)
+                _kv(a, "url.path", route.replace("{id}", str(rnd.randrange(10**6))))
+                _kv(a, "url.scheme", "https")
+                _kv(a, "server.address", f"api-{rnd.randrange(10)}.internal.example.com")
+                _kv(a, "server.port", 443)
+                _kv(a, "http.response.status_code", rnd.choice([200, 200, 200, 201, 204, 404]))
+                _kv(a, "http.response.body.size", rnd.randrange(100, 50_000))
+                _kv(a, "network.protocol.version", "1.1")
+                _kv(a, "client.address", f"10.0.{rnd.randrange(4)}.{rnd.randrange(255)}")
+                _kv(a, "user_agent.original", rnd.choice(UAS))
+                _kv(a, "http.request.header.x-request-id", f"{rnd.getrandbits(128):032x}")
+                _kv(a, "url.full", f"https://api-{rnd.randrange(10)}.internal.example.com"
+                                   f"{route.replace('{id}', str(rnd.randrange(10**6)))}"
+                                   f"?include=lines,customer,shipping&page={rnd.randrange(50)}&per_page=100")
+                _kv(a, "network.peer.address", f"10.0.{rnd.randrange(4)}.{rnd.randrange(255)}")
+                _kv(a, "network.peer.port", rnd.randrange(30000, 60000))
+                _kv(a, "http.request.body.size", rnd.randrange(0, 2000))
+                _kv(a, "thread.name", f"worker-{rnd.randrange(64)}")
+                _kv(a, "code.function.name", "app.handlers.orders.OrderHandler.get")
+                if server and rnd.random() < 0.5:
+                    _kv(a, "http.request.header.x-api-key", f"key_{rnd.randrange(identities):08d}_{'x' * 24}")
+            out.append(("traces", req.SerializeToString()))
+        else:
+            req = ExportLogsServiceRequest()
+            rl = req.resource_logs.add()
+            _kv(rl.resource.attributes, "cloud.provider", "aws")
+            _kv(rl.resource.attributes, "cloud.account.id", "111122223333")
+            sl = rl.scope_logs.add()
+            for i in range(n):
+                rec = sl.log_records.add()
+                t += rnd.randrange(1, 50) * 10**7
+                rec.time_unix_nano = t
+                rec.observed_time_unix_nano = t + 10**9
+                rec.trace_id = rnd.randbytes(16)
+                a = rec.attributes
+                role = f"role-{rnd.randrange(identities)}"
+                if i % 4 == 0:
+                    _kv(a, "event.category", "authentication")
+                    _kv(a, "event.action", "token.issued")
+                    _kv(a, "event.outcome", "success")
+                    _kv(a, "user.id", f"system:serviceaccount:ns-{rnd.randrange(30)}:{role}")
+                else:
+                    _kv(a, "rpc.system", "aws-api")
+                    _kv(a, "rpc.service", rnd.choice(["secretsmanager.amazonaws.com", "s3.amazonaws.com",
+                                                       "sts.amazonaws.com", "kms.amazonaws.com"]))
+                    _kv(a, "rpc.method", rnd.choice(["GetSecretValue", "GetObject", "AssumeRole", "Decrypt"]))
+                    _kv(a, "aws.principal.arn", f"arn:aws:sts::111122223333:assumed-role/{role}/i-{rnd.getrandbits(64):016x}")
+                    _kv(a, "aws.principal.type", "AssumedRole")
+                    _kv(a, "aws.access_key.id", f"ASIA{rnd.getrandbits(64):016X}")
+                    _kv(a, "aws.request_id", f"{rnd.getrandbits(128):032x}")
+                    _kv(a, "cloud.region", "us-east-1")
+                _kv(a, "source.address", f"10.20.{rnd.randrange(4)}.{rnd.randrange(255)}")
+                _kv(a, "user_agent.original", rnd.choice(UAS))
+                _kv(a, "aws.request.parameters", json.dumps({
+                    "secretId": f"prod/{rnd.choice(['db', 'api', 'queue'])}/{rnd.randrange(500)}",
+                    "versionStage": "AWSCURRENT"}))
+                _kv(a, "aws.response.elements", "null")
+                _kv(a, "cloud.account.id", "111122223333")
+                _kv(a, "aws.event.id", f"{rnd.getrandbits(128):032x}")
+                rec.body.string_value = (
+                    f"{{\"eventVersion\":\"1.09\",\"eventID\":\"{rnd.getrandbits(128):032x}\","
+                    f"\"readOnly\":true,\"managementEvent\":true,\"recipientAccountId\":\"111122223333\","
+                    f"\"eventCategory\":\"Management\",\"tlsDetails\":{{\"tlsVersion\":\"TLSv1.3\","
+                    f"\"cipherSuite\":\"TLS_AES_128_GCM_SHA256\",\"clientProvidedHostHeader\":"
+                    f"\"secretsmanager.us-east-1.amazonaws.com\"}}}}")
+            out.append(("logs", req.SerializeToString()))
+        made += n
+        b += 1
+    return out
+
+
+CLASSES = {"traces": ExportTraceServiceRequest, "logs": ExportLogsServiceRequest}
+
+
+def run_floor(batches) -> float:
+    start = time.perf_counter()
+    for signal, data in batches:
+        CLASSES[signal].FromString(data).SerializeToString()
+    return time.perf_counter() - start
+
+
+def run_processor(batches, processor: BatchProcessor) -> tuple[float, list[float]]:
+    latencies = []
+    start = time.perf_counter()
+    for signal, data in batches:
+        t = time.perf_counter()
+        req = CLASSES[signal].FromString(data)
+        if signal == "traces":
+            processor.process_traces(req)
+        else:
+            processor.process_logs(req)
+        req.SerializeToString()
+        latencies.append(time.perf_counter() - t)
+    return time.perf_counter() - start, latencies
+
+
+def run_grpc(batches, records: int) -> tuple[float, list[float]]:
+    import grpc
+    from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+
+    from otel_processor.otlp_sink import OtlpSink
+    from otel_processor.service import Service
+
+    with OtlpSink() as sink:
+        config = ProcessorConfig(service=ServiceConfig(listen_grpc="127.0.0.1:0", listen_http=None,
+                                                       forward=sink.endpoint), state_dir=None)
+        with Service(config) as service:
+            channel = grpc.insecure_channel(f"127.0.0.1:{service.grpc_port}",
+                                            options=[("grpc.max_send_message_length", 64 << 20)])
+            raw = {
+                "traces": channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+                                              request_serializer=lambda b: b, response_deserializer=lambda b: b),
+                "logs": channel.unary_unary("/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+                                            request_serializer=lambda b: b, response_deserializer=lambda b: b),
+            }
+            del trace_service_pb2_grpc, logs_service_pb2_grpc
+            latencies = []
+            start = time.perf_counter()
+            for signal, data in batches:
+                t = time.perf_counter()
+                raw[signal](data, timeout=30)
+                latencies.append(time.perf_counter() - t)
+            elapsed = time.perf_counter() - start
+            channel.close()
+        got = len(sink.spans()) + len(sink.telemetry_log_records())
+        if got != records:
+            raise SystemExit(f"end-to-end lost records: sent {records}, downstream got {got}")
+    return elapsed, latencies
+
+
+def memory_per_identity(identities: int) -> tuple[float, int]:
+    """Bytes of engine state per identity, each identity seen 5 times with realistic variety."""
+    tracemalloc.start()
+    engine = Engine(EngineConfig(max_identities=max(identities, 1)))
+    base = tracemalloc.get_traced_memory()[0]
+    rnd = random.Random(3)
+    for j in range(identities):
+        ident = Identity(f"api_key:{j:016x}", "api_key", f"{j:016x}", "http.request.header.x-api-key",
+                         group=f"name:integration-{j % 500}")
+        for r in range(5):
+            engine.observe(Observation(
+                ident, T0 + j * 10**6 + r * 10**9, "app", f"GET /api/v1/{rnd.choice(['a', 'b', 'c'])}/{{id}}",
+                target=f"api-{rnd.randrange(5)}.example.com/api/v1", source_address=f"10.{j % 200}.{r}.7",
+                user_agent=rnd.choice(UAS), country="US", outcome="success"))
+    used = tracemalloc.get_traced_memory()[0] - base
+    tracemalloc.stop()
+    return used / identities, engine.identities_tracked
+
+
+def pct(values, q):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))] * 1000
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--records", type=int, default=100_000)
+    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--identities", type=int, default=100_000, help="for the memory measurement")
+    p.add_argument("--stream-identities", type=int, default=2_000, help="distinct identities in the stream")
+    p.add_argument("--json", help="write the figures here too")
+    args = p.parse_args(argv)
+
+    batches = make_batches(args.records, args.batch_size, args.stream_identities)
+    size = sum(len(d) for _, d in batches) / args.records
+    print(f"{args.records} records in {len(batches)} batches, {size:.0f} bytes per record on the wire")
+    run_floor(batches[:20])  # warm caches
+    floor = min(run_floor(batches) for _ in range(2))
+    batch_s, batch_lat = run_processor(batches, BatchProcessor(ProcessorConfig(engine=EngineConfig(enabled=False))))
+    full_s, full_lat = run_processor(batches, BatchProcessor(ProcessorConfig()))
+    grpc_s, grpc_lat = run_grpc(batches, args.records)
+    mem, tracked = memory_per_identity(args.identities)
+
+    n = args.records
+    rows = [("parse+serialize (floor)", floor, None), ("batch path, engine off", batch_s, batch_lat),
+            ("full path, detection on", full_s, full_lat), ("end to end over loopback gRPC", grpc_s, grpc_lat)]
+    result = {"records": n, "batch_size": args.batch_size, "bytes_per_record": round(size)}
+    print(f"{'path':32} {'records/s':>12} {'vs floor':>9} {'p50 ms':>8} {'p99 ms':>8}")
+    for name, seconds, lat in rows:
+        rate = n / seconds
+        ratio = floor / seconds
+        p50 = f"{pct(lat, 0.5):8.2f}" if lat else f"{'':8}"
+        p99 = f"{pct(lat, 0.99):8.2f}" if lat else f"{'':8}"
+        print(f"{name:32} {rate:12,.0f} {ratio:9.1%} {p50} {p99}")
+        result[name] = {"records_per_s": round(rate), "ratio_to_floor": round(ratio, 4),
+                        "p50_ms": round(pct(lat, 0.5), 3) if lat else None,
+                        "p99_ms": round(pct(lat, 0.99), 3) if lat else None}
+    print(f"engine state: {mem:,.0f} bytes per identity with {tracked:,} identities tracked")
+    result["bytes_per_identity"] = round(mem)
+    result["identities_tracked"] = tracked
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(result, fh, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
