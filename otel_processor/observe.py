@@ -289,6 +289,9 @@ def details(rec: dict) -> dict[str, str]:
             text = as_text(rec[key])
             if text is not None:
                 out[key] = text
+    arn = rec.get("aws.principal.arn")
+    if isinstance(arn, str) and ":assumed-role/" in arn:
+        out["aws.session"] = arn  # the role session (instance id, run id): one holder of the key
     to_addr, from_addr = out.get("email.to.address"), out.get("email.from.address")
     if to_addr and from_addr and "@" in from_addr:
         sender_domain = from_addr.rsplit("@", 1)[1].lower()
@@ -317,5 +320,5 @@ def observe(identity: Identity, rec: dict, res: dict, *, signal: str, action: st
         volume=volume(rec),
         trace_id=trace_id,
         span_id=span_id,
-        details=details(rec) if signal != "app" else {},
+        details=details(rec) if signal != "app" or "aws.principal.arn" in rec else {},
     )

@@ -48,6 +48,8 @@ class EngineConfig:
     peer_discount: float = 0.2
     # Chain: how long a mailbox tampering and a consent stay linked to what follows.
     chain_window_s: float = 7 * 86_400.0
+    # Credential split: one temporary key used from two networks with two clients within this.
+    credential_window_s: float = 3600.0
     # Per-identity caps on remembered values, per dimension.
     max_actions: int = 96
     max_targets: int = 160

@@ -27,7 +27,7 @@ from .detectors import (
     VolumeDetector,
 )
 from .features import Features, RuleBook, features_of
-from .links import ChainTracker, catalog_findings
+from .links import ChainTracker, CredentialTracker, catalog_findings
 from .peers import PeerRegistry
 
 STATE_VERSION = 1
@@ -115,6 +115,7 @@ class Engine:
         self._profiles: OrderedDict[str, Profile] = OrderedDict()
         self._peers = PeerRegistry(int(self.config.peer_window_s * 1e9))
         self._chain = ChainTracker(int(self.config.chain_window_s * 1e9))
+        self._credentials = CredentialTracker(int(self.config.credential_window_s * 1e9))
         self._events: list[ConvergenceEvent] = []
         self.evictions = 0
         c = self.config
@@ -174,6 +175,8 @@ class Engine:
         ident = obs.identity
         if ident.expected_networks or ident.expected_actions or ident.expected_targets:
             findings += catalog_findings(f)
+        if "aws.session" in obs.details or "aws.access_key.id" in obs.details:
+            findings += self._credentials.observe(f)
         related: tuple[str, ...] = ()
         if obs.signal in _CHAIN_SIGNALS or ident.kind == "oauth_app":
             chain_findings, related = self._chain.observe(obs)
@@ -268,9 +271,12 @@ class Engine:
         findings = tuple(f"{k}: {fd.reason}" for k, fd in used)
         times = [fd.time_ns for _, fd in used]
         what = "; ".join(fd.reason for _, fd in used[:3])
-        body = (f"{ident.kind.replace('_', ' ')} {ident.principal} still holds a valid credential but "
-                f"{what}. {len(used)} independent sign(s) across {', '.join(signals)} "
-                f"telemetry agree: {rule.name.lower()}.")
+        who = f"{ident.kind.replace('_', ' ')} {ident.principal} still holds a valid credential, but"
+        if len(used) == 1:
+            body = f"{who} {what}. That alone is strong enough: {rule.name[0].lower()}{rule.name[1:]}."
+        else:
+            body = (f"{who} {what}. {len(used)} independent signs across {', '.join(signals)} telemetry "
+                    f"agree: {rule.name[0].lower()}{rule.name[1:]}.")
         return ConvergenceEvent(
             convergence_id=incident.id, identity=ident, score=round(case.score, 4), signals=signals,
             findings=findings, first_seen_ns=min(times), last_seen_ns=max(times), time_ns=f.obs.time_ns,
@@ -296,6 +302,7 @@ class Engine:
                 "profiles": [p.state() for p in self._profiles.values()],
                 "peers": self._peers.state(),
                 "chain": self._chain.state(),
+                "credentials": self._credentials.state(),
             }
         tmp = f"{path}.tmp"
         with gzip.open(tmp, "wt", encoding="utf-8", compresslevel=3) as fh:
@@ -314,4 +321,5 @@ class Engine:
                 self._profiles[p.identity.id] = p
             self._peers.restore(data["peers"])
             self._chain.restore(data["chain"])
+            self._credentials.restore(data.get("credentials", []))
             self.evictions = data.get("evictions", 0)

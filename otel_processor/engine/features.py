@@ -60,8 +60,9 @@ def ua_family(user_agent: str) -> str:
     m = _UA_TOKEN.match(ua)
     if not m:
         return ua[:32]
-    token = m.group(1).lower()
-    return re.sub(r"[-_.]?v?\d+(\.\d+)*$", "", token) or token
+    # The product name before the first "/" (its version follows the slash). Names like
+    # aws-sdk-go-v2 keep their suffix: a different major SDK is a different client.
+    return m.group(1).lower()
 
 
 @dataclass

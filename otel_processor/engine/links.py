@@ -110,3 +110,53 @@ class ChainTracker:
     def restore(self, s: list) -> None:
         self.tampered = OrderedDict((k, tuple(v)) for k, v in s[0])
         self.consents = OrderedDict((k, tuple(v)) for k, v in s[1])
+
+
+class CredentialTracker:
+    """One credential, two places at once: baseline-free, so it works from an identity's first minute.
+
+    Keyed by the credential's holder, not by the role, because many instances legitimately share a
+    role: the role session (``assumed-role/<role>/<session>``, where the session is an instance id
+    or a run id) and the temporary key (``aws.access_key.id``). The same key used
+    from another network *and* with another client family within ``window_ns`` of its first use
+    is the mark of credentials lifted off the machine they were issued to (GuardDuty's
+    InstanceCredentialExfiltration reasons the same way).
+    """
+
+    def __init__(self, window_ns: int = 3_600_000_000_000):
+        self.window_ns = window_ns
+        self.first_use: OrderedDict[str, tuple[int, str, str, str]] = OrderedDict()
+
+    def observe(self, f: Features) -> list[Finding]:
+        o = f.obs
+        if not f.network or not f.ua:
+            return []
+        out = []
+        for key in (o.details.get("aws.session"), o.details.get("aws.access_key.id")):
+            if key:
+                out += self._check(key, f)
+                if out:
+                    break
+        return out
+
+    def _check(self, key: str, f: Features) -> list[Finding]:
+        o = f.obs
+        seen = self.first_use.get(key)
+        if seen is None:
+            self.first_use[key] = (o.time_ns, f.network, f.ua, o.source_address or "")
+            if len(self.first_use) > MAX_LINKS:
+                self.first_use.popitem(last=False)
+            return []
+        t0, network, ua, address = seen
+        if network == f.network or ua == f.ua or o.time_ns - t0 > self.window_ns:
+            return []
+        what = f"session {key.rsplit('/', 1)[-1]}" if key.startswith("arn:") else f"temporary key {key[:8]}..."
+        reason = (f"{what} first used from {address} by {ua!r} was used "
+                  f"{(o.time_ns - t0) / 1e9:.0f} s later from {o.source_address} by {f.ua!r}")
+        return [Finding("credential_split", 0.85, reason, o.signal, o.time_ns, o.trace_id, o.span_id)]
+
+    def state(self) -> list:
+        return list(self.first_use.items())
+
+    def restore(self, s: list) -> None:
+        self.first_use = OrderedDict((k, tuple(v)) for k, v in s)

@@ -1,0 +1,1 @@
+"""Input profiles: real sources mapped onto the telemetry contract (TELEMETRY.md)."""
