@@ -27,6 +27,7 @@ def _put(attributes, key: str, value) -> None:
     elif isinstance(value, int):
         kv.value.int_value = value
     else:
+        kv.value.array_value.SetInParent()  # an empty list is still a list, not an unset value
         values = kv.value.array_value.values
         for item in value:
             values.add().string_value = str(item)

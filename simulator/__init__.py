@@ -1,0 +1,1 @@
+"""Scenario simulator and detection-coverage bench for nhi-convergence."""

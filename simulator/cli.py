@@ -1,0 +1,82 @@
+"""``nhi-sim``: bench (the main job), replay, export."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from otel_processor.errors import ConfigError
+
+from .scenarios import load_scenarios
+
+
+def _world_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("scenarios", nargs="*", help="scenario files or folders (default: the packaged scenarios/)")
+    p.add_argument("--identities", type=int, default=120, help="fleet size (default 120)")
+    p.add_argument("--days", type=int, default=7, help="days of history before the scenarios (default 7)")
+    p.add_argument("--seed", type=int, default=7)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="nhi-sim", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("bench", help="replay fleet and scenarios through the processor and score detection")
+    _world_args(b)
+    b.add_argument("--json", help="write the scores as JSON here")
+    b.add_argument("--report", help="write an HTML report here")
+    b.add_argument("--endpoint", help="benchmark an already running pipeline at this OTLP endpoint")
+    b.add_argument("--sink-listen", default=None, help="with --endpoint: where the event sink listens (HOST:PORT)")
+    b.add_argument("--speed", type=float, default=0.0)
+    b.add_argument("--config", help="processor config for the embedded processor")
+    b.add_argument("--no-progress", action="store_true")
+    r = sub.add_parser("replay", help="send the fleet and scenarios (or a file) to an OTLP endpoint")
+    _world_args(r)
+    r.add_argument("--endpoint", required=True, help="host:port (gRPC) or http(s)://... (OTLP/HTTP)")
+    r.add_argument("--speed", type=float, default=0.0, help="0 as fast as possible, 1 real time, N x real time")
+    r.add_argument("--from", dest="from_file", help="replay this OTLP JSON lines file instead")
+    r.add_argument("--no-progress", action="store_true")
+    e = sub.add_parser("export", help="write the fleet and scenarios as OTLP JSON lines")
+    _world_args(e)
+    e.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "replay" and args.from_file:
+            from .replay import read_jsonl, replay
+            sent = replay(read_jsonl(args.from_file), args.endpoint, args.speed, None, not args.no_progress)
+            print(f"{sent} records sent to {args.endpoint}")
+            return 0
+        scenarios = load_scenarios(args.scenarios or None)
+        if args.command == "bench":
+            from otel_processor.config import load_config
+
+            from .bench import run_bench, table, write_json
+            from .report import write_report
+            config = load_config(args.config) if args.config else None
+            result = run_bench(scenarios, args.identities, args.days, args.seed, args.endpoint,
+                               args.sink_listen, args.speed, config, not args.no_progress)
+            print(table(result))
+            if args.json:
+                write_json(result, args.json)
+            if args.report:
+                write_report(args.report, result.score, result.world.labels, result.events, result.trust)
+                print(f"report: {args.report}")
+            return 0
+        from .encode import batches
+        from .world import build_world
+        world = build_world(scenarios, args.identities, args.days, args.seed)
+        if args.command == "export":
+            from .replay import write_jsonl
+            n = write_jsonl(batches(world.records), args.out)
+            print(f"{n} records written to {args.out}")
+            return 0
+        from .replay import replay
+        sent = replay(batches(world.records), args.endpoint, args.speed, len(world.records), not args.no_progress)
+        print(f"{sent} records sent to {args.endpoint}")
+        return 0
+    except ConfigError as exc:
+        print(f"nhi-sim: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
