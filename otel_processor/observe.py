@@ -260,6 +260,11 @@ def target(rec: dict, res: dict, server_span: bool) -> str | None:
     v = rec.get("messaging.destination.name")
     if v:
         return str(v)
+    command = rec.get("process.command_line")
+    if command:
+        # What a CI step or process ran: its first three words (tool, subcommand, object), so
+        # that "kubectl get secrets" and "docker build" are targets a job does or does not reach.
+        return " ".join(str(command).split()[:3])
     if server_span:
         name = res.get("service.name")
         if name:

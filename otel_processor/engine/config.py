@@ -34,6 +34,9 @@ class EngineConfig:
     correlation_window_s: float = 6 * 3600.0
     # Score at which a convergence event is emitted (ERROR from 0.9).
     alert_threshold: float = 0.5
+    # An incident resting only on new actions/targets, an unusual hour or a new action class waits
+    # this long after its first finding, so that peers making the same change discount it.
+    novelty_confirm_s: float = 600.0
     # An open incident is updated when its score rises by this much or a new facet joins.
     update_step: float = 0.1
     # An incident closes after this long without findings; a later one gets a new id.

@@ -40,7 +40,7 @@ class Incident:
 class Case:
     """Everything the correlator holds for one identity with recent findings."""
 
-    __slots__ = ("facets", "evidence", "related", "score", "last_finding_ns", "incident", "first_ns")
+    __slots__ = ("facets", "evidence", "related", "score", "last_finding_ns", "incident", "first_ns", "classes")
 
     def __init__(self) -> None:
         # facet -> [finding, peer_group, peer_key]
@@ -51,6 +51,7 @@ class Case:
         self.last_finding_ns = 0
         self.incident: Incident | None = None
         self.first_ns = 0
+        self.classes: list[str] = []  # action classes of the evidence, for rule selection
 
     def add(self, finding: Finding, peer: tuple | None) -> None:
         current = self.facets.get(finding.detector)
@@ -65,6 +66,10 @@ class Case:
                 self.evidence.append((finding.time_ns, tid))
                 if len(self.evidence) > MAX_EVIDENCE:
                     del self.evidence[0]
+
+    def note_class(self, action_class: str) -> None:
+        if action_class not in self.classes and len(self.classes) < 8:
+            self.classes.append(action_class)
 
     def relate(self, identities) -> None:
         for other in identities:
@@ -110,7 +115,7 @@ def case_state(c: Case) -> list:
     inc = c.incident
     return [
         [[k, finding_state(v[0]), v[1], list(v[2]) if v[2] else None] for k, v in c.facets.items()],
-        c.evidence, c.related, c.score, c.last_finding_ns, c.first_ns,
+        c.evidence, c.related, c.score, c.last_finding_ns, c.first_ns, c.classes,
         [inc.id, inc.opened_ns, inc.version, inc.emitted_score, inc.emitted_facets, inc.last_ns] if inc else None,
     ]
 
@@ -120,9 +125,9 @@ def case_from_state(s: list) -> Case:
     for k, f, group, key in s[0]:
         c.facets[k] = [finding_from_state(f), group, tuple(key) if key else None]
     c.evidence = [tuple(e) for e in s[1]]
-    c.related, c.score, c.last_finding_ns, c.first_ns = s[2], s[3], s[4], s[5]
-    if s[6]:
-        inc = Incident(s[6][0], s[6][1])
-        inc.version, inc.emitted_score, inc.emitted_facets, inc.last_ns = s[6][2:]
+    c.related, c.score, c.last_finding_ns, c.first_ns, c.classes = s[2], s[3], s[4], s[5], s[6]
+    if s[7]:
+        inc = Incident(s[7][0], s[7][1])
+        inc.version, inc.emitted_score, inc.emitted_facets, inc.last_ns = s[7][2:]
         c.incident = inc
     return c

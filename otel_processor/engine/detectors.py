@@ -364,13 +364,14 @@ class SequenceDetector:
         if not warmed or f.action_class not in SENSITIVE_CLASSES:
             return []
         c = CLASSES.index(f.action_class)
+        what = f.obs.details.get("process.command_line") or f.obs.action
         if not (self.classes >> c) & 1:
             return [_finding("sequence", self.WEIGHTS[f.action_class],
-                             f"first {f.action_class.replace('_', ' ')} ever ({f.obs.action!r})", f)]
+                             f"first {f.action_class.replace('_', ' ')} ever ({what!r})", f)]
         if self.prev >= 0 and not (self.transitions >> (self.prev * 8 + c)) & 1:
             return [_finding("sequence", self.WEIGHTS[f.action_class] / 2,
                              f"never before went from {CLASSES[self.prev].replace('_', ' ')} to "
-                             f"{f.action_class.replace('_', ' ')} ({f.obs.action!r})", f)]
+                             f"{f.action_class.replace('_', ' ')} ({what!r})", f)]
         return []
 
     def learn_one(self, f: Features) -> None:

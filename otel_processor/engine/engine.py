@@ -11,6 +11,7 @@ opens or updates the identity's incident and emits a ``ConvergenceEvent``.
 from __future__ import annotations
 
 import gzip
+import heapq
 import json
 import os
 import threading
@@ -35,6 +36,15 @@ GLOBAL = "*"
 _NEUTRAL = NEUTRAL_VERDICT
 _REGISTER_EVERY_NS = 3_600_000_000_000
 _CHAIN_SIGNALS = frozenset({"email", "iam"})
+
+
+def _lower_first(text: str) -> str:
+    """"Bulk secret..." -> "bulk secret...", but "AI agent..." stays."""
+    return text if text[1:2].isupper() else text[:1].lower() + text[1:]
+
+
+# Facets a release, a new feature or a schedule change gives many identities at once.
+SOFT_FACETS = frozenset({"new_value.action", "new_value.target", "schedule", "sequence"})
 
 
 class Profile:
@@ -117,6 +127,7 @@ class Engine:
         self._chain = ChainTracker(int(self.config.chain_window_s * 1e9))
         self._credentials = CredentialTracker(int(self.config.credential_window_s * 1e9))
         self._events: list[ConvergenceEvent] = []
+        self._pending: list[tuple[int, str]] = []  # (decide at, identity): held incidents
         self.evictions = 0
         c = self.config
         self._caps = (c.max_actions, c.max_targets, c.max_networks, c.max_user_agents, c.max_countries)
@@ -124,6 +135,7 @@ class Engine:
         self._window_ns = int(c.correlation_window_s * 1e9)
         self._quiet_ns = int(c.incident_quiet_s * 1e9)
         self._half_life_ns = c.trust_half_life_s * 1e9
+        self._confirm_ns = int(c.novelty_confirm_s * 1e9)
 
     @property
     def identities_tracked(self) -> int:
@@ -151,8 +163,10 @@ class Engine:
 
     def _observe(self, obs: Observation) -> Verdict:
         c = self.config
-        p = self._profile(obs)
         t = obs.time_ns
+        if self._pending and self._pending[0][0] <= t:
+            self._check_pending(t)
+        p = self._profile(obs)
         f = features_of(obs, self.rules, c.window_s)
         group = obs.identity.group or f"kind:{obs.identity.kind}"
         if t - p.registered_ns >= _REGISTER_EVERY_NS:
@@ -204,6 +218,8 @@ class Engine:
             if key is not None:
                 self._peers.report(key[0], key[1], ident_id, t)
             case.add(finding, key)
+        if findings:
+            case.note_class(f.action_class)
         if findings and related:
             case.relate(related)
         case.prune(t, self._window_ns)
@@ -214,7 +230,10 @@ class Engine:
             case.incident = incident = None
         acted = p.last_success_ns and t - p.last_success_ns <= self._window_ns
         if score >= c.alert_threshold and acted:
-            incident = self._decide(p, case, f, effective)
+            if incident is None and self._must_confirm(case, effective, t):
+                heapq.heappush(self._pending, (case.first_ns + self._confirm_ns, ident_id))
+            else:
+                incident = self._decide(p, case, t, f.obs.trace_id, f.obs.span_id, effective)
         if not case.facets and case.incident is None:
             p.case = None
         # Trust: 1 - score, recovering with quiet event time since the last finding.
@@ -242,9 +261,37 @@ class Engine:
             out[facet] = score
         return out
 
-    def _decide(self, p: Profile, case: Case, f: Features, effective: dict[str, float]) -> Incident:
+    def _must_confirm(self, case: Case, effective: dict[str, float], t: int) -> bool:
+        """Evidence made only of "what" novelty (new actions or targets, an unusual hour, a new
+        action class) is what a release or a schedule change gives a whole fleet at once. Such an
+        incident waits ``novelty_confirm_s`` after its first finding, so that peers following
+        within that time discount it; where/who/volume evidence is never held back."""
+        if t >= case.first_ns + self._confirm_ns:
+            return False
+        strong = [k for k, v in effective.items() if v >= MIN_FACET]
+        return all(k in SOFT_FACETS for k in strong)
+
+    def _check_pending(self, now: int) -> None:
+        """Decide held incidents whose confirmation time has passed (event time ``now``)."""
+        pending = self._pending
+        while pending and pending[0][0] <= now:
+            _, ident_id = heapq.heappop(pending)
+            p = self._profiles.get(ident_id)
+            case = p.case if p is not None else None
+            if case is None or case.incident is not None or not case.facets:
+                continue
+            effective = self._effective(case, now)
+            score = case.evaluate(effective)
+            acted = p.last_success_ns and now - p.last_success_ns <= self._window_ns
+            if score >= self.config.alert_threshold and acted:
+                # Stamped with the decision's event time (honest time to detect); the trace
+                # and span are those of the latest evidence.
+                last = max((v[0] for v in case.facets.values()), key=lambda fd: fd.time_ns)
+                self._decide(p, case, now, last.trace_id, last.span_id, effective)
+
+    def _decide(self, p: Profile, case: Case, t: int, trace_id: bytes, span_id: bytes,
+                effective: dict[str, float]) -> Incident:
         c = self.config
-        t = f.obs.time_ns
         incident = case.incident
         facets = sorted(k for k, v in effective.items() if v >= MIN_FACET)
         if incident is None:
@@ -256,31 +303,31 @@ class Engine:
         incident.version += 1
         incident.emitted_score = case.score
         incident.emitted_facets = sorted(set(incident.emitted_facets) | set(facets))
-        self._events.append(self._event(p, case, f, effective, incident))
+        self._events.append(self._event(p, case, t, trace_id, span_id, effective, incident))
         return incident
 
-    def _event(self, p: Profile, case: Case, f: Features, effective: dict[str, float],
-               incident: Incident) -> ConvergenceEvent:
+    def _event(self, p: Profile, case: Case, t: int, trace_id: bytes, span_id: bytes,
+               effective: dict[str, float], incident: Incident) -> ConvergenceEvent:
         ident = p.identity
         ranked = sorted(case.facets.items(), key=lambda kv: -effective[kv[0]])
         used = [(k, v[0]) for k, v in ranked if effective[k] >= MIN_FACET] or [(k, v[0]) for k, v in ranked[:1]]
         signals = tuple(sorted({fd.signal for _, fd in used}))
         facets = {k for k, _ in used}
-        classes = {f.action_class}
+        classes = set(case.classes)
         rule = self.rules.rule_for(facets | {k.split(".")[0] for k in facets}, classes, ident.kind)
         findings = tuple(f"{k}: {fd.reason}" for k, fd in used)
         times = [fd.time_ns for _, fd in used]
         what = "; ".join(fd.reason for _, fd in used[:3])
         who = f"{ident.kind.replace('_', ' ')} {ident.principal} still holds a valid credential, but"
         if len(used) == 1:
-            body = f"{who} {what}. That alone is strong enough: {rule.name[0].lower()}{rule.name[1:]}."
+            body = f"{who} {what}. That alone is strong enough: {_lower_first(rule.name)}."
         else:
             body = (f"{who} {what}. {len(used)} independent signs across {', '.join(signals)} telemetry "
-                    f"agree: {rule.name[0].lower()}{rule.name[1:]}.")
+                    f"agree: {_lower_first(rule.name)}.")
         return ConvergenceEvent(
             convergence_id=incident.id, identity=ident, score=round(case.score, 4), signals=signals,
-            findings=findings, first_seen_ns=min(times), last_seen_ns=max(times), time_ns=f.obs.time_ns,
-            trace_id=f.obs.trace_id, span_id=f.obs.span_id,
+            findings=findings, first_seen_ns=min(times), last_seen_ns=max(times), time_ns=t,
+            trace_id=trace_id, span_id=span_id,
             evidence_trace_ids=tuple(tid for _, tid in case.evidence),
             related_identities=tuple(case.related), body=body, rule_name=rule.name,
             rule_category=rule.category, rule_references=rule.references,
@@ -303,6 +350,7 @@ class Engine:
                 "peers": self._peers.state(),
                 "chain": self._chain.state(),
                 "credentials": self._credentials.state(),
+                "pending": self._pending,
             }
         tmp = f"{path}.tmp"
         with gzip.open(tmp, "wt", encoding="utf-8", compresslevel=3) as fh:
@@ -322,4 +370,6 @@ class Engine:
             self._peers.restore(data["peers"])
             self._chain.restore(data["chain"])
             self._credentials.restore(data.get("credentials", []))
+            self._pending = [tuple(x) for x in data.get("pending", [])]
+            heapq.heapify(self._pending)
             self.evictions = data.get("evictions", 0)

@@ -172,7 +172,8 @@ def features_of(obs: Observation, book: RuleBook, window_s: float) -> Features:
     seconds = obs.time_ns // 1_000_000_000
     return Features(
         obs=obs,
-        action_class=book.classify(obs.action),
+        # A process start is classified by what it ran, not by "process.start".
+        action_class=book.classify(obs.details.get("process.command_line") or obs.action),
         action_h=stable_hash(obs.action),
         target_h=stable_hash(obs.target) if obs.target else None,
         network=net[0] if net else None,
