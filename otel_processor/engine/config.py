@@ -29,7 +29,7 @@ class EngineConfig:
     min_records: int = 50
     min_authz_failures: int = 5
     # Schedule: history needed before an hour the identity never used counts as unusual.
-    schedule_history_s: float = 7 * 86_400.0
+    schedule_history_s: float = 3 * 86_400.0
     # Findings are fused over this sliding window.
     correlation_window_s: float = 6 * 3600.0
     # Score at which a convergence event is emitted (ERROR from 0.9).
