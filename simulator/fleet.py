@@ -21,6 +21,9 @@ ORG = "northwind"
 CORP_DOMAIN = "northwind.example"
 START_NS = 1_772_409_600 * 10**9  # 2026-03-02 00:00 UTC, a Monday
 
+# Words that name ground truth; generated names never use them, so no record can carry them.
+RESERVED_WORDS = ("attack", "benign", "scenario", "must_detect", "malicious", "compromise", "ground_truth")
+
 ARCHETYPES = ("k8s_sa", "ci_role", "gcp_sa", "api_key", "ci_pipeline", "ai_agent", "oauth_app",
               "mailbox", "human", "service", "rotation_role")
 # Share of the fleet per archetype (the rest are service workloads).
@@ -73,7 +76,7 @@ class FleetBuilder:
     def word(self) -> str:
         while True:
             w = self.fake.word().lower()
-            if w.isalpha() and w not in self.used and len(w) > 2:
+            if w.isalpha() and w not in self.used and len(w) > 2 and w not in RESERVED_WORDS:
                 self.used.add(w)
                 return w
 
