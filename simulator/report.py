@@ -43,7 +43,12 @@ def plot(series: dict[str, list[tuple[int, float]]], label: Label, events: list[
         pts = [(t, v) for t, v in points if lo <= t <= hi]
         if not pts:
             continue
-        path = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in pts)
+        steps = []  # a step plot: trust holds its value until the next record says otherwise
+        for (t, v), nxt in zip(pts, pts[1:] + [None]):
+            steps.append(f"{x(t):.1f},{y(v):.1f}")
+            if nxt is not None:
+                steps.append(f"{x(nxt[0]):.1f},{y(v):.1f}")
+        path = " ".join(steps)
         parts.append(f'<polyline points="{path}" fill="none" stroke="{colours[n]}" stroke-width="1.6"/>')
         parts.append(f'<text x="{W - PAD}" y="{14 + 13 * n}" font-size="11" text-anchor="end" '
                      f'fill="{colours[n]}">{html.escape(ident[:70])}</text>')

@@ -51,7 +51,7 @@ class Profile:
     """All per-identity state. Bounded: every member has a fixed cap."""
 
     __slots__ = ("identity", "first_ns", "last_ns", "count", "last_success_ns", "registered_ns",
-                 "new_values", "volume", "failures", "schedule", "sequence", "case")
+                 "new_values", "volume", "failures", "schedule", "sequence", "case", "drop", "drop_ns")
 
     def __init__(self, identity: Identity, t: int):
         self.identity = identity
@@ -66,6 +66,9 @@ class Profile:
         self.schedule = ScheduleDetector()
         self.sequence = SequenceDetector()
         self.case: Case | None = None
+        # Trust = 1 - drop * 0.5 ** ((t - drop_ns) / half-life): the last drop, recovering.
+        self.drop = 0.0
+        self.drop_ns = 0
 
     def state(self) -> list:
         i = self.identity
@@ -74,7 +77,7 @@ class Profile:
              list(i.expected_actions), list(i.expected_targets), list(i.expected_networks)],
             self.first_ns, self.last_ns, self.count, self.last_success_ns, self.registered_ns,
             self.new_values.state(), self.volume.state(), self.failures.state(), self.schedule.state(),
-            self.sequence.state(), case_state(self.case) if self.case else None,
+            self.sequence.state(), case_state(self.case) if self.case else None, self.drop, self.drop_ns,
         ]
 
     @classmethod
@@ -89,6 +92,7 @@ class Profile:
         p.schedule = ScheduleDetector.from_state(s[9])
         p.sequence = SequenceDetector.from_state(s[10])
         p.case = case_from_state(s[11]) if s[11] else None
+        p.drop, p.drop_ns = s[12], s[13]
         return p
 
 
@@ -202,8 +206,18 @@ class Engine:
         if f.succeeded:
             p.last_success_ns = max(p.last_success_ns, t)
         if not findings and p.case is None:
-            return _NEUTRAL
+            if not p.drop:
+                return _NEUTRAL
+            trust = self._trust(p, t)
+            if trust >= 0.999:
+                p.drop = 0.0
+                return _NEUTRAL
+            return Verdict(trust)
         return self._correlate(p, f, findings, related, group)
+
+    def _trust(self, p: Profile, t: int) -> float:
+        drop = p.drop * 0.5 ** (max(0, t - p.drop_ns) / self._half_life_ns)
+        return round(max(0.0, min(1.0, 1.0 - drop)), 4)
 
     # -- correlation and incidents -------------------------------------------------------------
     def _correlate(self, p: Profile, f: Features, findings: list[Finding], related, group: str) -> Verdict:
@@ -236,14 +250,15 @@ class Engine:
                 incident = self._decide(p, case, t, f.obs.trace_id, f.obs.span_id, effective)
         if not case.facets and case.incident is None:
             p.case = None
-        # Trust: 1 - score, recovering with quiet event time since the last finding.
-        quiet = max(0, t - case.last_finding_ns)
-        trust = 1.0 - score * 0.5 ** (quiet / self._half_life_ns)
+        # Trust drops to 1 - score when findings arrive and recovers with quiet event time.
+        if findings and score > p.drop * 0.5 ** (max(0, t - p.drop_ns) / self._half_life_ns):
+            p.drop, p.drop_ns = score, t
+        trust = self._trust(p, t)
         anomalies = tuple(sorted({fd.detector for fd in findings}))
         conv_id = incident.id if (incident is not None and findings) else None
         if not anomalies and trust >= 0.999:
             return _NEUTRAL
-        return Verdict(round(max(0.0, min(1.0, trust)), 4), anomalies, conv_id)
+        return Verdict(trust, anomalies, conv_id)
 
     def _effective(self, case: Case, t: int) -> dict[str, float]:
         c = self.config
