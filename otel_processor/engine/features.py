@@ -22,8 +22,18 @@ SENSITIVE_CLASSES = ("privilege_change", "secret_read", "export", "discovery", "
 CLASSES = ("other", "signin") + SENSITIVE_CLASSES
 
 
+_HASHES: dict[str, int] = {}
+
+
 def stable_hash(text: str) -> int:
-    return zlib.crc32(text.encode("utf-8", "surrogatepass"))
+    """CRC-32 of the text, memoised: the same few thousand values recur on every record."""
+    h = _HASHES.get(text)
+    if h is None:
+        h = zlib.crc32(text.encode("utf-8", "surrogatepass"))
+        if len(_HASHES) >= 262_144:
+            _HASHES.clear()
+        _HASHES[text] = h
+    return h
 
 
 @lru_cache(maxsize=65_536)
