@@ -1,0 +1,10 @@
+"""Rotel logs processor file: hands every batch to the shared engine (otel_processor.rotel_host)."""
+
+from otel_processor import rotel_host
+
+
+def process_logs(resource_logs):
+    try:
+        rotel_host.instance().process_logs(resource_logs)
+    except Exception:  # noqa: BLE001 - nothing may escape into Rotel
+        pass
