@@ -39,8 +39,11 @@ log = logging.getLogger(__name__)
 _CREDENTIAL_KEYS = frozenset(CREDENTIAL_ATTRIBUTES)
 # The attributes this processor writes. An upstream copy of any of them is dropped so that a
 # sender cannot pre-set its own identity or trust.
+# nhi.route.key is what a scale-out front Collector adds to route an identity to one replica
+# (collector-config-scaleout.yaml); it is dropped here, so it never reaches the backend.
 OUR_ATTRIBUTES = frozenset({"nhi.identity.id", "nhi.identity.kind", "nhi.identity.source",
-                            "nhi.identity.owner", "nhi.trust.score", "nhi.anomaly", "nhi.convergence.id"})
+                            "nhi.identity.owner", "nhi.trust.score", "nhi.anomaly", "nhi.convergence.id",
+                            "nhi.route.key"})
 _MISSING = object()
 SERVER = 2
 

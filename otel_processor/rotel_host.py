@@ -32,6 +32,8 @@ import time
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from .pipeline import OUR_ATTRIBUTES
+
 log = logging.getLogger(__name__)
 
 ENV_CONFIG = "NHI_CONFIG_JSON"
@@ -111,13 +113,9 @@ def _write_back(sdk, rotel_attributes, proto_attributes) -> None:
     rebuilt = []
     for kv in proto_attributes:
         kept = by_key.get(kv.key)
-        rebuilt.append(kept if kept is not None and kv.key not in _OURS
+        rebuilt.append(kept if kept is not None and kv.key not in OUR_ATTRIBUTES
                        else sdk.KeyValue(kv.key, _rotel_value(sdk, kv.value)))
     rotel_attributes[:] = rebuilt
-
-
-_OURS = frozenset({"nhi.identity.id", "nhi.identity.kind", "nhi.identity.source", "nhi.identity.owner",
-                   "nhi.trust.score", "nhi.anomaly", "nhi.convergence.id"})
 
 
 def spans_request(resource_spans) -> tuple[ExportTraceServiceRequest, list]:
