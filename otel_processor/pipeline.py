@@ -18,6 +18,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
+from .anyvalue import to_python as any_to_py
 from .config import ProcessorConfig
 from .engine import Engine
 from .model import NEUTRAL_VERDICT, ConvergenceEvent, Identity, Verdict
@@ -55,19 +56,6 @@ class BatchResult:
     unattributed: int = 0      # records forwarded unchanged
     failed: int = 0            # records whose processing raised (forwarded unchanged)
     events: list[ConvergenceEvent] = field(default_factory=list)
-
-
-def any_to_py(v: AnyValue):
-    kind = v.WhichOneof("value")
-    if kind == "string_value":
-        return v.string_value
-    if kind is None:
-        return None
-    if kind == "array_value":
-        return [any_to_py(x) for x in v.array_value.values]
-    if kind == "kvlist_value":
-        return {kv.key: any_to_py(kv.value) for kv in v.kvlist_value.values}
-    return getattr(v, kind)
 
 
 # What read_attributes does with a key: 1 decode it, 2 decode it and mask it (a credential),
@@ -116,8 +104,8 @@ def mask_credentials(attributes) -> None:
                 for item in value.array_value.values:
                     if item.string_value and not item.string_value.startswith("sha256:"):
                         item.string_value = masked(item.string_value)
-            else:
-                raw = value.string_value
+            elif value.WhichOneof("value") is not None:
+                raw = value.string_value or str(any_to_py(value))  # a non-string secret is still one
                 if not raw.startswith("sha256:"):
                     value.Clear()
                     value.string_value = masked(raw) if raw else ""
