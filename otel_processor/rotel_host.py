@@ -32,6 +32,7 @@ import time
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from .anyvalue import set_value
 from .pipeline import OUR_ATTRIBUTES
 
 log = logging.getLogger(__name__)
@@ -42,41 +43,21 @@ MAX_QUEUED_EVENT_BATCHES = 1000
 
 
 # -- Rotel objects <-> OTLP protobuf ------------------------------------------------------------
-def _to_proto_value(target, value) -> None:
-    """Copy a Rotel AnyValue's Python value into a protobuf AnyValue."""
-    if value is None:
-        return
-    if isinstance(value, bool):
-        target.bool_value = value
-    elif isinstance(value, int):
-        target.int_value = value
-    elif isinstance(value, float):
-        target.double_value = value
-    elif isinstance(value, str):
-        target.string_value = value
-    elif isinstance(value, (bytes, bytearray)):
-        target.bytes_value = bytes(value)
-    elif hasattr(value, "__iter__"):  # Rotel's ArrayValue (of AnyValue) or KeyValueList (of KeyValue)
-        items = list(value)
-        if items and hasattr(items[0], "key"):
-            target.kvlist_value.SetInParent()
-            for kv in items:
-                out = target.kvlist_value.values.add()
-                out.key = kv.key
-                _to_proto_value(out.value, kv.value.value if kv.value is not None else None)
-        else:
-            target.array_value.SetInParent()
-            for item in items:
-                _to_proto_value(target.array_value.values.add(), item.value if item is not None else None)
-    else:
-        target.string_value = str(value)
+def _rotel_to_python(value):
+    """A Rotel AnyValue's ``.value`` as plain Python (its ArrayValue and KeyValueList iterate)."""
+    if value is None or isinstance(value, (str, bool, int, float, bytes, bytearray)):
+        return value
+    items = list(value)
+    if items and hasattr(items[0], "key"):
+        return {kv.key: _rotel_to_python(kv.value.value if kv.value is not None else None) for kv in items}
+    return [_rotel_to_python(item.value if item is not None else None) for item in items]
 
 
 def _copy_attributes(repeated, attributes) -> None:
     for kv in attributes:
         out = repeated.add()
         out.key = kv.key
-        _to_proto_value(out.value, kv.value.value if kv.value is not None else None)
+        set_value(out.value, _rotel_to_python(kv.value.value if kv.value is not None else None))
 
 
 def _rotel_value(sdk, value):

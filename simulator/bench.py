@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from otel_processor.config import ProcessorConfig, ServiceConfig
 from otel_processor.otlp_sink import OtlpSink
-from otel_processor.pipeline import any_to_py
+from otel_processor.anyvalue import to_python as any_to_py
 
 from .encode import batches
 from .replay import replay

@@ -6,25 +6,12 @@ from collections.abc import Iterable, Iterator
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+from otel_processor.anyvalue import set_value
 
 from .records import SimRecord
 
 SCOPE = "nhi-sim"
-
-
-def set_value(value: AnyValue, data) -> None:
-    if isinstance(data, bool):
-        value.bool_value = data
-    elif isinstance(data, int):
-        value.int_value = data
-    elif isinstance(data, float):
-        value.double_value = data
-    elif isinstance(data, (list, tuple)):
-        for item in data:
-            set_value(value.array_value.values.add(), item)
-    else:
-        value.string_value = str(data)
 
 
 def _add_attributes(repeated, attrs) -> None:

@@ -7,25 +7,13 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
+from otel_processor.anyvalue import set_value, to_python
+
 
 def any_value(v) -> AnyValue:
-    if isinstance(v, bool):
-        return AnyValue(bool_value=v)
-    if isinstance(v, int):
-        return AnyValue(int_value=v)
-    if isinstance(v, float):
-        return AnyValue(double_value=v)
-    if isinstance(v, (list, tuple)):
-        out = AnyValue()
-        for item in v:
-            out.array_value.values.append(any_value(item))
-        return out
-    if isinstance(v, dict):
-        out = AnyValue()
-        for k, item in v.items():
-            out.kvlist_value.values.append(KeyValue(key=k, value=any_value(item)))
-        return out
-    return AnyValue(string_value=str(v))
+    out = AnyValue()
+    set_value(out, v)
+    return out
 
 
 def kvs(attrs: dict) -> list[KeyValue]:
@@ -33,9 +21,7 @@ def kvs(attrs: dict) -> list[KeyValue]:
 
 
 def attrs_of(repeated) -> dict:
-    from otel_processor.pipeline import any_to_py
-
-    return {kv.key: any_to_py(kv.value) for kv in repeated}
+    return {kv.key: to_python(kv.value) for kv in repeated}
 
 
 def traces(resource: dict, *spans: dict) -> ExportTraceServiceRequest:

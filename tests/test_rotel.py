@@ -18,7 +18,7 @@ import pytest
 
 from otel_processor.config import ProcessorConfig, ServiceConfig
 from otel_processor.otlp_sink import OtlpSink
-from otel_processor.pipeline import any_to_py
+from otel_processor.anyvalue import to_python as any_to_py
 from otel_processor.service import Service
 from simulator.bench import collect_events
 from simulator.encode import batches

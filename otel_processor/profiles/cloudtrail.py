@@ -23,26 +23,8 @@ import sys
 from collections.abc import Iterable, Iterator
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
-
-def _set(value: AnyValue, data) -> None:
-    if isinstance(data, bool):
-        value.bool_value = data
-    elif isinstance(data, int):
-        value.int_value = data
-    elif isinstance(data, float):
-        value.double_value = data
-    elif isinstance(data, dict):
-        for k, v in data.items():
-            kv = value.kvlist_value.values.add()
-            kv.key = str(k)
-            _set(kv.value, v)
-    elif isinstance(data, list):
-        for item in data:
-            _set(value.array_value.values.add(), item)
-    elif data is not None:
-        value.string_value = str(data)
+from ..anyvalue import set_value
 
 
 def event_time_ns(text: str) -> int:
@@ -97,7 +79,7 @@ def to_requests(events: Iterable[dict], batch_size: int = 512) -> Iterator[Expor
             for key, value in record_attributes(event).items():
                 kv = record.attributes.add()
                 kv.key = key
-                _set(kv.value, value)
+                set_value(kv.value, value)
         yield request
 
 
