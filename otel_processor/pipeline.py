@@ -180,6 +180,8 @@ class BatchProcessor:
 
 
     # -- traces ------------------------------------------------------------------------------
+    # process_traces and process_logs repeat one loop shape on purpose: a shared loop over
+    # generators measured about 1 µs more per record on this hot path (benchmarks/throughput.py).
     def process_traces(self, request: ExportTraceServiceRequest) -> BatchResult:
         result = BatchResult()
         with self._lock:

@@ -172,30 +172,23 @@ class RotelEngine:
             threading.Thread(target=self._snapshots, name="nhi-snapshot", daemon=True).start()
 
     def process_spans(self, resource_spans) -> None:
+        self._process(resource_spans, spans_request, self.processor.process_traces, "span")
+
+    def process_logs(self, resource_logs) -> None:
+        self._process(resource_logs, logs_request, self.processor.process_logs, "log")
+
+    def _process(self, batch, to_request, process, what: str) -> None:
         try:
             from rotel_sdk.open_telemetry.common import v1 as sdk
 
-            request, pairs = spans_request(resource_spans)
-            result = self.processor.process_traces(request)
-            for span, out in pairs:
-                _write_back(sdk, span.attributes, out.attributes)
+            request, pairs = to_request(batch)
+            result = process(request)
+            for item, out in pairs:
+                _write_back(sdk, item.attributes, out.attributes)
             self._queue_events(result.events)
         except Exception:  # noqa: BLE001 - an exception escaping would abort Rotel
             self.errors += 1
-            log.exception("span batch left unchanged")
-
-    def process_logs(self, resource_logs) -> None:
-        try:
-            from rotel_sdk.open_telemetry.common import v1 as sdk
-
-            request, pairs = logs_request(resource_logs)
-            result = self.processor.process_logs(request)
-            for record, out in pairs:
-                _write_back(sdk, record.attributes, out.attributes)
-            self._queue_events(result.events)
-        except Exception:  # noqa: BLE001
-            self.errors += 1
-            log.exception("log batch left unchanged")
+            log.exception("%s batch left unchanged", what)
 
     def _queue_events(self, events) -> None:
         if not events:
