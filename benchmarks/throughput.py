@@ -19,14 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import statistics
 import sys
 import time
 import tracemalloc
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
 from otel_processor.config import ProcessorConfig, ServiceConfig
 from otel_processor.engine import Engine, EngineConfig
@@ -180,8 +178,6 @@ def run_processor(batches, processor: BatchProcessor) -> tuple[float, list[float
 
 def run_grpc(batches, records: int) -> tuple[float, list[float]]:
     import grpc
-    from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
-    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 
     from otel_processor.otlp_sink import OtlpSink
     from otel_processor.service import Service
@@ -198,7 +194,6 @@ def run_grpc(batches, records: int) -> tuple[float, list[float]]:
                 "logs": channel.unary_unary("/opentelemetry.proto.collector.logs.v1.LogsService/Export",
                                             request_serializer=lambda b: b, response_deserializer=lambda b: b),
             }
-            del trace_service_pb2_grpc, logs_service_pb2_grpc
             latencies = []
             start = time.perf_counter()
             for signal, data in batches:

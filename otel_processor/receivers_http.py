@@ -9,7 +9,6 @@ another content type; 503 with Retry-After when downstream cannot take the batch
 from __future__ import annotations
 
 import base64
-import gzip
 import json
 import logging
 import threading

@@ -17,7 +17,7 @@ from otel_processor.anyvalue import to_python as any_to_py
 
 from .encode import batches
 from .replay import replay
-from .scenarios import Label, Scenario
+from .scenarios import Scenario
 from .scoring import Event, Score, score
 from .world import EVALUATION_DAYS, World, build_world
 
@@ -127,7 +127,3 @@ def write_json(result: BenchResult, path: str) -> None:
                 identities=len(result.world.fleet), seconds=round(result.seconds, 1))
     with open(path, "w", encoding="utf-8") as fh:
         json.dump(data, fh, indent=2)
-
-
-def labels_of(result: BenchResult) -> list[Label]:
-    return result.world.labels
