@@ -351,3 +351,18 @@ def test_invariants_scores_in_range_evidence_and_determinism(rows):
     assert again_verdicts == verdicts
     assert [(e.convergence_id, e.version, e.body) for e in again_events] == \
            [(e.convergence_id, e.version, e.body) for e in events]
+
+
+def test_humans_are_scored_but_get_no_events_by_default():
+    def run(config):
+        engine = Engine(config)
+        person = Identity("human:ana@corp.example", "human", "ana@corp.example", "user.id")
+        t = history(engine, person)
+        sweep(engine, person, t + 3 * H)
+        verdict = engine.observe(obs(person, t + 3 * H + 100 * S, target="prod/x-new", src="203.0.113.77", ua="curl/8"))
+        return engine.take_events(), verdict
+
+    events, verdict = run(EngineConfig())
+    assert events == [] and verdict.trust_score < 0.5
+    events, _ = run(EngineConfig(event_kinds=("human",)))
+    assert events

@@ -59,6 +59,10 @@ class EngineConfig:
     max_networks: int = 32
     max_user_agents: int = 16
     max_countries: int = 16
+    # Identity kinds that get convergence events. Humans are scored (trust) and can be links in
+    # a chain, but their own behaviour is noisier and is not what this product judges.
+    event_kinds: tuple[str, ...] = ("service_account", "api_key", "workload", "ci_job", "ai_agent",
+                                    "oauth_app", "unknown")
     # Rules mapping incidents to security_rule.* (None: the packaged rules/rules.yaml).
     rules_file: str | None = None
 
@@ -73,6 +77,11 @@ class EngineConfig:
             raise ValueError("engine.alert_threshold must be in (0, 1]")
         if not 0 <= self.peer_discount <= 1 or not 0 < self.peer_share <= 1:
             raise ValueError("engine.peer_discount and engine.peer_share must be in [0, 1]")
+        from ..model import IDENTITY_KINDS
+
+        for kind in self.event_kinds:
+            if kind not in IDENTITY_KINDS:
+                raise ValueError(f"engine.event_kinds: {kind!r} is not one of {', '.join(IDENTITY_KINDS)}")
         for name in ("max_actions", "max_targets", "max_networks", "max_user_agents", "max_countries"):
             if not 1 <= getattr(self, name) <= 4096:
                 raise ValueError(f"engine.{name} must be between 1 and 4096")

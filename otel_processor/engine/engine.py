@@ -243,7 +243,7 @@ class Engine:
         if incident is not None and t - incident.last_ns > self._quiet_ns:
             case.incident = incident = None
         acted = p.last_success_ns and t - p.last_success_ns <= self._window_ns
-        if score >= c.alert_threshold and acted:
+        if score >= c.alert_threshold and acted and p.identity.kind in c.event_kinds:
             if incident is None and self._must_confirm(case, effective, t):
                 heapq.heappush(self._pending, (case.first_ns + self._confirm_ns, ident_id))
             else:
@@ -298,7 +298,7 @@ class Engine:
             effective = self._effective(case, now)
             score = case.evaluate(effective)
             acted = p.last_success_ns and now - p.last_success_ns <= self._window_ns
-            if score >= self.config.alert_threshold and acted:
+            if score >= self.config.alert_threshold and acted and p.identity.kind in self.config.event_kinds:
                 # Stamped with the decision's event time (honest time to detect); the trace
                 # and span are those of the latest evidence.
                 last = max((v[0] for v in case.facets.values()), key=lambda fd: fd.time_ns)
