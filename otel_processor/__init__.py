@@ -5,3 +5,7 @@ hosts it as an OTLP service and ``otel_processor.rotel_host`` hosts it inside th
 """
 
 __version__ = "0.1.0"
+
+from . import _compiled
+
+_compiled.install()

@@ -18,21 +18,25 @@ WANTED = frozenset({
     "cicd.pipeline.name", "cicd.pipeline.run.id", "cicd.pipeline.task.name", "vcs.repository.url.full",
     "oauth.client.id", "oauth.scopes",
     "http.request.header.authorization", "http.request.header.x-api-key",
-    "aws.principal.arn", "aws.principal.type", "aws.access_key.id", "aws.error.code",
+    "aws.principal.arn", "aws.access_key.id", "aws.error.code",
     "aws.resources", "aws.request.parameters",
     "user.id", "enduser.id", "service.name", "service.namespace",
     "event.action", "event.category", "event.outcome", "event.name",
     "rpc.service", "rpc.method", "rpc.grpc.status_code",
     "db.operation.name", "db.collection.name", "db.namespace", "db.response.returned_rows",
-    "http.request.method", "http.route", "url.template", "url.path", "url.full",
+    "http.request.method", "http.route", "url.template", "url.path",
     "http.response.status_code", "http.response.body.size", "error.type",
     "cloud.resource_id", "server.address", "messaging.destination.name",
-    "messaging.batch.message_count", "messaging.system",
+    "messaging.batch.message_count",
     "client.address", "source.address", "network.peer.address", "user_agent.original",
     "geo.country.iso_code", "geo.locality.name",
-    "email.from.address", "email.to.address", "email.subject",
+    "email.from.address", "email.to.address",
     "process.command_line", "process.executable.name",
 })
+
+# The read attributes naming a CI pipeline (``rec`` holds only WANTED keys).
+_CICD_KEYS = frozenset(k for k in WANTED if k.startswith("cicd."))
+_CICD_PIPELINE_KEYS = frozenset(k for k in WANTED if k.startswith("cicd.pipeline."))
 
 # Besides the identity keys, what resolution needs to know about a log record: whether it is an
 # audit record about another actor, and whether it is a consent.
@@ -127,7 +131,7 @@ def log_signal(rec: dict, res: dict, event_name: str | None) -> str:
     if isinstance(category, list):
         category = category[0] if category else None
     if category == "process":
-        if any(k.startswith("cicd.") for k in rec) or any(k.startswith("cicd.") for k in res):
+        if not _CICD_KEYS.isdisjoint(rec) or not _CICD_KEYS.isdisjoint(res):
             return "ci"
         return "app"
     if category in _CATEGORY_SIGNAL:
@@ -148,7 +152,7 @@ def log_signal(rec: dict, res: dict, event_name: str | None) -> str:
 
 
 def span_signal(rec: dict, res: dict) -> str:
-    if rec.get("cicd.pipeline.name") or any(k.startswith("cicd.pipeline.") for k in rec):
+    if not _CICD_PIPELINE_KEYS.isdisjoint(rec):
         return "ci"
     if rec.get("gen_ai.operation.name") in ("execute_tool", "invoke_agent"):
         return "agent"
@@ -274,8 +278,15 @@ def target(rec: dict, res: dict, server_span: bool) -> str | None:
 
 def _path_prefix(path: str) -> str:
     """The first two segments of a path, ids folded: the resource family a call reaches."""
-    parts = fold_ids(path).split("/")
-    return "/".join(parts[:3]) if len(parts) > 3 else fold_ids(path)
+    parts = path.split("/", 3)
+    return _folded("/".join(parts[:3]) if len(parts) > 3 else path)
+
+
+@lru_cache(maxsize=16_384)
+def _folded(path: str) -> str:
+    # Folding is per segment, so folding the first two segments equals taking them from the
+    # folded path; they recur far more than whole paths do, which keeps this cache useful.
+    return fold_ids(path)
 
 
 def volume(rec: dict) -> float:
@@ -306,24 +317,35 @@ def details(rec: dict) -> dict[str, str]:
     return out
 
 
-def observe(identity: Identity, rec: dict, res: dict, *, signal: str, action: str, time_ns: int,
+def _text(value) -> str | None:
+    """``as_text`` for the common case of a string attribute."""
+    if value.__class__ is str:
+        return value or None
+    return as_text(value)
+
+
+def observe(identity: Identity, rec: dict, res: dict, signal: str, action: str, time_ns: int,
             outcome: tuple[str, str | None], server_span: bool, trace_id: bytes,
             span_id: bytes) -> Observation:
+    """The observation of one record (positional arguments: it is called once per record)."""
+    get = rec.get
+    address = get("client.address") or get("source.address") or get("network.peer.address")
+    country = get("geo.country.iso_code")
+    locality = get("geo.locality.name")
     return Observation(
-        identity=identity,
-        time_ns=time_ns,
-        signal=signal,
-        action=action,
-        target=target(rec, res, server_span),
-        source_address=as_text(_first(rec.get("client.address"), rec.get("source.address"),
-                                      rec.get("network.peer.address"))),
-        user_agent=as_text(rec.get("user_agent.original")),
-        country=as_text(rec.get("geo.country.iso_code")),
-        locality=as_text(rec.get("geo.locality.name")),
-        outcome=outcome[0],
-        failure_kind=outcome[1],
-        volume=volume(rec),
-        trace_id=trace_id,
-        span_id=span_id,
-        details=details(rec) if signal != "app" or "aws.principal.arn" in rec else {},
+        identity,
+        time_ns,
+        signal,
+        action,
+        target(rec, res, server_span),
+        _text(address) if address is not None else None,
+        _text(get("user_agent.original")),
+        _text(country) if country is not None else None,
+        _text(locality) if locality is not None else None,
+        outcome[0],
+        outcome[1],
+        volume(rec),
+        trace_id,
+        span_id,
+        details(rec) if signal != "app" or "aws.principal.arn" in rec else {},
     )

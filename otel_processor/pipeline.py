@@ -121,38 +121,82 @@ def _string_kv(key: str, value: str) -> KeyValue:
     return kv
 
 
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+# Field numbers of ``attributes`` in Span and LogRecord (opentelemetry/proto/*/v1/*.proto).
+SPAN_ATTRIBUTES_FIELD = 9
+LOG_ATTRIBUTES_FIELD = 6
+
+
+def attributes_wire(kvs: list[KeyValue], field_number: int) -> bytes:
+    """``kvs`` encoded as the repeated ``attributes`` field of a message.
+
+    Merging these bytes into a record appends the attributes (protobuf concatenates repeated
+    fields): one C call instead of copying each KeyValue, about 1 µs less per record.
+    """
+    tag = _varint(field_number << 3 | 2)
+    out = bytearray()
+    for kv in kvs:
+        body = kv.SerializeToString()
+        out += tag + _varint(len(body)) + body
+    return bytes(out)
+
+
 _TRUST_ONE = KeyValue(key="nhi.trust.score", value=AnyValue(double_value=1.0))
-_IDENTITY_KVS: dict[str, list[KeyValue]] = {}
 
 
-def identity_attributes(identity: Identity) -> list[KeyValue]:
-    """The ``nhi.identity.*`` attributes of an identity, built once and copied onto records."""
-    kvs = _IDENTITY_KVS.get(identity.id)
-    if kvs is None or kvs[0].value.string_value != identity.id:
+@dataclass(frozen=True, slots=True)
+class IdentityAttributes:
+    """The ``nhi.identity.*`` attributes of one identity, built once and appended to records."""
+
+    identity: Identity
+    kvs: list[KeyValue]       # without nhi.trust.score
+    trusted: dict[int, bytes]  # field number -> kvs plus nhi.trust.score = 1.0, wire-encoded
+    plain: dict[int, bytes]    # field number -> kvs only, wire-encoded
+
+
+_IDENTITY_ATTRIBUTES: dict[str, IdentityAttributes] = {}
+
+
+def identity_attributes(identity: Identity) -> IdentityAttributes:
+    found = _IDENTITY_ATTRIBUTES.get(identity.id)
+    if found is None or (found.identity is not identity and found.identity != identity):
         kvs = [_string_kv("nhi.identity.id", identity.id), _string_kv("nhi.identity.kind", identity.kind),
                _string_kv("nhi.identity.source", identity.source)]
         if identity.owner:
             kvs.append(_string_kv("nhi.identity.owner", identity.owner))
-        kvs.append(_TRUST_ONE)
-        if len(_IDENTITY_KVS) > 65_536:
-            _IDENTITY_KVS.clear()
-        _IDENTITY_KVS[identity.id] = kvs
-    return kvs
+        fields = (SPAN_ATTRIBUTES_FIELD, LOG_ATTRIBUTES_FIELD)
+        found = IdentityAttributes(identity, kvs,
+                                   {n: attributes_wire([*kvs, _TRUST_ONE], n) for n in fields},
+                                   {n: attributes_wire(kvs, n) for n in fields})
+        if len(_IDENTITY_ATTRIBUTES) > 65_536:
+            _IDENTITY_ATTRIBUTES.clear()
+        _IDENTITY_ATTRIBUTES[identity.id] = found
+    return found
 
 
-def enrich(attributes, identity: Identity, verdict: Verdict) -> None:
-    kvs = identity_attributes(identity)
+def enrich(record, field_number: int, identity: Identity, verdict: Verdict) -> None:
+    """Append ``nhi.*`` attributes to a span (field 9) or log record (field 6)."""
+    cached = identity_attributes(identity)
     if verdict is NEUTRAL_VERDICT or (verdict.trust_score == 1.0 and not verdict.anomalies
                                       and not verdict.convergence_id):
-        attributes.extend(kvs)  # the last one is nhi.trust.score = 1.0
+        record.MergeFromString(cached.trusted[field_number])
         return
-    attributes.extend(kvs[:-1])
-    if verdict.trust_score == 1.0:
-        attributes.append(_TRUST_ONE)
-    else:
-        kv = attributes.add()
-        kv.key = "nhi.trust.score"
-        kv.value.double_value = verdict.trust_score
+    record.MergeFromString(cached.plain[field_number])
+    attributes = record.attributes
+    kv = attributes.add()
+    kv.key = "nhi.trust.score"
+    kv.value.double_value = verdict.trust_score
     if verdict.anomalies:
         kv = attributes.add()
         kv.key = "nhi.anomaly"
@@ -184,7 +228,7 @@ class BatchProcessor:
     # generators measured about 1 µs more per record on this hot path (benchmarks/throughput.py).
     def process_traces(self, request: ExportTraceServiceRequest) -> BatchResult:
         result = BatchResult()
-        with self._lock:
+        with self._lock, self.engine.lock:
             for rs in request.resource_spans:
                 res_attrs = rs.resource.attributes
                 res, res_special = read_attributes(res_attrs)
@@ -221,24 +265,24 @@ class BatchProcessor:
             return
         result.attributed += 1
         if not self.detect:
-            enrich(attrs, identity, NEUTRAL_VERDICT)
+            enrich(span, SPAN_ATTRIBUTES_FIELD, identity, NEUTRAL_VERDICT)
             return
-        obs = make_observation(
+        obs = make_observation(  # positional: a keyword call costs more, once per record
             identity, rec, res,
-            signal=span_signal(rec, res),
-            action=span_action(rec, span.name),
-            time_ns=span.start_time_unix_nano or span.end_time_unix_nano,
-            outcome=span_outcome(rec, span.status.code),
-            server_span=kind == SERVER,
-            trace_id=span.trace_id,
-            span_id=span.span_id,
+            span_signal(rec, res),                                   # signal
+            span_action(rec, span.name),                             # action
+            span.start_time_unix_nano or span.end_time_unix_nano,    # time_ns
+            span_outcome(rec, span.status.code),                     # outcome
+            kind == SERVER,                                          # server_span
+            span.trace_id,
+            span.span_id,
         )
-        enrich(attrs, identity, self.engine.observe(obs))
+        enrich(span, SPAN_ATTRIBUTES_FIELD, identity, self.engine.observe_unlocked(obs))
 
     # -- logs --------------------------------------------------------------------------------
     def process_logs(self, request: ExportLogsServiceRequest) -> BatchResult:
         result = BatchResult()
-        with self._lock:
+        with self._lock, self.engine.lock:
             for rl in request.resource_logs:
                 res_attrs = rl.resource.attributes
                 res, res_special = read_attributes(res_attrs)
@@ -280,16 +324,16 @@ class BatchProcessor:
             return
         result.attributed += 1
         if not self.detect:
-            enrich(attrs, identity, NEUTRAL_VERDICT)
+            enrich(record, LOG_ATTRIBUTES_FIELD, identity, NEUTRAL_VERDICT)
             return
         obs = make_observation(
             identity, rec, res,
-            signal=log_signal(rec, res, event_name),
-            action=action,
-            time_ns=record.time_unix_nano or record.observed_time_unix_nano,
-            outcome=log_outcome(rec),
-            server_span=False,
-            trace_id=record.trace_id,
-            span_id=record.span_id,
+            log_signal(rec, res, event_name),                        # signal
+            action,
+            record.time_unix_nano or record.observed_time_unix_nano,  # time_ns
+            log_outcome(rec),                                        # outcome
+            False,                                                   # server_span
+            record.trace_id,
+            record.span_id,
         )
-        enrich(attrs, identity, self.engine.observe(obs))
+        enrich(record, LOG_ATTRIBUTES_FIELD, identity, self.engine.observe_unlocked(obs))

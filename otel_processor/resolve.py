@@ -221,7 +221,19 @@ class Resolver:
         hit = self._cache.get(key)
         if hit is not None:
             return hit
+        # An assumed-role session name is per use (an instance id, a run id), so the full ARN
+        # rarely repeats; the ARN without it does, and decides the identity alone.
+        session_key = None
+        if ":assumed-role/" in value:
+            head, _, tail = value.rpartition("/")
+            if tail:
+                session_key = ("session", head, source)
+                hit = self._cache.get(session_key)
+                if hit is not None:
+                    return hit
         found = classify_principal(value)
+        if session_key is not None and found is not None and _AWS_ASSUMED.match(value):
+            key = session_key
         if found is not None:
             kind, principal, group = found
         else:

@@ -145,8 +145,8 @@ def test_bad_catalog_names_file_line_problem(tmp_path, text, line, words):
 def test_observation_fields():
     seen = []
     processor = BatchProcessor()
-    original = processor.engine.observe
-    processor.engine.observe = lambda o: (seen.append(o), original(o))[1]
+    original = processor.engine.observe_unlocked
+    processor.engine.observe_unlocked = lambda o: (seen.append(o), original(o))[1]
     req = logs({"host.name": "ct"}, {"time": 1_700_000_123 * 10**9, "trace_id": b"\x01" * 16, "attrs": {
         "rpc.service": "secretsmanager.amazonaws.com", "rpc.method": "GetSecretValue",
         "aws.principal.arn": "arn:aws:sts::1:assumed-role/r/s", "source.address": "203.0.113.9",

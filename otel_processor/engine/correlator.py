@@ -40,7 +40,8 @@ class Incident:
 class Case:
     """Everything the correlator holds for one identity with recent findings."""
 
-    __slots__ = ("facets", "evidence", "related", "score", "last_finding_ns", "incident", "first_ns", "classes")
+    __slots__ = ("facets", "evidence", "related", "score", "last_finding_ns", "incident", "first_ns", "classes",
+                 "ceiling_score")
 
     def __init__(self) -> None:
         # facet -> [finding, peer_group, peer_key]
@@ -52,6 +53,8 @@ class Case:
         self.incident: Incident | None = None
         self.first_ns = 0
         self.classes: list[str] = []  # action classes of the evidence, for rule selection
+        # ceiling() when the findings last changed; not state (recomputed after a restore).
+        self.ceiling_score = 1.0
 
     def add(self, finding: Finding, peer: tuple | None) -> None:
         current = self.facets.get(finding.detector)
@@ -62,7 +65,10 @@ class Case:
         self.last_finding_ns = max(self.last_finding_ns, finding.time_ns)
         if finding.trace_id:
             tid = finding.trace_id.hex()
-            if all(tid != e[1] for e in self.evidence):
+            for _, known in self.evidence:
+                if known == tid:
+                    break
+            else:
                 self.evidence.append((finding.time_ns, tid))
                 if len(self.evidence) > MAX_EVIDENCE:
                     del self.evidence[0]
@@ -85,17 +91,23 @@ class Case:
 
     def evaluate(self, effective: dict[str, float]) -> float:
         """Score from the effective facet scores (after peer discount)."""
-        strong = {k: v for k, v in effective.items() if v >= MIN_FACET}
+        self.score = self.fuse(effective)
+        return self.score
+
+    def ceiling(self) -> float:
+        """The score with no peer discount: an upper bound of ``evaluate`` until findings change."""
+        return self.fuse({k: v[0].score for k, v in self.facets.items()})
+
+    def fuse(self, scores: dict[str, float]) -> float:
+        strong = [k for k, v in scores.items() if v >= MIN_FACET]
         if not strong:
-            self.score = max(effective.values(), default=0.0) * 0.6
-            return self.score
+            return max(scores.values(), default=0.0) * 0.6
         remaining = 1.0
-        for v in effective.values():
+        for v in scores.values():
             remaining *= 1.0 - v
         signals = {self.facets[k][0].signal for k in strong}
         agreement = min(1.0, 0.6 + 0.2 * (len(strong) - 1) + 0.1 * (len(signals) - 1))
-        self.score = max(0.0, min(1.0, (1.0 - remaining) * agreement))
-        return self.score
+        return max(0.0, min(1.0, (1.0 - remaining) * agreement))
 
 
 def incident_id(identity_id: str, first_ns: int) -> str:

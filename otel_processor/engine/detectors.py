@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from array import array
+from bisect import bisect_left
 
 from ..model import Finding
 from .config import EngineConfig
@@ -26,6 +27,19 @@ DIMENSIONS = ("action", "target", "network", "user_agent", "country")
 # How much a first-seen value says on its own, per dimension. Where and with what client a
 # credential is used say more than which of many endpoints it called (GuardDuty's who/where/what).
 BASE_NOVELTY = {"network": 0.45, "country": 0.45, "user_agent": 0.35, "action": 0.3, "target": 0.25}
+
+
+def has_value(values: array, h: int) -> bool:
+    """Membership in a sorted hash array: ``in`` scans and boxes every element, bisect does not."""
+    if len(values) <= 16:
+        return h in values
+    i = bisect_left(values, h)
+    return i < len(values) and values[i] == h
+
+
+def add_value(values: array, h: int) -> None:
+    """Insert a hash that ``has_value`` said is absent, keeping the array sorted."""
+    values.insert(bisect_left(values, h), h)
 
 
 def _finding(facet: str, score: float, reason: str, f: Features) -> Finding:
@@ -65,56 +79,77 @@ class NewValueDetector:
                   caps: tuple[int, ...]) -> list[Finding]:
         if not warmed:
             return []
-        settled = 0.5 + 0.5 * min(1.0, age_ns / (config.settled_s * 1e9))
-        age_days = max(1.0, age_ns / DAY_NS)
         out = []
-        o = f.obs
         for i, h in enumerate(self._hashes(f)):
-            if h is None:
-                continue
-            known = self.values[i]
-            if len(known) >= caps[i] or h in known:
-                continue
-            dim = DIMENSIONS[i]
-            instability = 1.0 / (1.0 + self.late_new[i] / age_days)
-            score = BASE_NOVELTY[dim] * settled * instability
-            if dim == "action" or dim == "target":
-                if f.window != self.novel_window:
-                    self.novel_window, self.novel_count = f.window, 0
-                self.novel_count += 1
-                score *= 1.0 + 0.5 * min(self.novel_count - 1, 3)
-                what = o.action if dim == "action" else o.target
-                reason = (f"first {dim} {what!r} in {age_days:.0f} days of history "
-                          f"({len(known)} known {dim}s)")
-            elif dim == "network":
-                if f.network_private:
-                    score -= 0.15 * settled * instability  # another internal range: weaker
-                elif self.first_network and _is_private(self.first_network):
-                    score += 0.1  # internal-only credential now used from the internet
-                where = "public" if not f.network_private else "private"
-                reason = (f"first use from {where} network {f.network} ({o.source_address}); over "
-                          f"{age_days:.0f} days it used {self.networks_seen} network(s), first {self.first_network}")
-            elif dim == "user_agent":
-                reason = f"first use with client {f.ua!r} ({len(known)} client families before)"
-            else:
-                reason = f"first use from country {o.country} ({len(known)} countries before)"
-            out.append(_finding(f"new_value.{dim}", score, reason, f))
+            if h is not None and not has_value(self.values[i], h) and len(self.values[i]) < caps[i]:
+                out.append(self._novel(i, f, age_ns, config))
         return out
 
     def learn_one(self, f: Features, warmed: bool, caps: tuple[int, ...]) -> None:
         for i, h in enumerate(self._hashes(f)):
-            if h is None:
-                continue
-            known = self.values[i]
-            if h in known or len(known) >= caps[i]:
-                continue
-            known.append(h)
-            if warmed:
-                self.late_new[i] += 1
-            if i == 2:
-                self.networks_seen += 1
-                if self.first_network is None:
-                    self.first_network = f.network
+            if h is not None and not has_value(self.values[i], h) and len(self.values[i]) < caps[i]:
+                self._learn(i, h, f, warmed)
+
+    def update(self, f: Features, age_ns: int, warmed: bool, config: EngineConfig,
+               caps: tuple[int, ...]) -> list[Finding] | None:
+        """``score_one`` then ``learn_one`` in one pass: what the engine calls per record.
+
+        Returns None, not an empty list, when nothing is new (the common case, allocation-free).
+        """
+        out = None
+        values = self.values
+        i = 0
+        for h in (f.action_h, f.target_h, f.network_h, f.ua_h, f.country_h):
+            if h is not None:
+                known = values[i]
+                if len(known) < caps[i] and not has_value(known, h):
+                    if warmed:
+                        if out is None:
+                            out = []
+                        out.append(self._novel(i, f, age_ns, config))
+                    self._learn(i, h, f, warmed)
+            i += 1
+        return out
+
+    def _learn(self, i: int, h: int, f: Features, warmed: bool) -> None:
+        add_value(self.values[i], h)
+        if warmed:
+            self.late_new[i] += 1
+        if i == 2:
+            self.networks_seen += 1
+            if self.first_network is None:
+                self.first_network = f.network
+
+    def _novel(self, i: int, f: Features, age_ns: int, config: EngineConfig) -> Finding:
+        """The finding for a first-seen value in dimension ``i`` (not yet learnt)."""
+        settled = 0.5 + 0.5 * min(1.0, age_ns / (config.settled_s * 1e9))
+        age_days = max(1.0, age_ns / DAY_NS)
+        o = f.obs
+        known = self.values[i]
+        dim = DIMENSIONS[i]
+        instability = 1.0 / (1.0 + self.late_new[i] / age_days)
+        score = BASE_NOVELTY[dim] * settled * instability
+        if dim == "action" or dim == "target":
+            if f.window != self.novel_window:
+                self.novel_window, self.novel_count = f.window, 0
+            self.novel_count += 1
+            score *= 1.0 + 0.5 * min(self.novel_count - 1, 3)
+            what = o.action if dim == "action" else o.target
+            reason = (f"first {dim} {what!r} in {age_days:.0f} days of history "
+                      f"({len(known)} known {dim}s)")
+        elif dim == "network":
+            if f.network_private:
+                score -= 0.15 * settled * instability  # another internal range: weaker
+            elif self.first_network and _is_private(self.first_network):
+                score += 0.1  # internal-only credential now used from the internet
+            where = "public" if not f.network_private else "private"
+            reason = (f"first use from {where} network {f.network} ({o.source_address}); over "
+                      f"{age_days:.0f} days it used {self.networks_seen} network(s), first {self.first_network}")
+        elif dim == "user_agent":
+            reason = f"first use with client {f.ua!r} ({len(known)} client families before)"
+        else:
+            reason = f"first use from country {o.country} ({len(known)} countries before)"
+        return _finding(f"new_value.{dim}", score, reason, f)
 
     def state(self) -> list:
         return [[list(a) for a in self.values], self.late_new, self.first_network, self.networks_seen,
@@ -123,7 +158,7 @@ class NewValueDetector:
     @classmethod
     def from_state(cls, s: list) -> "NewValueDetector":
         d = cls()
-        d.values = [array("I", v) for v in s[0]]
+        d.values = [array("I", sorted(v)) for v in s[0]]
         d.late_new, d.first_network, d.networks_seen, d.novel_window, d.novel_count = s[1:]
         return d
 
@@ -162,22 +197,42 @@ class VolumeDetector:
     def _roll(self, window: int) -> None:
         if window > self.window:  # a late record counts in the current window
             if self.window >= 0 and self.count:
-                self.max_count = max(self.max_count, self.count)
-                self.max_volume = max(self.max_volume, self.volume)
-                self.max_distinct = max(self.max_distinct, len(self.targets))
+                if self.count > self.max_count:
+                    self.max_count = self.count
+                if self.volume > self.max_volume:
+                    self.max_volume = self.volume
+                if len(self.targets) > self.max_distinct:
+                    self.max_distinct = len(self.targets)
                 self.windows_seen += 1
             self.window, self.count, self.volume, self.reported = window, 0, 0.0, 0.0
-            self.targets = array("I")
+            del self.targets[:]
             self.first_source = None
 
     def learn_one(self, f: Features) -> None:
         self._roll(f.window)
         self.count += 1
         self.volume += f.obs.volume
-        if f.target_h is not None and len(self.targets) < self.MAX_TRACKED_TARGETS and f.target_h not in self.targets:
-            self.targets.append(f.target_h)
+        h = f.target_h
+        if h is not None and len(self.targets) < self.MAX_TRACKED_TARGETS and not has_value(self.targets, h):
+            add_value(self.targets, h)
         if self.first_source is None and f.obs.source_address:
             self.first_source = f.obs.source_address
+
+    def update(self, f: Features, config: EngineConfig) -> Finding | None:
+        """``learn_one`` then ``score_one``, skipping the scoring while under every floor."""
+        self.learn_one(f)
+        if self.windows_seen < config.baseline_windows:
+            return None
+        # score_one's three tests, reduced to comparisons: most records pass none of them.
+        ratio = config.volume_ratio
+        distinct = len(self.targets)
+        if (distinct < config.min_distinct_targets or distinct < ratio * max(1, self.max_distinct)) \
+                and (self.count < config.min_records or self.count < ratio * max(1, self.max_count)) \
+                and ((self.volume < 1_000_000 and self.volume < 50 * config.min_records)
+                     or self.volume < 2 * ratio * max(1.0, self.max_volume)):
+            return None
+        found = self.score_one(f, config)
+        return found[0] if found else None
 
     def score_one(self, f: Features, config: EngineConfig) -> list[Finding]:
         """Scores the window *including* this observation (call after learn_one)."""
@@ -222,7 +277,7 @@ class VolumeDetector:
         d = cls()
         (d.window, d.count, d.volume, targets, d.max_count, d.max_volume, d.max_distinct,
          d.windows_seen, d.reported, d.first_source) = s
-        d.targets = array("I", targets)
+        d.targets = array("I", sorted(targets))
         return d
 
 
@@ -261,6 +316,16 @@ class FailureBurstDetector:
             self.failures += 1
             if len(self.actions) < 64 and f.action_h not in self.actions:
                 self.actions.append(f.action_h)
+
+    def update(self, f: Features, config: EngineConfig) -> Finding | None:
+        """``learn_one`` then ``score_one``."""
+        if f.obs.failure_kind != "authz":
+            if f.window > self.window:
+                self.learn_one(f)  # only rolls the window
+            return None  # score_one scores denials only
+        self.learn_one(f)
+        found = self.score_one(f, config)
+        return found[0] if found else None
 
     def score_one(self, f: Features, config: EngineConfig) -> list[Finding]:
         if f.obs.failure_kind != "authz" or self.windows_seen < config.baseline_windows:
@@ -324,6 +389,14 @@ class ScheduleDetector:
         self.hours_mask |= 1 << f.hour
         self.days_mask |= 1 << f.weekday
 
+    def update(self, f: Features, age_ns: int, config: EngineConfig) -> Finding | None:
+        """``score_one`` then ``learn_one``; an hour and weekday already seen cost two bit tests."""
+        if (self.hours_mask >> f.hour) & 1 and (self.days_mask >> f.weekday) & 1:
+            return None
+        found = self.score_one(f, age_ns, config)
+        self.learn_one(f)
+        return found[0] if found else None
+
     def state(self) -> list:
         return [self.hours_mask, self.days_mask, self.reported_window]
 
@@ -363,7 +436,7 @@ class SequenceDetector:
     def score_one(self, f: Features, warmed: bool) -> list[Finding]:
         if not warmed or f.action_class not in SENSITIVE_CLASSES:
             return []
-        c = CLASSES.index(f.action_class)
+        c = f.class_index
         what = f.obs.details.get("process.command_line") or f.obs.action
         if not (self.classes >> c) & 1:
             return [_finding("sequence", self.WEIGHTS[f.action_class],
@@ -374,8 +447,19 @@ class SequenceDetector:
                              f"{f.action_class.replace('_', ' ')} ({what!r})", f)]
         return []
 
+    def update(self, f: Features, warmed: bool) -> Finding | None:
+        """``score_one`` then ``learn_one``; a known class and transition cost two bit tests."""
+        c = f.class_index
+        prev = self.prev
+        if (self.classes >> c) & 1 and (prev < 0 or (self.transitions >> (prev * 8 + c)) & 1):
+            self.prev = c
+            return None
+        found = self.score_one(f, warmed)
+        self.learn_one(f)
+        return found[0] if found else None
+
     def learn_one(self, f: Features) -> None:
-        c = CLASSES.index(f.action_class)
+        c = f.class_index
         self.classes |= 1 << c
         if self.prev >= 0:
             self.transitions |= 1 << (self.prev * 8 + c)

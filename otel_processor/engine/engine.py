@@ -150,6 +150,15 @@ class Engine:
         with self._lock:
             return self._observe(obs)
 
+    @property
+    def lock(self) -> threading.RLock:
+        """Held by a host that feeds a whole batch through ``observe_unlocked``."""
+        return self._lock
+
+    def observe_unlocked(self, obs: Observation) -> Verdict:
+        """``observe`` for a caller already holding ``lock`` (one acquisition per batch)."""
+        return self._observe(obs)
+
     def _profile(self, obs: Observation) -> Profile:
         ident = obs.identity
         profiles = self._profiles
@@ -180,16 +189,12 @@ class Engine:
         age = t - p.first_ns
         warmed = age >= self._warmup_ns and p.count >= c.warmup_records
 
-        findings = p.new_values.score_one(f, age, warmed, c, self._caps)
-        p.new_values.learn_one(f, warmed, self._caps)
-        findings += p.schedule.score_one(f, age, c)
-        p.schedule.learn_one(f)
-        findings += p.sequence.score_one(f, warmed)
-        p.sequence.learn_one(f)
-        p.volume.learn_one(f)
-        findings += p.volume.score_one(f, c)
-        p.failures.learn_one(f)
-        findings += p.failures.score_one(f, c)
+        # Each detector's update is its score_one and learn_one in one call, None when quiet.
+        findings = p.new_values.update(f, age, warmed, c, self._caps) or []
+        for found in (p.schedule.update(f, age, c), p.sequence.update(f, warmed),
+                      p.volume.update(f, c), p.failures.update(f, c)):
+            if found is not None:
+                findings.append(found)
         ident = obs.identity
         if ident.expected_networks or ident.expected_actions or ident.expected_targets:
             findings += catalog_findings(f)
@@ -205,7 +210,10 @@ class Engine:
             p.last_ns = t
         if f.succeeded:
             p.last_success_ns = max(p.last_success_ns, t)
-        if not findings and p.case is None:
+        case = p.case
+        # Without new findings a case can only reach a decision if its undiscounted score could.
+        if not findings and (case is None or (case.incident is None
+                                              and case.ceiling_score < c.alert_threshold)):
             if not p.drop:
                 return _NEUTRAL
             trust = self._trust(p, t)
@@ -227,6 +235,9 @@ class Engine:
         if case is None:
             case = p.case = Case()
         ident_id = p.identity.id
+        # Expired facets go first, so that a case whose evidence all expired starts afresh
+        # (its first_ns, hence a later incident's id, is that of the new evidence).
+        case.prune(t, self._window_ns)
         for finding in findings:
             key = peer_key(finding, f, group)
             if key is not None:
@@ -236,7 +247,7 @@ class Engine:
             case.note_class(f.action_class)
         if findings and related:
             case.relate(related)
-        case.prune(t, self._window_ns)
+        case.ceiling_score = case.ceiling()
         effective = self._effective(case, t)
         score = case.evaluate(effective)
         incident = case.incident

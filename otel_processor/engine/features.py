@@ -174,26 +174,76 @@ class Features:
     hour: int
     weekday: int
     succeeded: bool
+    class_index: int = 0  # CLASSES.index(action_class)
+
+
+# Memo tables for the few thousand values that recur on every record: one dictionary look-up
+# each instead of a chain of calls. Cleared when full; everything in them is recomputable.
+_MEMO_CAP = 65_536
+_ACTIONS: dict[tuple[int, str], tuple[str, int, int]] = {}   # (book, action) -> class, index, hash
+_ADDRESSES: dict[str, tuple[str, bool, int] | None] = {}    # address -> network, private, hash
+_AGENTS: dict[str, tuple[str, int]] = {}                     # user agent -> family, hash
+
+
+def _action_facts(book: RuleBook, action: str) -> tuple[str, int, int]:
+    key = (id(book), action)
+    hit = _ACTIONS.get(key)
+    if hit is None:
+        cls = book.classify(action)
+        hit = (cls, CLASSES.index(cls), stable_hash(action))
+        if len(_ACTIONS) >= _MEMO_CAP:
+            _ACTIONS.clear()
+        _ACTIONS[key] = hit
+    return hit
+
+
+def _address_facts(address: str) -> tuple[str, bool, int] | None:
+    if address in _ADDRESSES:
+        return _ADDRESSES[address]
+    net = network_of(address)
+    hit = (net[0], net[1], stable_hash(net[0])) if net else None
+    if len(_ADDRESSES) >= _MEMO_CAP:
+        _ADDRESSES.clear()
+    _ADDRESSES[address] = hit
+    return hit
+
+
+def _agent_facts(user_agent: str) -> tuple[str, int]:
+    hit = _AGENTS.get(user_agent)
+    if hit is None:
+        family = ua_family(user_agent)
+        hit = (family, stable_hash(family))
+        if len(_AGENTS) >= _MEMO_CAP:
+            _AGENTS.clear()
+        _AGENTS[user_agent] = hit
+    return hit
 
 
 def features_of(obs: Observation, book: RuleBook, window_s: float) -> Features:
-    net = network_of(obs.source_address) if obs.source_address else None
-    ua = ua_family(obs.user_agent) if obs.user_agent else None
-    seconds = obs.time_ns // 1_000_000_000
-    return Features(
-        obs=obs,
+    action_class, class_index, action_h = _action_facts(book, obs.action)
+    details = obs.details
+    if details and "process.command_line" in details:
         # A process start is classified by what it ran, not by "process.start".
-        action_class=book.classify(obs.details.get("process.command_line") or obs.action),
-        action_h=stable_hash(obs.action),
-        target_h=stable_hash(obs.target) if obs.target else None,
-        network=net[0] if net else None,
-        network_private=net[1] if net else False,
-        network_h=stable_hash(net[0]) if net else None,
-        ua=ua,
-        ua_h=stable_hash(ua) if ua else None,
-        country_h=stable_hash(obs.country) if obs.country else None,
-        window=int(seconds // window_s),
-        hour=(seconds // 3600) % 24,
-        weekday=((seconds // 86400) + 3) % 7,  # 1970-01-01 was a Thursday; 0 = Monday
-        succeeded=obs.outcome != "failure",
+        action_class, class_index, _ = _action_facts(book, details["process.command_line"])
+    net = _address_facts(obs.source_address) if obs.source_address else None
+    ua = _agent_facts(obs.user_agent) if obs.user_agent else None
+    target = obs.target
+    seconds = obs.time_ns // 1_000_000_000
+    hours = seconds // 3600
+    return Features(
+        obs,
+        action_class,
+        action_h,
+        stable_hash(target) if target else None,
+        net[0] if net else None,
+        net[1] if net else False,
+        net[2] if net else None,
+        ua[0] if ua else None,
+        ua[1] if ua else None,
+        stable_hash(obs.country) if obs.country else None,
+        int(seconds // window_s),
+        hours % 24,
+        (hours // 24 + 3) % 7,  # 1970-01-01 was a Thursday; 0 = Monday
+        obs.outcome != "failure",
+        class_index,
     )
