@@ -29,6 +29,7 @@ HOT_MODULES = [
     "otel_processor/engine/features.py",
     "otel_processor/engine/links.py",
     "otel_processor/engine/peers.py",
+    "otel_processor/_wire.pyx",  # compiled only: the attribute reader over wire bytes
 ]
 
 
@@ -56,7 +57,8 @@ class OptionalBuildExt(build_ext):
         except Exception as exc:  # noqa: BLE001
             self._skip(exc, ext.name)
             return
-        source = ext.name.replace(".", "/") + ".py"
+        stem = ext.name.replace(".", "/")
+        source = stem + ".py" if os.path.exists(stem + ".py") else stem + ".pyx"
         with open(source, "rb") as fh:
             self.built[ext.name] = hashlib.sha256(fh.read()).hexdigest()
 

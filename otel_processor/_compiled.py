@@ -66,6 +66,28 @@ def install() -> SourceWhenStale:
     return finder
 
 
+def optional_extension(name: str):
+    """A compiled-only module (a ``.pyx`` with no ``.py`` twin), or None when it is not built,
+    was built from another version of its source, or ``NHI_PURE_PYTHON`` is set."""
+    if os.environ.get("NHI_PURE_PYTHON"):
+        return None
+    try:
+        with open(MANIFEST, encoding="utf-8") as fh:
+            digest = json.load(fh).get(name)
+    except (OSError, ValueError):
+        return None
+    source = os.path.join(os.path.dirname(__file__), *name.split(".")[1:]) + ".pyx"
+    if digest is None or _sha256(source) != digest:
+        if digest is not None:
+            log.warning("%s changed since it was compiled; not using it (slower). "
+                        "Run `pip install -e .` again to recompile.", name)
+        return None
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
 def compiled_modules() -> list[str]:
     """The hot modules imported so far that run as compiled extensions."""
     return sorted(name for name, module in list(sys.modules.items())

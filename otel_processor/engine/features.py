@@ -156,25 +156,38 @@ def _classify(book: RuleBook, action: str) -> str:
     return result
 
 
-@dataclass(slots=True)
 class Features:
-    """What the detectors read from one observation, each computed once."""
+    """What the detectors read from one observation, each computed once.
 
-    obs: Observation
-    action_class: str
-    action_h: int
-    target_h: int | None
-    network: str | None
-    network_private: bool
-    network_h: int | None
-    ua: str | None
-    ua_h: int | None
-    country_h: int | None
-    window: int
-    hour: int
-    weekday: int
-    succeeded: bool
-    class_index: int = 0  # CLASSES.index(action_class)
+    A plain class rather than a dataclass so that ``features.pxd`` can give it C-typed fields
+    when the engine is compiled (``setup.py``); it reads the same either way.
+    """
+
+    __slots__ = ("obs", "action_class", "action_h", "target_h", "network", "network_private", "network_h",
+                 "ua", "ua_h", "country_h", "window", "hour", "weekday", "succeeded", "class_index")
+
+    def __init__(self, obs: Observation, action_class: str, action_h: int, target_h: int | None,
+                 network: str | None, network_private: bool, network_h: int | None, ua: str | None,
+                 ua_h: int | None, country_h: int | None, window: int, hour: int, weekday: int,
+                 succeeded: bool, class_index: int = 0):
+        self.obs = obs
+        self.action_class = action_class
+        self.action_h = action_h
+        self.target_h = target_h
+        self.network = network
+        self.network_private = network_private
+        self.network_h = network_h
+        self.ua = ua
+        self.ua_h = ua_h
+        self.country_h = country_h
+        self.window = window
+        self.hour = hour
+        self.weekday = weekday
+        self.succeeded = succeeded
+        self.class_index = class_index  # CLASSES.index(action_class)
+
+    def __repr__(self) -> str:
+        return f"Features({', '.join(f'{k}={getattr(self, k)!r}' for k in self.__slots__)})"
 
 
 # Memo tables for the few thousand values that recur on every record: one dictionary look-up
