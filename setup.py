@@ -73,10 +73,12 @@ def extensions() -> list:
         return []
     try:
         from Cython.Build import cythonize
-    except ImportError:
+
+        return cythonize(HOT_MODULES, quiet=True, nthreads=os.cpu_count() or 1,
+                         compiler_directives={"language_level": 3, "binding": True})
+    except Exception as exc:  # noqa: BLE001 - no Cython, or it refused a module: run the source
+        OptionalBuildExt._skip(exc)
         return []
-    return cythonize(HOT_MODULES, quiet=True, nthreads=os.cpu_count() or 1,
-                     compiler_directives={"language_level": 3, "binding": True})
 
 
 setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})

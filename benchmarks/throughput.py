@@ -32,6 +32,7 @@ import zlib
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from otel_processor._compiled import compiled_modules, hot_path
 from otel_processor.config import ProcessorConfig, ServiceConfig
 from otel_processor.engine import Engine, EngineConfig
 from otel_processor.model import Identity, Observation
@@ -282,7 +283,7 @@ def main(argv=None) -> int:
                           start_ns=T0 - 2 * 86_400 * 10**9) if warm_n else []
     size = sum(len(d) for _, d in batches) / args.records
     print(f"{args.records} records in {len(batches)} batches, {size:.0f} bytes per record on the wire; "
-          f"{warm_n} records of history first")
+          f"{warm_n} records of history first; {hot_path()}")
     run_floor(batches[:20])  # warm caches
     floor = min(run_floor(batches) for _ in range(2))
     batch_s, batch_lat = run_processor(batches, BatchProcessor(ProcessorConfig(engine=EngineConfig(enabled=False))),
@@ -296,7 +297,8 @@ def main(argv=None) -> int:
     rows = [("parse+serialize (floor)", floor, None), ("batch path, engine off", batch_s, batch_lat),
             ("full path, detection on", full_s, full_lat), ("full path, cold start", cold_s, cold_lat),
             ("end to end over loopback gRPC", grpc_s, grpc_lat)]
-    result = {"records": n, "batch_size": args.batch_size, "bytes_per_record": round(size), "warmup_records": warm_n}
+    result = {"records": n, "batch_size": args.batch_size, "bytes_per_record": round(size), "warmup_records": warm_n,
+              "compiled_modules": compiled_modules()}
     print(f"{'path':32} {'records/s':>12} {'vs floor':>9} {'p50 ms':>8} {'p99 ms':>8}")
     for name, seconds, lat in rows:
         rate = n / seconds

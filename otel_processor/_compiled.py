@@ -88,6 +88,16 @@ def optional_extension(name: str):
         return None
 
 
+def hot_path() -> str:
+    """One line for start-up output: whether the hot path runs compiled."""
+    from . import pipeline  # noqa: F401 - imports every hot module
+
+    compiled = compiled_modules()
+    if not compiled:
+        return "hot path: pure Python (no compiled build; see setup.py)"
+    return f"hot path: compiled ({len(compiled)} modules)"
+
+
 def compiled_modules() -> list[str]:
     """The hot modules imported so far that run as compiled extensions."""
     return sorted(name for name, module in list(sys.modules.items())

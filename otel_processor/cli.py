@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 
+from ._compiled import hot_path
 from .config import ProcessorConfig, load_config
 from .errors import ConfigError
 
@@ -60,7 +61,7 @@ def serve(config: ProcessorConfig) -> int:
         f"OTLP/HTTP {svc.listen_http.rpartition(':')[0]}:{service.http_port}" if svc.listen_http else "",
     ) if x)
     print(f"nhi-processor: listening on {where}; forwarding to {svc.forward}; events to "
-          f"{config.events_endpoint}; state {config.state_dir or 'in memory only'}", flush=True)
+          f"{config.events_endpoint}; state {config.state_dir or 'in memory only'}; {hot_path()}", flush=True)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -217,10 +217,6 @@ class Resolver:
         return self._service(res, is_span, span_kind, audit_log)
 
     def _by_value(self, value: str, source: str) -> Identity:
-        key = ("v", value, source)
-        hit = self._cache.get(key)
-        if hit is not None:
-            return hit
         # An assumed-role session name is per use (an instance id, a run id), so the full ARN
         # rarely repeats; the ARN without it does, and decides the identity alone.
         session_key = None
@@ -231,6 +227,10 @@ class Resolver:
                 hit = self._cache.get(session_key)
                 if hit is not None:
                     return hit
+        key = ("v", value, source)
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
         found = classify_principal(value)
         if session_key is not None and found is not None and _AWS_ASSUMED.match(value):
             key = session_key

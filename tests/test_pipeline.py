@@ -10,7 +10,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from otel_processor.catalog import load_catalog
 from otel_processor.config import ProcessorConfig
-from otel_processor.engine import EngineConfig
+from otel_processor.engine import Engine, EngineConfig
 from otel_processor.errors import ConfigError
 from otel_processor.pipeline import BatchProcessor
 from otel_processor.anyvalue import to_python
@@ -144,9 +144,13 @@ def test_bad_catalog_names_file_line_problem(tmp_path, text, line, words):
 
 def test_observation_fields():
     seen = []
-    processor = BatchProcessor()
-    original = processor.engine.observe_unlocked
-    processor.engine.observe_unlocked = lambda o: (seen.append(o), original(o))[1]
+
+    class RecordingEngine(Engine):
+        def observe_unlocked(self, obs):
+            seen.append(obs)
+            return super().observe_unlocked(obs)
+
+    processor = BatchProcessor(engine=RecordingEngine())
     req = logs({"host.name": "ct"}, {"time": 1_700_000_123 * 10**9, "trace_id": b"\x01" * 16, "attrs": {
         "rpc.service": "secretsmanager.amazonaws.com", "rpc.method": "GetSecretValue",
         "aws.principal.arn": "arn:aws:sts::1:assumed-role/r/s", "source.address": "203.0.113.9",

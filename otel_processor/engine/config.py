@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-@dataclass
+@dataclass(slots=True)
 class EngineConfig:
     """Windows, thresholds and warm-up of the behaviour engine. Times are event time, seconds."""
 

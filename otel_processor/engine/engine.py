@@ -179,8 +179,8 @@ class Engine:
         t = obs.time_ns
         if self._pending and self._pending[0][0] <= t:
             self._check_pending(t)
-        p = self._profile(obs)
-        f = features_of(obs, self.rules, c.window_s)
+        p: Profile = self._profile(obs)
+        f: Features = features_of(obs, self.rules, c.window_s)
         group = obs.identity.group or f"kind:{obs.identity.kind}"
         if t - p.registered_ns >= _REGISTER_EVERY_NS:
             self._peers.seen(group, obs.identity.id, t)

@@ -125,7 +125,11 @@ class CredentialTracker:
 
     def __init__(self, window_ns: int = 3_600_000_000_000):
         self.window_ns = window_ns
-        self.first_use: OrderedDict[str, tuple[int, str, str, str]] = OrderedDict()
+        # First use of each credential, in two generations: when the newer one holds half of
+        # MAX_LINKS, the older is forgotten at once. Bounded like a FIFO of MAX_LINKS, at the
+        # cost of one dictionary store per new credential instead of an ordered-dict eviction.
+        self.recent: dict[str, tuple[int, str, str, str]] = {}
+        self.older: dict[str, tuple[int, str, str, str]] = {}
 
     def observe(self, f: Features) -> list[Finding]:
         o = f.obs
@@ -141,11 +145,13 @@ class CredentialTracker:
 
     def _check(self, key: str, f: Features) -> list[Finding]:
         o = f.obs
-        seen = self.first_use.get(key)
+        seen = self.recent.get(key)
         if seen is None:
-            self.first_use[key] = (o.time_ns, f.network, f.ua, o.source_address or "")
-            if len(self.first_use) > MAX_LINKS:
-                self.first_use.popitem(last=False)
+            seen = self.older.get(key)
+        if seen is None:
+            if len(self.recent) >= MAX_LINKS // 2:
+                self.older, self.recent = self.recent, {}
+            self.recent[key] = (o.time_ns, f.network, f.ua, o.source_address or "")
             return []
         t0, network, ua, address = seen
         if network == f.network or ua == f.ua or o.time_ns - t0 > self.window_ns:
@@ -156,7 +162,10 @@ class CredentialTracker:
         return [Finding("credential_split", 0.85, reason, o.signal, o.time_ns, o.trace_id, o.span_id)]
 
     def state(self) -> list:
-        return list(self.first_use.items())
+        return [list(self.older.items()), list(self.recent.items())]
 
     def restore(self, s: list) -> None:
-        self.first_use = OrderedDict((k, tuple(v)) for k, v in s)
+        if s and s[0] and isinstance(s[0][0], str):  # a snapshot from before the generations
+            s = [[], s]
+        self.older = {k: tuple(v) for k, v in s[0]} if s else {}
+        self.recent = {k: tuple(v) for k, v in s[1]} if s else {}
