@@ -179,14 +179,20 @@ class Service:
     # -- events --------------------------------------------------------------------------------
     def _send_events(self, events) -> None:
         with self._events_lock:
-            self._pending_events.extend(events)
-            if not self._pending_events:
+            pending = self._pending_events
+            overflow = len(pending) + len(events) - pending.maxlen
+            if overflow > 0:  # the oldest held events give way; say so rather than lose them silently
+                self.metrics.events_dropped.add(overflow)
+                log.error("events endpoint unreachable for long: dropping the %d oldest undelivered "
+                          "convergence events", overflow)
+            pending.extend(events)
+            if not pending:
                 return
-            batch = list(self._pending_events)
+            batch = list(pending)
             try:
                 self.events_forwarder.export("logs", events_request(batch, self.config.events.service_name))
             except ForwardError as exc:
-                self.metrics.events_failed.add(len(events))
+                self.metrics.events_failed.add(len(batch))
                 log.warning("could not export %d convergence events (%s); kept for the next batch",
                             len(batch), exc)
                 return

@@ -48,7 +48,11 @@ class ProcessorMetrics:
         self.downstream_failures = meter.create_counter("nhi.processor.downstream.failures", unit="{batch}")
         self.malformed = meter.create_counter("nhi.processor.requests.malformed", unit="{request}")
         self.events = meter.create_counter("nhi.processor.events.emitted", unit="{event}")
-        self.events_failed = meter.create_counter("nhi.processor.events.export_failures", unit="{event}")
+        self.events_failed = meter.create_counter("nhi.processor.events.export_failures", unit="{event}",
+                                                  description="Events in failed export attempts (retried)")
+        self.events_dropped = meter.create_counter("nhi.processor.events.dropped", unit="{event}",
+                                                   description="Undelivered events dropped, oldest first, "
+                                                               "when more than MAX_PENDING_EVENTS were held")
         self.latency = meter.create_histogram("nhi.processor.batch.duration", unit="s",
                                               description="Time to process and forward one batch")
 

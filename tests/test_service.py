@@ -290,3 +290,26 @@ def test_replay_25000_mixed_records_all_delivered_and_attributed(sink):
     assert sorted(map(str, got_ids)) == sorted(map(str, expected))
     assert all(g.get("nhi.identity.id") for g in got)
     assert not any("key-" in json.dumps(g) for g in got)
+
+
+def test_undeliverable_events_are_held_then_dropped_oldest_first_and_counted(sink):
+    from collections import deque
+
+    from otel_processor.config import EventsConfig
+    from otel_processor.model import ConvergenceEvent, Identity
+
+    ident = Identity("workload:x", "workload", "x", "service.name")
+    events = [ConvergenceEvent(f"c{i}", ident, 0.9, ("app",), ("volume: x",), 1, 2, 3, b"", b"", (), (), "body",
+                               "rule", "category", ("ref",), "description") for i in range(5)]
+    config = ProcessorConfig(service=ServiceConfig(listen_grpc="127.0.0.1:0", listen_http=None,
+                                                   forward=sink.endpoint),
+                             events=EventsConfig(endpoint=f"127.0.0.1:{free_port()}"), state_dir=None)
+    with Service(config) as service:
+        service._pending_events = deque(maxlen=3)
+        service._send_events(events[:2])  # nobody listens on the events endpoint
+        service._send_events(events[2:])
+        held = [e.convergence_id for e in service._pending_events]
+        counts = service.metrics.snapshot()
+    assert held == ["c2", "c3", "c4"]
+    assert counts["nhi.processor.events.dropped"] == 2
+    assert counts["nhi.processor.events.export_failures"] == 2 + 3
