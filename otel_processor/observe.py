@@ -75,13 +75,6 @@ def as_text(value) -> str | None:
     return str(value)
 
 
-def _first(*values):
-    for v in values:
-        if v is not None and v != "":
-            return v
-    return None
-
-
 def _first_arn(resources) -> str | None:
     """CloudTrail ``resources``: a list of {ARN|arn, ...} maps, a list of strings, or JSON text."""
     if isinstance(resources, str):
@@ -330,18 +323,16 @@ def observe(identity: Identity, rec: dict, res: dict, signal: str, action: str, 
     """The observation of one record (positional arguments: it is called once per record)."""
     get = rec.get
     address = get("client.address") or get("source.address") or get("network.peer.address")
-    country = get("geo.country.iso_code")
-    locality = get("geo.locality.name")
     return Observation(
         identity,
         time_ns,
         signal,
         action,
         target(rec, res, server_span),
-        _text(address) if address is not None else None,
+        _text(address),
         _text(get("user_agent.original")),
-        _text(country) if country is not None else None,
-        _text(locality) if locality is not None else None,
+        _text(get("geo.country.iso_code")),
+        _text(get("geo.locality.name")),
         outcome[0],
         outcome[1],
         volume(rec),

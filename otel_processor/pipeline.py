@@ -165,9 +165,8 @@ class IdentityAttributes:
     """The ``nhi.identity.*`` attributes of one identity, built once and appended to records."""
 
     identity: Identity
-    kvs: list[KeyValue]       # without nhi.trust.score
-    trusted: dict[int, bytes]  # field number -> kvs plus nhi.trust.score = 1.0, wire-encoded
-    plain: dict[int, bytes]    # field number -> kvs only, wire-encoded
+    trusted: dict[int, bytes]  # field number -> nhi.identity.* plus nhi.trust.score = 1.0, wire-encoded
+    plain: dict[int, bytes]    # field number -> nhi.identity.* only, wire-encoded
 
 
 _IDENTITY_ATTRIBUTES: dict[str, IdentityAttributes] = {}
@@ -181,7 +180,7 @@ def identity_attributes(identity: Identity) -> IdentityAttributes:
         if identity.owner:
             kvs.append(_string_kv("nhi.identity.owner", identity.owner))
         fields = (SPAN_ATTRIBUTES_FIELD, LOG_ATTRIBUTES_FIELD)
-        found = IdentityAttributes(identity, kvs,
+        found = IdentityAttributes(identity,
                                    {n: attributes_wire([*kvs, _TRUST_ONE], n) for n in fields},
                                    {n: attributes_wire(kvs, n) for n in fields})
         if len(_IDENTITY_ATTRIBUTES) > 65_536:
