@@ -31,56 +31,64 @@ def _sha256(path: str) -> str | None:
         return None
 
 
+def _has_compiled(directory: str, leaf: str) -> bool:
+    return any(os.path.exists(os.path.join(directory, leaf + suffix))
+               for suffix in importlib.machinery.EXTENSION_SUFFIXES)
+
+
 class SourceWhenStale(importlib.abc.MetaPathFinder):
     def __init__(self, compiled: dict[str, str], pure: bool):
         self.compiled = compiled  # module name -> SHA-256 of the source it was compiled from
         self.pure = pure
         self.stale: list[str] = []
 
+    def current(self, name: str, source: str) -> bool:
+        """Whether the compiled ``name`` beside ``source`` was built from exactly that source and
+        may run; a compiled module that may not is noted in ``stale`` and logged."""
+        if self.pure:
+            return False
+        digest = self.compiled.get(name)
+        if digest is not None and _sha256(source) == digest:
+            return True
+        self.stale.append(name)
+        log.warning("%s changed since it was compiled; running without its compiled build (slower). "
+                    "Run `pip install -e .` again to recompile.", name)
+        return False
+
     def find_spec(self, fullname, path, target=None):
         if not fullname.startswith(PACKAGE + ".") or not path:
             return None
         leaf = fullname.rpartition(".")[2]
         source = os.path.join(path[0], leaf + ".py")
-        if not any(os.path.exists(os.path.join(path[0], leaf + suffix))
-                   for suffix in importlib.machinery.EXTENSION_SUFFIXES) or not os.path.exists(source):
+        if not _has_compiled(path[0], leaf) or not os.path.exists(source):
             return None  # not compiled: the normal import
-        digest = self.compiled.get(fullname)
-        if not self.pure and digest is not None and _sha256(source) == digest:
-            return None  # compiled from exactly this source: the normal import loads it
-        if not self.pure:
-            self.stale.append(fullname)
-            log.warning("%s changed since it was compiled; running its source (slower). "
-                        "Run `pip install -e .` again to recompile.", fullname)
+        if self.current(fullname, source):
+            return None  # the normal import loads the compiled module
         return importlib.util.spec_from_file_location(fullname, source)
 
 
+_FINDER: SourceWhenStale | None = None
+
+
 def install() -> SourceWhenStale:
+    global _FINDER
     try:
         with open(MANIFEST, encoding="utf-8") as fh:
             compiled = json.load(fh)
     except (OSError, ValueError):
         compiled = {}  # nothing was compiled, or it was lost: no compiled module is trusted
-    finder = SourceWhenStale(compiled, pure=bool(os.environ.get("NHI_PURE_PYTHON")))
-    sys.meta_path.insert(0, finder)
-    return finder
+    _FINDER = SourceWhenStale(compiled, pure=bool(os.environ.get("NHI_PURE_PYTHON")))
+    sys.meta_path.insert(0, _FINDER)
+    return _FINDER
 
 
 def optional_extension(name: str):
     """A compiled-only module (a ``.pyx`` with no ``.py`` twin), or None when it is not built,
     was built from another version of its source, or ``NHI_PURE_PYTHON`` is set."""
-    if os.environ.get("NHI_PURE_PYTHON"):
-        return None
-    try:
-        with open(MANIFEST, encoding="utf-8") as fh:
-            digest = json.load(fh).get(name)
-    except (OSError, ValueError):
-        return None
-    source = os.path.join(os.path.dirname(__file__), *name.split(".")[1:]) + ".pyx"
-    if digest is None or _sha256(source) != digest:
-        if digest is not None:
-            log.warning("%s changed since it was compiled; not using it (slower). "
-                        "Run `pip install -e .` again to recompile.", name)
+    directory = os.path.join(os.path.dirname(__file__), *name.split(".")[1:-1])
+    leaf = name.rpartition(".")[2]
+    if _FINDER is None or not _has_compiled(directory, leaf) \
+            or not _FINDER.current(name, os.path.join(directory, leaf + ".pyx")):
         return None
     try:
         return importlib.import_module(name)
