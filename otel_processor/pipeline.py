@@ -252,12 +252,14 @@ class BatchProcessor:
                 result.events = self.engine.take_events()
         return result
 
-    def _one_span(self, span, res: dict, by_resource: dict, result: BatchResult) -> None:
+    def _read(self, record, field_number: int) -> tuple[dict, bool]:
+        """``read_attributes`` of a span or log record, off its wire bytes when compiled."""
         if self._wire_keys is not None:
-            rec, special = _wire.read_attributes_wire(span.SerializeToString(), SPAN_ATTRIBUTES_FIELD,
-                                                      self._wire_keys)
-        else:
-            rec, special = read_attributes(span.attributes, self._keys)
+            return _wire.read_attributes_wire(record.SerializeToString(), field_number, self._wire_keys)
+        return read_attributes(record.attributes, self._keys)
+
+    def _one_span(self, span, res: dict, by_resource: dict, result: BatchResult) -> None:
+        rec, special = self._read(span, SPAN_ATTRIBUTES_FIELD)
         if special:
             mask_credentials(span.attributes)
         kind = span.kind
@@ -310,11 +312,7 @@ class BatchProcessor:
         return result
 
     def _one_log(self, record, res: dict, by_resource: dict, result: BatchResult) -> None:
-        if self._wire_keys is not None:
-            rec, special = _wire.read_attributes_wire(record.SerializeToString(), LOG_ATTRIBUTES_FIELD,
-                                                      self._wire_keys)
-        else:
-            rec, special = read_attributes(record.attributes, self._keys)
+        rec, special = self._read(record, LOG_ATTRIBUTES_FIELD)
         if special:
             mask_credentials(record.attributes)
         event_name = record.event_name or rec.get("event.name") or None

@@ -72,23 +72,15 @@ class NewValueDetector:
         self.novel_window = -1
         self.novel_count = 0
 
-    def _hashes(self, f: Features):
-        return (f.action_h, f.target_h, f.network_h, f.ua_h, f.country_h)
-
     def score_one(self, f: Features, age_ns: int, warmed: bool, config: EngineConfig,
                   caps: tuple[int, ...]) -> list[Finding]:
         if not warmed:
             return []
-        out = []
-        for i, h in enumerate(self._hashes(f)):
-            if h is not None and not has_value(self.values[i], h) and len(self.values[i]) < caps[i]:
-                out.append(self._novel(i, f, age_ns, config))
-        return out
+        return [self._novel(i, f, age_ns, config) for i, _ in self._new_values(f, caps)]
 
     def learn_one(self, f: Features, warmed: bool, caps: tuple[int, ...]) -> None:
-        for i, h in enumerate(self._hashes(f)):
-            if h is not None and not has_value(self.values[i], h) and len(self.values[i]) < caps[i]:
-                self._learn(i, h, f, warmed)
+        for i, h in self._new_values(f, caps):
+            self._learn(i, h, f, warmed)
 
     def update(self, f: Features, age_ns: int, warmed: bool, config: EngineConfig,
                caps: tuple[int, ...]) -> list[Finding] | None:
@@ -99,17 +91,28 @@ class NewValueDetector:
         out = None
         values = self.values
         i = 0
+        # _new_values written out: the generator measured about 1 µs more per record here.
         for h in (f.action_h, f.target_h, f.network_h, f.ua_h, f.country_h):
-            if h is not None:
-                known = values[i]
-                if len(known) < caps[i] and not has_value(known, h):
-                    if warmed:
-                        if out is None:
-                            out = []
-                        out.append(self._novel(i, f, age_ns, config))
-                    self._learn(i, h, f, warmed)
+            if h is not None and len(values[i]) < caps[i] and not has_value(values[i], h):
+                if warmed:
+                    if out is None:
+                        out = []
+                    out.append(self._novel(i, f, age_ns, config))
+                self._learn(i, h, f, warmed)
             i += 1
         return out
+
+    def _new_values(self, f: Features, caps: tuple[int, ...]):
+        """(dimension, hash) of each value in ``f`` this identity has not seen, below its cap.
+
+        Each dimension has its own array, so learning one while iterating does not change the rest.
+        """
+        values = self.values
+        i = 0
+        for h in (f.action_h, f.target_h, f.network_h, f.ua_h, f.country_h):
+            if h is not None and len(values[i]) < caps[i] and not has_value(values[i], h):
+                yield i, h
+            i += 1
 
     def _learn(self, i: int, h: int, f: Features, warmed: bool) -> None:
         add_value(self.values[i], h)

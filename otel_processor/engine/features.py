@@ -190,16 +190,14 @@ class Features:
         return f"Features({', '.join(f'{k}={getattr(self, k)!r}' for k in self.__slots__)})"
 
 
-# Memo tables for the few thousand values that recur on every record: one dictionary look-up
-# each instead of a chain of calls. Cleared when full; everything in them is recomputable.
+# Memo tables for the few thousand values that recur on every record: one look-up each instead
+# of a chain of calls. Bounded; everything in them is recomputable.
 _MEMO_CAP = 65_536
 _ACTIONS: dict[tuple[int, str], tuple[str, int, int]] = {}   # (book, action) -> class, index, hash
-_ADDRESSES: dict[str, tuple[str, bool, int] | None] = {}    # address -> network, private, hash
-_AGENTS: dict[str, tuple[str, int]] = {}                     # user agent -> family, hash
 
 
 def _action_facts(book: RuleBook, action: str) -> tuple[str, int, int]:
-    key = (id(book), action)
+    key = (id(book), action)  # a RuleBook is not hashable; the engine holds one for its lifetime
     hit = _ACTIONS.get(key)
     if hit is None:
         cls = book.classify(action)
@@ -210,26 +208,18 @@ def _action_facts(book: RuleBook, action: str) -> tuple[str, int, int]:
     return hit
 
 
+@lru_cache(maxsize=_MEMO_CAP)
 def _address_facts(address: str) -> tuple[str, bool, int] | None:
-    if address in _ADDRESSES:
-        return _ADDRESSES[address]
+    """Network, whether private, and the network's hash."""
     net = network_of(address)
-    hit = (net[0], net[1], stable_hash(net[0])) if net else None
-    if len(_ADDRESSES) >= _MEMO_CAP:
-        _ADDRESSES.clear()
-    _ADDRESSES[address] = hit
-    return hit
+    return (net[0], net[1], stable_hash(net[0])) if net else None
 
 
+@lru_cache(maxsize=_MEMO_CAP)
 def _agent_facts(user_agent: str) -> tuple[str, int]:
-    hit = _AGENTS.get(user_agent)
-    if hit is None:
-        family = ua_family(user_agent)
-        hit = (family, stable_hash(family))
-        if len(_AGENTS) >= _MEMO_CAP:
-            _AGENTS.clear()
-        _AGENTS[user_agent] = hit
-    return hit
+    """Client family and its hash."""
+    family = ua_family(user_agent)
+    return family, stable_hash(family)
 
 
 def features_of(obs: Observation, book: RuleBook, window_s: float) -> Features:
