@@ -180,25 +180,25 @@ def run_floor(batches) -> float:
     return time.perf_counter() - start
 
 
+def _process(processor: BatchProcessor, signal: str, data: bytes):
+    req = CLASSES[signal].FromString(data)
+    (processor.process_traces if signal == "traces" else processor.process_logs)(req)
+    return req
+
+
 def run_processor(batches, processor: BatchProcessor, warmup=()) -> tuple[float, list[float]]:
     for signal, data in warmup:
-        req = CLASSES[signal].FromString(data)
-        (processor.process_traces if signal == "traces" else processor.process_logs)(req)
+        _process(processor, signal, data)
     latencies = []
     start = time.perf_counter()
     for signal, data in batches:
         t = time.perf_counter()
-        req = CLASSES[signal].FromString(data)
-        if signal == "traces":
-            processor.process_traces(req)
-        else:
-            processor.process_logs(req)
-        req.SerializeToString()
+        _process(processor, signal, data).SerializeToString()
         latencies.append(time.perf_counter() - t)
     return time.perf_counter() - start, latencies
 
 
-def run_grpc(batches, records: int, warmup=()) -> tuple[float, list[float]]:
+def run_grpc(batches, records: int, warmup=(), warmup_records: int = 0) -> tuple[float, list[float]]:
     import grpc
 
     from otel_processor.otlp_sink import OtlpSink
@@ -227,17 +227,10 @@ def run_grpc(batches, records: int, warmup=()) -> tuple[float, list[float]]:
             elapsed = time.perf_counter() - start
             channel.close()
         got = len(sink.spans()) + len(sink.telemetry_log_records())
-        records += sum(_count(signal, data) for signal, data in warmup)
+        records += warmup_records
         if got != records:
             raise SystemExit(f"end-to-end lost records: sent {records}, downstream got {got}")
     return elapsed, latencies
-
-
-def _count(signal: str, data: bytes) -> int:
-    req = CLASSES[signal].FromString(data)
-    if signal == "traces":
-        return sum(len(ss.spans) for rs in req.resource_spans for ss in rs.scope_spans)
-    return sum(len(sl.log_records) for rl in req.resource_logs for sl in rl.scope_logs)
 
 
 def memory_per_identity(identities: int) -> tuple[float, int]:
@@ -290,7 +283,7 @@ def main(argv=None) -> int:
                                        warmup)
     full_s, full_lat = run_processor(batches, BatchProcessor(ProcessorConfig()), warmup)
     cold_s, cold_lat = run_processor(batches, BatchProcessor(ProcessorConfig()))
-    grpc_s, grpc_lat = run_grpc(batches, args.records, warmup)
+    grpc_s, grpc_lat = run_grpc(batches, args.records, warmup, warm_n)
     mem, tracked = memory_per_identity(args.identities)
 
     n = args.records

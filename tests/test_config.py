@@ -1,5 +1,6 @@
 import pytest
 
+from otel_processor.catalog import load_catalog
 from otel_processor.config import ProcessorConfig, load_config
 from otel_processor.errors import ConfigError
 
@@ -11,19 +12,22 @@ def test_defaults_work_without_a_file():
 
 
 @pytest.mark.parametrize(
-    "text, line, words",
+    "load, text, line, words",
     [
-        ("service:\n  listen_grpc: nope\n", 2, "HOST:PORT"),
-        ("servce:\n  forward: a:1\n", 1, "unknown setting 'servce'"),
-        ("engine:\n  max_identities: lots\n", 2, "expected int"),
-        ("service:\n\tforward: a:1\n", 2, "invalid YAML"),
+        (load_config, "service:\n  listen_grpc: nope\n", 2, "HOST:PORT"),
+        (load_config, "servce:\n  forward: a:1\n", 1, "unknown setting 'servce'"),
+        (load_config, "engine:\n  max_identities: lots\n", 2, "expected int"),
+        (load_config, "service:\n\tforward: a:1\n", 2, "invalid YAML"),
+        (load_catalog, "identities:\n  - principal: x\n    kind: robot\n", 2, "kind must be one of"),
+        (load_catalog, "identities:\n  - principal: x\n    expected_networks: [10.0.0.0/33]\n", 2, "not a CIDR"),
+        (load_catalog, "identities:\n  - kind: workload\n", 2, "principal"),
     ],
 )
-def test_bad_config_names_file_line_and_problem(tmp_path, text, line, words):
+def test_bad_config_or_catalog_names_file_line_and_problem(tmp_path, load, text, line, words):
     path = tmp_path / "bad.yaml"
     path.write_text(text)
     with pytest.raises(ConfigError) as info:
-        load_config(str(path))
+        load(str(path))
     message = str(info.value)
     assert message.startswith(f"{path}:{line}:"), message
     assert words in message
