@@ -11,6 +11,7 @@ counted: nothing is dropped here.
 from __future__ import annotations
 
 import logging
+import struct
 import threading
 from dataclasses import dataclass, field
 
@@ -72,8 +73,9 @@ def _key_actions(wanted) -> dict[str, int]:
 _KEY_ACTION = _key_actions(WANTED)
 _KEY_ACTION_RESOLVE_ONLY = _key_actions(IDENTITY_KEYS | RESOLUTION_CONTEXT_KEYS)
 
-# The compiled build reads record attributes off their wire bytes (otel_processor/_wire.pyx),
-# about four times faster than iterating them; read_attributes is the reference and fallback.
+# The compiled build reads record attributes off the request's wire bytes
+# (otel_processor/_wire.pyx), several times faster than iterating them; read_attributes is the
+# reference and the fallback.
 _wire = optional_extension("otel_processor._wire")
 
 
@@ -138,6 +140,7 @@ def _varint(n: int) -> bytes:
             return bytes(out)
 
 
+_DOUBLE = struct.Struct("<d")
 # Field numbers of ``attributes`` in Span and LogRecord (opentelemetry/proto/*/v1/*.proto).
 SPAN_ATTRIBUTES_FIELD = 9
 LOG_ATTRIBUTES_FIELD = 6
@@ -158,6 +161,8 @@ def attributes_wire(kvs: list[KeyValue], field_number: int) -> bytes:
 
 
 _TRUST_ONE = KeyValue(key="nhi.trust.score", value=AnyValue(double_value=1.0))
+# nhi.trust.score as wire bytes up to its double, whose 8 little-endian bytes end the encoding.
+_TRUST_HEAD = {n: attributes_wire([_TRUST_ONE], n)[:-8] for n in (SPAN_ATTRIBUTES_FIELD, LOG_ATTRIBUTES_FIELD)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,11 +201,9 @@ def enrich(record, field_number: int, identity: Identity, verdict: Verdict) -> N
                                       and not verdict.convergence_id):
         record.MergeFromString(cached.trusted[field_number])
         return
-    record.MergeFromString(cached.plain[field_number])
+    record.MergeFromString(cached.plain[field_number] + _TRUST_HEAD[field_number]
+                           + _DOUBLE.pack(verdict.trust_score))
     attributes = record.attributes
-    kv = attributes.add()
-    kv.key = "nhi.trust.score"
-    kv.value.double_value = verdict.trust_score
     if verdict.anomalies:
         kv = attributes.add()
         kv.key = "nhi.anomaly"
@@ -234,6 +237,8 @@ class BatchProcessor:
     def process_traces(self, request: ExportTraceServiceRequest) -> BatchResult:
         result = BatchResult()
         with self._lock, self.engine.lock:
+            reads = self._read_request(request, SPAN_ATTRIBUTES_FIELD, sum(
+                len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans))
             for rs in request.resource_spans:
                 res_attrs = rs.resource.attributes
                 res, res_special = read_attributes(res_attrs)
@@ -244,7 +249,7 @@ class BatchProcessor:
                     for span in ss.spans:
                         result.records += 1
                         try:
-                            self._one_span(span, res, by_resource, result)
+                            self._one_span(span, next(reads) if reads is not None else None, res, by_resource, result)
                         except Exception:  # noqa: BLE001 - a bad record must never lose the batch
                             result.failed += 1
                             log.exception("span could not be processed; forwarded unchanged")
@@ -252,14 +257,21 @@ class BatchProcessor:
                 result.events = self.engine.take_events()
         return result
 
-    def _read(self, record, field_number: int) -> tuple[dict, bool]:
-        """``read_attributes`` of a span or log record, off its wire bytes when compiled."""
-        if self._wire_keys is not None:
-            return _wire.read_attributes_wire(record.SerializeToString(), field_number, self._wire_keys)
-        return read_attributes(record.attributes, self._keys)
+    def _read_request(self, request, field_number: int, records: int):
+        """With the compiled build, every record's ``read_attributes`` result, read off the
+        request's wire bytes in record order (an iterator); otherwise None."""
+        if self._wire_keys is None:
+            return None
+        reads = _wire.read_request(request.SerializeToString(), field_number, self._wire_keys)
+        if len(reads) != records:  # never pair a record with another's attributes
+            log.error("wire reader found %d records, the request has %d; reading them one by one",
+                      len(reads), records)
+            return None
+        return iter(reads)
 
-    def _one_span(self, span, res: dict, by_resource: dict, result: BatchResult) -> None:
-        rec, special = self._read(span, SPAN_ATTRIBUTES_FIELD)
+    def _one_span(self, span, read: tuple[dict, bool] | None, res: dict, by_resource: dict,
+                  result: BatchResult) -> None:
+        rec, special = read if read is not None else read_attributes(span.attributes, self._keys)
         if special:
             mask_credentials(span.attributes)
         kind = span.kind
@@ -293,6 +305,8 @@ class BatchProcessor:
     def process_logs(self, request: ExportLogsServiceRequest) -> BatchResult:
         result = BatchResult()
         with self._lock, self.engine.lock:
+            reads = self._read_request(request, LOG_ATTRIBUTES_FIELD, sum(
+                len(sl.log_records) for rl in request.resource_logs for sl in rl.scope_logs))
             for rl in request.resource_logs:
                 res_attrs = rl.resource.attributes
                 res, res_special = read_attributes(res_attrs)
@@ -303,7 +317,7 @@ class BatchProcessor:
                     for record in sl.log_records:
                         result.records += 1
                         try:
-                            self._one_log(record, res, by_resource, result)
+                            self._one_log(record, next(reads) if reads is not None else None, res, by_resource, result)
                         except Exception:  # noqa: BLE001
                             result.failed += 1
                             log.exception("log record could not be processed; forwarded unchanged")
@@ -311,8 +325,9 @@ class BatchProcessor:
                 result.events = self.engine.take_events()
         return result
 
-    def _one_log(self, record, res: dict, by_resource: dict, result: BatchResult) -> None:
-        rec, special = self._read(record, LOG_ATTRIBUTES_FIELD)
+    def _one_log(self, record, read: tuple[dict, bool] | None, res: dict, by_resource: dict,
+                 result: BatchResult) -> None:
+        rec, special = read if read is not None else read_attributes(record.attributes, self._keys)
         if special:
             mask_credentials(record.attributes)
         event_name = record.event_name or rec.get("event.name") or None

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
@@ -61,3 +63,36 @@ def test_truncated_bytes_are_an_error_not_a_crash():
             _wire.read_attributes_wire(data[:cut], SPAN_ATTRIBUTES_FIELD, table)
         except ValueError:
             pass
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.lists(st.lists(st.lists(st.tuples(st.sampled_from(KEYS), values), max_size=4),
+                                  max_size=3), max_size=3), min_size=1, max_size=3), st.booleans())
+def test_request_reader_gives_every_record_in_order(resources, as_logs):
+    """read_request over resources -> scopes -> records equals reading each record on its own."""
+    if as_logs:
+        request = ExportLogsServiceRequest()
+        for scopes in resources:
+            rl = request.resource_logs.add()
+            rl.resource.attributes.add(key="user.id").value.string_value = "resource-level"
+            for records in scopes:
+                sl = rl.scope_logs.add()
+                sl.scope.name = "s"
+                for attributes in records:
+                    _record(sl.log_records.add(), attributes)
+        flat = [r for rl in request.resource_logs for sl in rl.scope_logs for r in sl.log_records]
+        field = LOG_ATTRIBUTES_FIELD
+    else:
+        request = ExportTraceServiceRequest()
+        for scopes in resources:
+            rs = request.resource_spans.add()
+            rs.resource.attributes.add(key="user.id").value.string_value = "resource-level"
+            for records in scopes:
+                ss = rs.scope_spans.add()
+                ss.scope.name = "s"
+                for attributes in records:
+                    _record(ss.spans.add(), attributes).name = "x"
+        flat = [s for rs in request.resource_spans for ss in rs.scope_spans for s in ss.spans]
+        field = SPAN_ATTRIBUTES_FIELD
+    got = _wire.read_request(request.SerializeToString(), field, _wire.KeyTable(_KEY_ACTION))
+    assert got == [read_attributes(r.attributes, _KEY_ACTION) for r in flat]
