@@ -82,6 +82,21 @@ cdef inline Py_ssize_t _length(const unsigned char* buf, Py_ssize_t pos, Py_ssiz
     return pos
 
 
+cdef inline bint _next_field(const unsigned char* buf, Py_ssize_t* pos, Py_ssize_t end, uint64_t want_tag,
+                             Py_ssize_t* start, Py_ssize_t* field_end) except -1:
+    """Moves ``pos`` past the next length-delimited field tagged ``want_tag`` before ``end``,
+    skipping others, and sets that field's byte range; False when the message ends first."""
+    cdef uint64_t tag
+    while pos[0] < end:
+        pos[0] = _varint(buf, pos[0], end, &tag)
+        if tag == want_tag:
+            start[0] = _length(buf, pos[0], end, field_end)
+            pos[0] = field_end[0]
+            return True
+        pos[0] = _skip(buf, pos[0], end, tag & 7)
+    return False
+
+
 cdef class KeyTable:
     """A key -> action table (1 decode, 2 credential, 3 ours) with a C hash filter in front."""
 
@@ -140,14 +155,7 @@ cdef tuple _read(bytes data, Py_ssize_t pos, Py_ssize_t end, uint64_t field_numb
     cdef bint special = False
     cdef bint has_value
     cdef object action
-    while pos < end:
-        pos = _varint(buf, pos, end, &tag)
-        if tag != want_tag:
-            pos = _skip(buf, pos, end, tag & 7)
-            continue
-        pos = _length(buf, pos, end, &kv_end)
-        p = pos
-        pos = kv_end
+    while _next_field(buf, &pos, end, want_tag, &p, &kv_end):  # each attribute
         key_len = -1
         has_value = False
         value_start = value_end = 0
@@ -194,29 +202,10 @@ def read_request(bytes data, uint64_t field_number, KeyTable table):
     log_records (field 2). One serialization of the request replaces one per record.
     """
     cdef const unsigned char* buf = data
-    cdef Py_ssize_t pos = 0, end = len(data), r_end, s_end, record_end, p, q
-    cdef uint64_t tag, n
+    cdef Py_ssize_t end = len(data), pos = 0, p, q, r_end, s_end, record, record_end
     cdef list out = []
-    while pos < end:  # the request
-        pos = _varint(buf, pos, end, &tag)
-        if tag != 0x0A:
-            pos = _skip(buf, pos, end, tag & 7)
-            continue
-        pos = _length(buf, pos, end, &r_end)
-        p, pos = pos, r_end
-        while p < r_end:  # one resource_*
-            p = _varint(buf, p, r_end, &tag)
-            if tag != 0x12:
-                p = _skip(buf, p, r_end, tag & 7)
-                continue
-            p = _length(buf, p, r_end, &s_end)
-            q, p = p, s_end
-            while q < s_end:  # one scope_*
-                q = _varint(buf, q, s_end, &tag)
-                if tag != 0x12:
-                    q = _skip(buf, q, s_end, tag & 7)
-                    continue
-                q = _length(buf, q, s_end, &record_end)
-                out.append(_read(data, q, record_end, field_number, table))
-                q = record_end
+    while _next_field(buf, &pos, end, 0x0A, &p, &r_end):  # each resource_*
+        while _next_field(buf, &p, r_end, 0x12, &q, &s_end):  # each scope_*
+            while _next_field(buf, &q, s_end, 0x12, &record, &record_end):  # each record
+                out.append(_read(data, record, record_end, field_number, table))
     return out

@@ -70,29 +70,19 @@ def test_truncated_bytes_are_an_error_not_a_crash():
                                   max_size=3), max_size=3), min_size=1, max_size=3), st.booleans())
 def test_request_reader_gives_every_record_in_order(resources, as_logs):
     """read_request over resources -> scopes -> records equals reading each record on its own."""
-    if as_logs:
-        request = ExportLogsServiceRequest()
-        for scopes in resources:
-            rl = request.resource_logs.add()
-            rl.resource.attributes.add(key="user.id").value.string_value = "resource-level"
-            for records in scopes:
-                sl = rl.scope_logs.add()
-                sl.scope.name = "s"
-                for attributes in records:
-                    _record(sl.log_records.add(), attributes)
-        flat = [r for rl in request.resource_logs for sl in rl.scope_logs for r in sl.log_records]
-        field = LOG_ATTRIBUTES_FIELD
-    else:
-        request = ExportTraceServiceRequest()
-        for scopes in resources:
-            rs = request.resource_spans.add()
-            rs.resource.attributes.add(key="user.id").value.string_value = "resource-level"
-            for records in scopes:
-                ss = rs.scope_spans.add()
-                ss.scope.name = "s"
-                for attributes in records:
-                    _record(ss.spans.add(), attributes).name = "x"
-        flat = [s for rs in request.resource_spans for ss in rs.scope_spans for s in ss.spans]
-        field = SPAN_ATTRIBUTES_FIELD
+    request_type, resources_of, scopes_of, records_of, field = (
+        (ExportLogsServiceRequest, "resource_logs", "scope_logs", "log_records", LOG_ATTRIBUTES_FIELD) if as_logs
+        else (ExportTraceServiceRequest, "resource_spans", "scope_spans", "spans", SPAN_ATTRIBUTES_FIELD))
+    request = request_type()
+    for scopes in resources:
+        resource = getattr(request, resources_of).add()
+        resource.resource.attributes.add(key="user.id").value.string_value = "resource-level"
+        for records in scopes:
+            scope = getattr(resource, scopes_of).add()
+            scope.scope.name = "s"
+            for attributes in records:
+                _record(getattr(scope, records_of).add(), attributes)
+    flat = [record for resource in getattr(request, resources_of) for scope in getattr(resource, scopes_of)
+            for record in getattr(scope, records_of)]
     got = _wire.read_request(request.SerializeToString(), field, _wire.KeyTable(_KEY_ACTION))
     assert got == [read_attributes(r.attributes, _KEY_ACTION) for r in flat]
