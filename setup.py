@@ -20,16 +20,19 @@ from setuptools.command.build_ext import build_ext
 
 HOT_MODULES = [
     "otel_processor/anyvalue.py",
-    "otel_processor/observe.py",
-    "otel_processor/pipeline.py",
-    "otel_processor/resolve.py",
+    "otel_processor/observe/record.py",
+    "otel_processor/pipeline/batch.py",
+    "otel_processor/pipeline/attributes.py",
+    "otel_processor/identity/resolver.py",
+    "otel_processor/identity/rules.py",
+    "otel_processor/outputs/enrich.py",
     "otel_processor/engine/correlator.py",
     "otel_processor/engine/detectors.py",
     "otel_processor/engine/engine.py",
     "otel_processor/engine/features.py",
     "otel_processor/engine/links.py",
     "otel_processor/engine/peers.py",
-    "otel_processor/_wire.pyx",  # compiled only: the attribute reader over wire bytes
+    "otel_processor/pipeline/_wire.pyx",  # compiled only: the attribute reader over wire bytes
 ]
 
 

@@ -201,8 +201,8 @@ def run_processor(batches, processor: BatchProcessor, warmup=()) -> tuple[float,
 def run_grpc(batches, records: int, warmup=(), warmup_records: int = 0) -> tuple[float, list[float]]:
     import grpc
 
-    from otel_processor.otlp_sink import OtlpSink
-    from otel_processor.service import Service
+    from simulator.sink import OtlpSink
+    from otel_processor.hosts.serve.service import Service
 
     with OtlpSink() as sink:
         config = ProcessorConfig(service=ServiceConfig(listen_grpc="127.0.0.1:0", listen_http=None,

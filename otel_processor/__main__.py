@@ -1,3 +1,8 @@
+"""``python -m otel_processor``: the ``nhi-processor`` command.
+
+May import: cli
+"""
+
 import sys
 
 from .cli import main

@@ -5,6 +5,8 @@ compiled in ``_compiled_sources.json``. Python prefers an extension module over 
 same name, so after an edit to an editable install the old compiled code would silently run.
 The finder installed here loads the source instead whenever it no longer matches what was
 compiled (and always when ``NHI_PURE_PYTHON`` is set), so the code that runs is the code you read.
+
+May import: (no other room)
 """
 
 from __future__ import annotations
@@ -97,9 +99,8 @@ def optional_extension(name: str):
 
 
 def hot_path() -> str:
-    """One line for start-up output: whether the hot path runs compiled."""
-    from . import pipeline  # noqa: F401 - imports every hot module
-
+    """One line for start-up output: whether the hot path runs compiled (call it once the
+    pipeline is imported: it reports the modules loaded so far)."""
     compiled = compiled_modules()
     if not compiled:
         return "hot path: pure Python (no compiled build; see setup.py)"

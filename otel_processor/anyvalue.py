@@ -1,4 +1,7 @@
-"""OTLP ``AnyValue`` to and from plain Python values: one place for every encoder and decoder."""
+"""OTLP ``AnyValue`` to and from plain Python values: one place for every encoder and decoder.
+
+May import: (no other room)
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""``nhi-processor``: serve (standalone OTLP service), rotel (inside the Rotel collector), check-config."""
+"""``nhi-processor``: serve (standalone OTLP service), rotel (inside the Rotel collector), check-config.
+
+May import: model, errors, yamlbind, anyvalue, otlp_json, _compiled, config, identity, observe, engine, outputs, inputs, pipeline, hosts
+"""
 
 from __future__ import annotations
 
@@ -52,7 +55,7 @@ def build_config(args: argparse.Namespace) -> ProcessorConfig:
 
 
 def serve(config: ProcessorConfig) -> int:
-    from .service import Service
+    from .hosts.serve.service import Service
 
     service = Service(config).start()
     svc = config.service
@@ -86,13 +89,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "check-config":
             config = load_config(args.file)
             if config.catalog:
-                from .catalog import load_catalog
+                from .identity.catalog import load_catalog
                 load_catalog(config.catalog)
             print(f"{args.file}: ok")
             return 0
         config = build_config(args)
         if config.catalog:
-            from .catalog import load_catalog
+            from .identity.catalog import load_catalog
             load_catalog(config.catalog)  # fail at start-up, not at the first record
     except ConfigError as exc:
         print(f"nhi-processor: {exc}", file=sys.stderr)
@@ -100,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=config.telemetry.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "rotel":
-        from . import rotel_host
+        from .hosts.rotel import host as rotel_host
         return rotel_host.run_cli(args, config)
     return serve(config)
 

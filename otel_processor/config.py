@@ -3,6 +3,8 @@
 Like a Collector contrib processor's config: plain dataclasses with defaults that work with no
 file at all, and ``validate()`` on each section so that a bad value stops start-up with
 ``file:line: problem`` instead of surfacing as a runtime surprise.
+
+May import: errors, yamlbind, engine
 """
 
 from __future__ import annotations

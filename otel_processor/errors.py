@@ -1,4 +1,7 @@
-"""Errors a user can act on: each names the file, the line and the problem."""
+"""Errors a user can act on: each names the file, the line and the problem.
+
+May import: (no other room)
+"""
 
 from __future__ import annotations
 

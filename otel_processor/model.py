@@ -3,6 +3,8 @@
 These types are the contract between identity resolution (``resolve``), observation
 (``observe``), the behaviour engine (``engine``) and event encoding (``events``). They are
 deliberately free of protobuf so that the engine can be tested and hosted without OTLP.
+
+May import: (no other room)
 """
 
 from __future__ import annotations

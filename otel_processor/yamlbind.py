@@ -3,6 +3,8 @@
 Used for the processor config, the identity catalog and the simulator's scenarios: one loader,
 one error format. Unknown keys are errors (a misspelt setting silently ignored is how a
 detection gets switched off in production).
+
+May import: errors
 """
 
 from __future__ import annotations

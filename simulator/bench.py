@@ -1,6 +1,6 @@
 """``nhi-sim bench``: replay a fleet and every scenario through the processor and score coverage.
 
-By default the processor runs embedded (``otel_processor.service.Service`` on loopback) and
+By default the processor runs embedded (``otel_processor.hosts.serve.service.Service`` on loopback) and
 forwards to an ``OtlpSink``; with ``endpoint`` the already-running pipeline at that address is
 measured instead, and its downstream must be pointed at the sink this bench starts.
 """
@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 
 from otel_processor.config import ProcessorConfig, ServiceConfig
-from otel_processor.otlp_sink import OtlpSink
+from simulator.sink import OtlpSink
 from otel_processor.anyvalue import to_python as any_to_py
 
 from .encode import batches
@@ -81,7 +81,7 @@ def run_bench(scenarios: list[Scenario], identities: int = 120, days: int = 7, s
     with OtlpSink(host, int(port)) as sink:
         service = None
         if endpoint is None:
-            from otel_processor.service import Service
+            from otel_processor.hosts.serve.service import Service
 
             config = config or ProcessorConfig(state_dir=None)
             config.service = ServiceConfig(listen_grpc="127.0.0.1:0", listen_http=None, forward=sink.endpoint)

@@ -1,4 +1,4 @@
-"""``nhi-sim``: bench (the main job), replay, export."""
+"""``nhi-sim``: bench (the main job), replay, export, sink."""
 
 from __future__ import annotations
 
@@ -38,7 +38,18 @@ def main(argv: list[str] | None = None) -> int:
     e = sub.add_parser("export", help="write the fleet and scenarios as OTLP JSON lines")
     _world_args(e)
     e.add_argument("--out", required=True)
+    k = sub.add_parser("sink", help="an OTLP/gRPC downstream that prints convergence events and counts records")
+    k.add_argument("--listen", default="127.0.0.1:24317", metavar="HOST:PORT",
+                   help="where to listen (default 127.0.0.1:24317, where `nhi-processor serve` forwards by default)")
+    k.add_argument("--every", type=float, default=10.0, metavar="SECONDS", help="how often to print record counts")
     args = parser.parse_args(argv)
+    if args.command == "sink":
+        from .watch import run_sink
+        try:
+            return run_sink(args.listen, args.every)
+        except (OSError, ValueError) as exc:
+            print(f"nhi-sim sink: {exc}", file=sys.stderr)
+            return 2
     try:
         if args.command == "replay" and args.from_file:
             from .replay import read_jsonl, replay

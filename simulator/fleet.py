@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from faker import Faker
 
-from otel_processor.resolve import fingerprint
+from otel_processor.identity.credentials import fingerprint
 
 ACCOUNT = "402918377410"
 ORG = "northwind"

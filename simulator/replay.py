@@ -18,7 +18,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from tqdm import tqdm
 
-from otel_processor.receivers_http import parse_json, to_otlp_json
+from otel_processor.otlp_json import parse_json, to_otlp_json
 
 PATHS = {"traces": "/v1/traces", "logs": "/v1/logs"}
 METHODS = {"traces": "/opentelemetry.proto.collector.trace.v1.TraceService/Export",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from otel_processor.otlp_sink import OtlpSink
+from simulator.sink import OtlpSink
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from otel_processor.config import DEFAULT_FORWARD, DEFAULT_LISTEN_GRPC
-from otel_processor.resolve import IDENTITY_KEYS
+from otel_processor.identity.rules import IDENTITY_KEYS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KINDS = ("receivers", "processors", "exporters")

@@ -1,6 +1,6 @@
 import pytest
 
-from otel_processor.catalog import load_catalog
+from otel_processor.identity.catalog import load_catalog
 from otel_processor.config import ProcessorConfig, load_config
 from otel_processor.errors import ConfigError
 

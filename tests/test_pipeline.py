@@ -8,12 +8,12 @@ from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from otel_processor.catalog import load_catalog
+from otel_processor.identity.catalog import load_catalog
 from otel_processor.config import ProcessorConfig
 from otel_processor.engine import Engine, EngineConfig
 from otel_processor.pipeline import BatchProcessor
 from otel_processor.anyvalue import to_python
-from otel_processor.resolve import fingerprint, masked
+from otel_processor.identity.credentials import fingerprint, masked
 
 from otlp_builders import any_value, attrs_of, logs, traces
 

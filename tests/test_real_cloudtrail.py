@@ -14,7 +14,7 @@ import re
 import pytest
 
 from otel_processor.pipeline import BatchProcessor
-from otel_processor.profiles.cloudtrail import read_events, to_requests
+from otel_processor.inputs.cloudtrail import read_events, to_requests
 
 DATASET = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "datasets", "invictus-aws-cloudtrail",
                        "CloudTrail")

@@ -17,9 +17,9 @@ import time
 import pytest
 
 from otel_processor.config import ProcessorConfig, ServiceConfig
-from otel_processor.otlp_sink import OtlpSink
+from simulator.sink import OtlpSink
 from otel_processor.anyvalue import to_python as any_to_py
-from otel_processor.service import Service
+from otel_processor.hosts.serve.service import Service
 from simulator.bench import collect_events
 from simulator.encode import batches
 from simulator.replay import replay

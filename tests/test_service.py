@@ -21,9 +21,9 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metric
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 
 from otel_processor.config import ProcessorConfig, ServiceConfig
-from otel_processor.otlp_sink import OtlpSink
-from otel_processor.receivers_http import to_otlp_json
-from otel_processor.service import Service
+from simulator.sink import OtlpSink
+from otel_processor.otlp_json import to_otlp_json
+from otel_processor.hosts.serve.service import Service
 
 from otlp_builders import attrs_of, logs, traces
 

@@ -13,8 +13,8 @@ import hashlib
 import re
 
 from otel_processor.config import ProcessorConfig, ServiceConfig
-from otel_processor.otlp_sink import OtlpSink
-from otel_processor.service import Service
+from simulator.sink import OtlpSink
+from otel_processor.hosts.serve.service import Service
 from simulator.bench import collect_events
 from simulator.encode import batches
 from simulator.replay import replay

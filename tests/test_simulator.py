@@ -13,8 +13,8 @@ from google.protobuf import json_format
 
 from otel_processor.config import ProcessorConfig, ServiceConfig
 from otel_processor.errors import ConfigError
-from otel_processor.otlp_sink import OtlpSink
-from otel_processor.service import Service
+from simulator.sink import OtlpSink
+from otel_processor.hosts.serve.service import Service
 from simulator.bench import run_bench
 from simulator.encode import batches
 from simulator.fleet import RESERVED_WORDS

@@ -11,14 +11,11 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from otel_processor.anyvalue import set_value
-from otel_processor.pipeline import (
-    _KEY_ACTION,
-    _KEY_ACTION_RESOLVE_ONLY,
-    LOG_ATTRIBUTES_FIELD,
-    SPAN_ATTRIBUTES_FIELD,
-    _wire,
-    read_attributes,
-)
+from otel_processor.outputs.enrich import LOG_ATTRIBUTES_FIELD, SPAN_ATTRIBUTES_FIELD
+from otel_processor.pipeline.attributes import KEYS_FOR_DETECTION as _KEY_ACTION
+from otel_processor.pipeline.attributes import KEYS_FOR_RESOLUTION as _KEY_ACTION_RESOLVE_ONLY
+from otel_processor.pipeline.attributes import read_attributes
+from otel_processor.pipeline.attributes import wire as _wire
 
 pytestmark = pytest.mark.skipif(_wire is None, reason="compiled build not present (setup.py, Cython)")
 

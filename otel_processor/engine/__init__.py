@@ -9,6 +9,8 @@ Contract used by every host (``pipeline.BatchProcessor``, the Rotel host, tests)
 
 ``observe`` must be called in event-time order per identity for the results to be meaningful,
 and is thread-safe (Rotel calls processors from several threads).
+
+May import: model, errors
 """
 
 from __future__ import annotations

@@ -15,26 +15,21 @@ import threading
 import time
 from collections import deque
 
-from .catalog import load_catalog
-from .config import ProcessorConfig
-from .engine import Engine
-from .events import events_request
+from ...config import ProcessorConfig
+from ...engine import Engine
+from ...identity.catalog import load_catalog
+from ...outputs.events import events_request
+from ...pipeline import BatchProcessor, BatchResult
+from .answers import Unavailable
 from .forwarder import ForwardError, make_forwarder
-from .pipeline import BatchProcessor, BatchResult
-from .telemetry import ProcessorMetrics
+from .grpc_receiver import start_grpc_server
+from .http_receiver import start_http_server
+from .metrics import ProcessorMetrics
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "engine-state.json.gz"
 MAX_PENDING_EVENTS = 10_000
-
-
-class Unavailable(Exception):
-    """Retryable refusal: the host answers UNAVAILABLE / 503 with a retry delay."""
-
-
-class Rejected(Exception):
-    """Permanent refusal (the request itself is wrong): INVALID_ARGUMENT / 400."""
 
 
 def count_records(signal: str, request) -> int:
@@ -84,9 +79,6 @@ class Service:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> "Service":
-        from .receivers_grpc import start_grpc_server
-        from .receivers_http import start_http_server
-
         self._restore_state()
         svc = self.config.service
         if svc.listen_grpc:

@@ -18,6 +18,8 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
+from .answers import Rejected, Unavailable
+
 log = logging.getLogger(__name__)
 
 
@@ -38,8 +40,6 @@ def unavailable_status(message: str, retry_after_s: float) -> grpc.Status:
 
 
 def _handler(service, signal: str, response_cls):
-    from .service import Rejected, Unavailable
-
     retry_after = service.config.service.retry_after_s
 
     def export(request, context):

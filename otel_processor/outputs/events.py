@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.logs.v1.logs_pb2 import SeverityNumber
 
-from .model import ConvergenceEvent
+from ..model import ConvergenceEvent
 
 EVENT_NAME = "nhi.convergence"
 RULESET = "nhi-convergence"

@@ -1,8 +1,9 @@
-"""An OTLP/gRPC receiver that keeps what it is sent.
+"""An OTLP/gRPC receiver standing in for "the second Collector pipeline".
 
 It is the downstream in tests, the bench's collector of convergence events and forwarded
-telemetry, and a stand-in for "the second collector pipeline" when trying the processor by hand.
-It can be told to refuse requests (UNAVAILABLE) to play a downstream outage.
+telemetry, and, as ``nhi-sim sink``, what a new user points ``nhi-processor serve`` at to see
+events arrive. It keeps what it is sent (``keep=True``) or only counts it, calls ``on_request``
+for every request, and can be told to refuse requests (UNAVAILABLE) to play a downstream outage.
 """
 
 from __future__ import annotations
@@ -31,13 +32,16 @@ class SinkContents:
 class OtlpSink:
     """Start with ``OtlpSink().start()``; ``endpoint`` is then ``127.0.0.1:<port>``."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, max_workers: int = 8):
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, max_workers: int = 8, keep: bool = True,
+                 on_request=None):
         self._host = host
         self._port = port
         self._max_workers = max_workers
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self.contents = SinkContents()
+        self.keep = keep
+        self.on_request = on_request  # called with (signal, request) for every accepted request
         self.refuse = False  # True plays an outage: every export gets UNAVAILABLE
         self.refused_requests = 0
         self._server: grpc.Server | None = None
@@ -53,23 +57,25 @@ class OtlpSink:
 
         class _Traces(trace_service_pb2_grpc.TraceServiceServicer):
             def Export(self, request, context):  # noqa: N802 (gRPC name)
-                sink._keep(context, sink.contents.traces, request)
+                sink._keep(context, "traces", request)
                 return trace_service_pb2.ExportTraceServiceResponse()
 
         class _Logs(logs_service_pb2_grpc.LogsServiceServicer):
             def Export(self, request, context):  # noqa: N802
-                sink._keep(context, sink.contents.logs, request)
+                sink._keep(context, "logs", request)
                 return logs_service_pb2.ExportLogsServiceResponse()
 
         class _Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
             def Export(self, request, context):  # noqa: N802
-                sink._keep(context, sink.contents.metrics, request)
+                sink._keep(context, "metrics", request)
                 return metrics_service_pb2.ExportMetricsServiceResponse()
 
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_Traces(), server)
         logs_service_pb2_grpc.add_LogsServiceServicer_to_server(_Logs(), server)
         metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(_Metrics(), server)
         self.port = server.add_insecure_port(f"{self._host}:{self._port}")
+        if not self.port:
+            raise OSError(f"cannot listen on {self._host}:{self._port}")
         server.start()
         self._server = server
         return self
@@ -90,13 +96,16 @@ class OtlpSink:
         return f"{self._host}:{self.port}"
 
     # -- receiving ---------------------------------------------------------------------------
-    def _keep(self, context, bucket: list, request) -> None:
+    def _keep(self, context, signal: str, request) -> None:
         if self.refuse:
             with self._lock:
                 self.refused_requests += 1
             context.abort(grpc.StatusCode.UNAVAILABLE, "sink refuses (simulated outage)")
+        if self.on_request is not None:
+            self.on_request(signal, request)
         with self._changed:
-            bucket.append(request)
+            if self.keep:
+                getattr(self.contents, signal).append(request)
             self._changed.notify_all()
 
     # -- reading -----------------------------------------------------------------------------

@@ -8,7 +8,6 @@ another content type; 503 with Retry-After when downstream cannot take the batch
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import threading
@@ -21,6 +20,9 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
+from ...otlp_json import parse_json
+from .answers import Unavailable
+
 log = logging.getLogger(__name__)
 
 ROUTES = {
@@ -31,52 +33,6 @@ ROUTES = {
     "/v1/metrics": ("metrics", metrics_service_pb2.ExportMetricsServiceRequest,
                     metrics_service_pb2.ExportMetricsServiceResponse),
 }
-_ID_FIELDS = ("traceId", "spanId", "parentSpanId")
-
-
-def _hex_ids_to_base64(node) -> None:
-    """OTLP JSON carries trace and span ids as hex; protobuf's JSON mapping expects base64."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key in _ID_FIELDS and isinstance(value, str):
-                try:
-                    node[key] = base64.b64encode(bytes.fromhex(value)).decode() if value else ""
-                except ValueError:
-                    raise ValueError(f"{key} {value!r} is not hex") from None
-            else:
-                _hex_ids_to_base64(value)
-    elif isinstance(node, list):
-        for item in node:
-            _hex_ids_to_base64(item)
-
-
-def _base64_ids_to_hex(node) -> None:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key in _ID_FIELDS and isinstance(value, str):
-                node[key] = base64.b64decode(value).hex()
-            else:
-                _base64_ids_to_hex(value)
-    elif isinstance(node, list):
-        for item in node:
-            _base64_ids_to_hex(item)
-
-
-def parse_json(body: bytes, request_cls):
-    data = json.loads(body)
-    if not isinstance(data, dict):
-        raise ValueError("body must be a JSON object")
-    _hex_ids_to_base64(data)
-    return json_format.ParseDict(data, request_cls(), ignore_unknown_fields=True)
-
-
-def to_otlp_json(message) -> dict:
-    """A message as OTLP JSON (hex ids), as the collector's file exporter writes it."""
-    data = json_format.MessageToDict(message)
-    _base64_ids_to_hex(data)
-    return data
-
-
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "nhi-convergence"
@@ -106,8 +62,6 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(status, st.SerializeToString(), "application/x-protobuf", extra)
 
     def do_POST(self):  # noqa: N802
-        from .service import Unavailable
-
         service = self.service
         path = self.path.split("?", 1)[0]
         route = ROUTES.get(path)

@@ -1,6 +1,6 @@
-"""Rotel logs processor file: hands every batch to the shared engine (otel_processor.rotel_host)."""
+"""Rotel logs processor file: hands every batch to the shared engine (otel_processor.hosts.rotel.host)."""
 
-from otel_processor import rotel_host
+from otel_processor.hosts.rotel import host as rotel_host
 
 
 def process_logs(resource_logs):

@@ -10,7 +10,7 @@ import json
 import re
 from functools import lru_cache
 
-from .model import FAILURE, SUCCESS, UNKNOWN_OUTCOME, Identity, Observation
+from ..model import FAILURE, SUCCESS, UNKNOWN_OUTCOME, Identity, Observation
 
 # Attributes the resolver and the observation read. Everything else is never decoded.
 WANTED = frozenset({
@@ -56,6 +56,7 @@ _IAM_PREFIXES = ("Create", "Delete", "Attach", "Put", "Detach", "Update", "Add",
 _CATEGORY_SIGNAL = {"authentication": "auth", "email": "email", "iam": "iam", "api": "app",
                     "web": "app", "database": "app"}
 _RESOURCE_PARAMS = ("secretId", "name", "bucketName", "roleArn", "instanceId")
+CONSENT_ACTION = "oauth.consent.granted"
 AUDIT_CATEGORIES = frozenset({"authentication", "iam", "email"})
 DETAIL_KEYS = ("oauth.client.id", "oauth.scopes", "email.to.address", "email.from.address",
                "process.command_line", "process.executable.name", "gen_ai.tool.name",

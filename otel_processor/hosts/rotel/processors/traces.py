@@ -1,6 +1,6 @@
-"""Rotel trace processor file: hands every batch to the shared engine (otel_processor.rotel_host)."""
+"""Rotel trace processor file: hands every batch to the shared engine (otel_processor.hosts.rotel.host)."""
 
-from otel_processor import rotel_host
+from otel_processor.hosts.rotel import host as rotel_host
 
 
 def process_spans(resource_spans):

@@ -1,5 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
-"""The compiled twin of ``pipeline.read_attributes``: reads attributes off a record's wire bytes.
+"""The compiled twin of ``pipeline.attributes.read_attributes``: reads attributes off a record's wire bytes.
 
 Iterating a record's ``attributes`` through the protobuf runtime makes a Python object for every
 KeyValue and every key, wanted or not; on 1 KB records that is a quarter of the processor's time.
@@ -9,7 +9,7 @@ each key against the wanted ones by a C hash, and decodes only the keys and valu
 Same contract as ``read_attributes``: (wanted attributes as Python values, whether any
 credential or ``nhi.*`` key is present); a later duplicate key wins. tests/test_wire.py checks
 the two agree on generated records. Only built when setup.py finds Cython and a C compiler;
-``pipeline`` falls back to ``read_attributes`` otherwise.
+``pipeline.attributes`` falls back to ``read_attributes`` otherwise.
 """
 
 from libc.stdint cimport uint64_t
@@ -17,7 +17,7 @@ from libc.string cimport memcmp
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
-from .anyvalue import to_python
+from ..anyvalue import to_python
 
 cdef enum:
     SLOTS = 1024  # open-addressing table of wanted-key hashes; wanted keys number ~60

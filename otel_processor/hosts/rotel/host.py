@@ -2,7 +2,7 @@
 
 Rotel runs Python processor files in one embedded interpreter (the system's libpython), calling
 ``process_spans(resource_spans)`` and ``process_logs(resource_logs)`` on several threads with its
-own object model. The two files in ``rotel_processors/`` import this module, so both signals share
+own object model. The two files in ``processors/`` import this module, so both signals share
 one ``BatchProcessor`` and one engine.
 
 Per call: Rotel's batch is copied into an OTLP protobuf request, processed by the same batch path
@@ -32,13 +32,14 @@ import time
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from .anyvalue import set_value
-from .pipeline import OUR_ATTRIBUTES
+from ...anyvalue import set_value
+from ...identity.credentials import CREDENTIAL_ATTRIBUTES
+from ...outputs.enrich import OUR_ATTRIBUTES
 
 log = logging.getLogger(__name__)
 
 ENV_CONFIG = "NHI_CONFIG_JSON"
-PROCESSOR_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rotel_processors")
+PROCESSOR_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "processors")
 MAX_QUEUED_EVENT_BATCHES = 1000
 
 
@@ -81,8 +82,6 @@ def _write_back(sdk, rotel_attributes, proto_attributes) -> None:
     original = list(rotel_attributes)
     if len(proto_attributes) >= len(original) and all(
             kv.key == proto_attributes[i].key for i, kv in enumerate(original)):
-        from .resolve import CREDENTIAL_ATTRIBUTES
-
         for i, kv in enumerate(original):
             if kv.key in CREDENTIAL_ATTRIBUTES:
                 kv.value = _rotel_value(sdk, proto_attributes[i].value)
@@ -149,11 +148,11 @@ class RotelEngine:
     """One per Rotel process (module-level singleton in ``instance()``)."""
 
     def __init__(self, config=None):
-        from .catalog import load_catalog
-        from .config import ProcessorConfig
-        from .engine import Engine
-        from .forwarder import make_forwarder
-        from .pipeline import BatchProcessor
+        from ...config import ProcessorConfig
+        from ...engine import Engine
+        from ...identity.catalog import load_catalog
+        from ...pipeline import BatchProcessor
+        from ..serve.forwarder import make_forwarder
 
         self.config = config or ProcessorConfig()
         catalog = load_catalog(self.config.catalog) if self.config.catalog else None
@@ -193,7 +192,7 @@ class RotelEngine:
     def _queue_events(self, events) -> None:
         if not events:
             return
-        from .events import events_request
+        from ...outputs.events import events_request
 
         try:
             self._events.put_nowait(events_request(events, self.config.events.service_name))
@@ -202,7 +201,7 @@ class RotelEngine:
             log.error("event queue full: %d convergence events dropped", len(events))
 
     def _ship_events(self) -> None:
-        from .forwarder import ForwardError
+        from ..serve.forwarder import ForwardError
 
         while True:
             request = self._events.get()
@@ -239,8 +238,8 @@ def instance() -> RotelEngine:
 
 
 def _config_from_env():
-    from .config import ProcessorConfig
-    from .yamlbind import load
+    from ...config import ProcessorConfig
+    from ...yamlbind import load
 
     text = os.environ.get(ENV_CONFIG)
     return load(text, ProcessorConfig, ENV_CONFIG) if text else ProcessorConfig()
@@ -282,7 +281,7 @@ def rotel_environment(config) -> dict[str, str]:
     """The embedded interpreter finds our packages (and their dependencies) through PYTHONPATH."""
     import dataclasses
 
-    project = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    project = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     site = [p for p in sys.path if p.endswith("site-packages")]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([project, *site])

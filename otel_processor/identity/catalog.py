@@ -10,8 +10,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from .model import IDENTITY_KINDS
-from .yamlbind import load_file
+from ..model import IDENTITY_KINDS
+from ..yamlbind import load_file
 
 
 @dataclass

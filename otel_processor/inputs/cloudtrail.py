@@ -6,7 +6,7 @@ The OpenTelemetry Collector (contrib ``awslogsencodingextension``, CloudTrail fo
 CloudTrail delivery files (``{"Records": [...]}``) so that captures can be replayed through the
 processor, and so tests can use public real-world data.
 
-    python -m otel_processor.profiles.cloudtrail FILE_OR_DIR ... --out trail.otlp.jsonl
+    python -m otel_processor.inputs.cloudtrail FILE_OR_DIR ... --out trail.otlp.jsonl
 
 writes OTLP JSON lines (the Collector file exporter's format) that ``nhi-sim replay --from``
 replays.
@@ -25,6 +25,7 @@ from collections.abc import Iterable, Iterator
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 from ..anyvalue import set_value
+from ..otlp_json import to_otlp_json
 
 
 def event_time_ns(text: str) -> int:
@@ -99,8 +100,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("paths", nargs="+")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
-    from ..receivers_http import to_otlp_json
-
     count = 0
     with open(args.out, "w", encoding="utf-8") as out:
         for request in to_requests(read_events(args.paths)):

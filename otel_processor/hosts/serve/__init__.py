@@ -1,0 +1,10 @@
+"""``nhi-processor serve``: OTLP/gRPC and OTLP/HTTP in, the batch path, OTLP out.
+
+- ``service.py``: the one path every receiver calls; acknowledges only after downstream accepted.
+- ``answers.py``: the refusals a receiver turns into status codes.
+- ``grpc_receiver.py``, ``http_receiver.py``: the listeners.
+- ``forwarder.py``: downstream export (gRPC or HTTP) and what its answers mean.
+- ``metrics.py``: the processor's own metrics.
+
+May import: model, errors, yamlbind, anyvalue, otlp_json, _compiled, config, identity, observe, engine, outputs, inputs, pipeline, hosts
+"""

@@ -1,0 +1,112 @@
+"""The ``nhi.*`` attributes written on every record the processor can attribute (TELEMETRY.md
+section 3), appended as pre-encoded wire bytes.
+
+Merging bytes into a record appends the attributes (protobuf concatenates repeated fields): one
+C call instead of copying each KeyValue, about 1 µs less per record. The identity part is built
+once per identity and cached; only the trust score and anomalies vary per record.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+from ..model import NEUTRAL_VERDICT, Identity, Verdict
+
+# The attributes this processor writes. An upstream copy of any of them is dropped so that a
+# sender cannot pre-set its own identity or trust.
+# nhi.route.key is what a scale-out front Collector adds to route an identity to one replica
+# (collector-config-scaleout.yaml); it is dropped too, so it never reaches the backend.
+OUR_ATTRIBUTES = frozenset({"nhi.identity.id", "nhi.identity.kind", "nhi.identity.source",
+                            "nhi.identity.owner", "nhi.trust.score", "nhi.anomaly", "nhi.convergence.id",
+                            "nhi.route.key"})
+# Field numbers of ``attributes`` in Span and LogRecord (opentelemetry/proto/*/v1/*.proto).
+SPAN_ATTRIBUTES_FIELD = 9
+LOG_ATTRIBUTES_FIELD = 6
+_DOUBLE = struct.Struct("<d")
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def attributes_wire(kvs: list[KeyValue], field_number: int) -> bytes:
+    """``kvs`` encoded as the repeated ``attributes`` field (``field_number``) of a message."""
+    tag = _varint(field_number << 3 | 2)
+    out = bytearray()
+    for kv in kvs:
+        body = kv.SerializeToString()
+        out += tag + _varint(len(body)) + body
+    return bytes(out)
+
+
+def _string_kv(key: str, value: str) -> KeyValue:
+    kv = KeyValue(key=key)
+    kv.value.string_value = value
+    return kv
+
+
+_TRUST_ONE = KeyValue(key="nhi.trust.score", value=AnyValue(double_value=1.0))
+# nhi.trust.score as wire bytes up to its double, whose 8 little-endian bytes end the encoding.
+_TRUST_HEAD = {n: attributes_wire([_TRUST_ONE], n)[:-8] for n in (SPAN_ATTRIBUTES_FIELD, LOG_ATTRIBUTES_FIELD)}
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityAttributes:
+    """The ``nhi.identity.*`` attributes of one identity, built once and appended to records."""
+
+    identity: Identity
+    trusted: dict[int, bytes]  # field number -> nhi.identity.* plus nhi.trust.score = 1.0, wire-encoded
+    plain: dict[int, bytes]    # field number -> nhi.identity.* only, wire-encoded
+
+
+_IDENTITY_ATTRIBUTES: dict[str, IdentityAttributes] = {}
+
+
+def identity_attributes(identity: Identity) -> IdentityAttributes:
+    found = _IDENTITY_ATTRIBUTES.get(identity.id)
+    if found is None or (found.identity is not identity and found.identity != identity):
+        kvs = [_string_kv("nhi.identity.id", identity.id), _string_kv("nhi.identity.kind", identity.kind),
+               _string_kv("nhi.identity.source", identity.source)]
+        if identity.owner:
+            kvs.append(_string_kv("nhi.identity.owner", identity.owner))
+        fields = (SPAN_ATTRIBUTES_FIELD, LOG_ATTRIBUTES_FIELD)
+        found = IdentityAttributes(identity,
+                                   {n: attributes_wire([*kvs, _TRUST_ONE], n) for n in fields},
+                                   {n: attributes_wire(kvs, n) for n in fields})
+        if len(_IDENTITY_ATTRIBUTES) > 65_536:
+            _IDENTITY_ATTRIBUTES.clear()
+        _IDENTITY_ATTRIBUTES[identity.id] = found
+    return found
+
+
+def enrich(record, field_number: int, identity: Identity, verdict: Verdict) -> None:
+    """Append ``nhi.*`` attributes to a span (field 9) or log record (field 6)."""
+    cached = identity_attributes(identity)
+    if verdict is NEUTRAL_VERDICT or (verdict.trust_score == 1.0 and not verdict.anomalies
+                                      and not verdict.convergence_id):
+        record.MergeFromString(cached.trusted[field_number])
+        return
+    record.MergeFromString(cached.plain[field_number] + _TRUST_HEAD[field_number]
+                           + _DOUBLE.pack(verdict.trust_score))
+    attributes = record.attributes
+    if verdict.anomalies:
+        kv = attributes.add()
+        kv.key = "nhi.anomaly"
+        values = kv.value.array_value.values
+        for name in verdict.anomalies:
+            values.add().string_value = name
+    if verdict.convergence_id:
+        kv = attributes.add()
+        kv.key = "nhi.convergence.id"
+        kv.value.string_value = verdict.convergence_id

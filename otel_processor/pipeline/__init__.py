@@ -1,0 +1,14 @@
+"""The batch path: one OTLP export request processed in place, record by record.
+
+- ``attributes.py``: decode only the attributes that matter (``_wire.pyx`` is its compiled twin,
+  reading them off the request's wire bytes).
+- ``batch.py``: ``BatchProcessor``: resolve, observe, ask the engine, enrich, mask.
+
+Hosts own all I/O; nothing here opens a socket or a file.
+
+May import: model, anyvalue, _compiled, config, identity, observe, engine, outputs, inputs
+"""
+
+from .batch import BatchProcessor, BatchResult
+
+__all__ = ["BatchProcessor", "BatchResult"]

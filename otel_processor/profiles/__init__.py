@@ -1,1 +1,0 @@
-"""Input profiles: real sources mapped onto the telemetry contract (TELEMETRY.md)."""
