@@ -29,11 +29,25 @@ class SinkContents:
     metrics: list[metrics_service_pb2.ExportMetricsServiceRequest] = field(default_factory=list)
 
 
+# What the HTTP side answers for a refusal, per gRPC code (OTLP/HTTP specification).
+_HTTP_STATUS = {grpc.StatusCode.UNAVAILABLE: 503, grpc.StatusCode.INVALID_ARGUMENT: 400,
+                grpc.StatusCode.RESOURCE_EXHAUSTED: 429, grpc.StatusCode.UNAUTHENTICATED: 401,
+                grpc.StatusCode.PERMISSION_DENIED: 403, grpc.StatusCode.INTERNAL: 500}
+_HTTP_ROUTES = {"/v1/traces": ("traces", trace_service_pb2.ExportTraceServiceRequest),
+                "/v1/logs": ("logs", logs_service_pb2.ExportLogsServiceRequest),
+                "/v1/metrics": ("metrics", metrics_service_pb2.ExportMetricsServiceRequest)}
+
+
 class OtlpSink:
-    """Start with ``OtlpSink().start()``; ``endpoint`` is then ``127.0.0.1:<port>``."""
+    """Start with ``OtlpSink().start()``; ``endpoint`` is then ``127.0.0.1:<port>`` (OTLP/gRPC).
+
+    With ``http=True`` it also accepts OTLP/HTTP protobuf at ``http_endpoint``. ``refuse`` plays a
+    downstream that says no: True answers UNAVAILABLE (503 over HTTP), a ``grpc.StatusCode``
+    answers that code (and its HTTP status).
+    """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, max_workers: int = 8, keep: bool = True,
-                 on_request=None):
+                 on_request=None, http: bool = False):
         self._host = host
         self._port = port
         self._max_workers = max_workers
@@ -46,6 +60,9 @@ class OtlpSink:
         self.refused_requests = 0
         self._server: grpc.Server | None = None
         self.port = 0
+        self._want_http = http
+        self._http = None
+        self.http_port = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> "OtlpSink":
@@ -78,12 +95,54 @@ class OtlpSink:
             raise OSError(f"cannot listen on {self._host}:{self._port}")
         server.start()
         self._server = server
+        if self._want_http:
+            self._start_http()
         return self
+
+    def _start_http(self) -> None:
+        import http.server
+
+        sink = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                return
+
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                route = _HTTP_ROUTES.get(self.path)
+                code = sink._refusal()
+                if route is None:
+                    status = 404
+                elif code is not None:
+                    status = _HTTP_STATUS.get(code, 500)
+                else:
+                    status = 200
+                    sink._accept(route[0], route[1].FromString(body))
+                self.send_response(status)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self._http = http.server.ThreadingHTTPServer((self._host, 0), Handler)
+        self._http.daemon_threads = True
+        self.http_port = self._http.server_address[1]
+        threading.Thread(target=self._http.serve_forever, daemon=True, name="sink-http").start()
+
+    @property
+    def http_endpoint(self) -> str:
+        return f"http://{self._host}:{self.http_port}"
 
     def stop(self) -> None:
         if self._server is not None:
             self._server.stop(grace=1).wait()
             self._server = None
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+            self._http = None
 
     def __enter__(self) -> "OtlpSink":
         return self.start()
@@ -96,11 +155,21 @@ class OtlpSink:
         return f"{self._host}:{self.port}"
 
     # -- receiving ---------------------------------------------------------------------------
+    def _refusal(self) -> grpc.StatusCode | None:
+        refuse = self.refuse
+        if not refuse:
+            return None
+        with self._lock:
+            self.refused_requests += 1
+        return grpc.StatusCode.UNAVAILABLE if refuse is True else refuse
+
     def _keep(self, context, signal: str, request) -> None:
-        if self.refuse:
-            with self._lock:
-                self.refused_requests += 1
-            context.abort(grpc.StatusCode.UNAVAILABLE, "sink refuses (simulated outage)")
+        code = self._refusal()
+        if code is not None:
+            context.abort(code, f"sink refuses ({code.name}, simulated)")
+        self._accept(signal, request)
+
+    def _accept(self, signal: str, request) -> None:
         if self.on_request is not None:
             self.on_request(signal, request)
         with self._changed:

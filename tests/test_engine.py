@@ -8,154 +8,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from otel_processor.engine import Engine, EngineConfig
-from otel_processor.engine.detectors import (
-    FailureBurstDetector,
-    NewValueDetector,
-    ScheduleDetector,
-    SequenceDetector,
-    VolumeDetector,
-)
-from otel_processor.engine.features import RuleBook, features_of, ua_family
-from otel_processor.model import Identity, Observation
+from otel_processor.engine.detectors import VolumeDetector
+from otel_processor.model import Identity
 
-S = 1_000_000_000
-H = 3600 * S
-D = 24 * H
-T0 = 1_700_006_400 * S  # a Wednesday, 00:00 UTC
-BOOK = RuleBook.load()
-CONFIG = EngineConfig()
-
-
-def ident(name="arn:aws:iam::111122223333:role/deploy-api", kind="workload", group="aws:1:deploy", **kw):
-    return Identity(f"{kind}:{name}", kind, name, "aws.principal.arn", group=group, **kw)
-
-
-def obs(identity, t, action="secretsmanager.amazonaws.com/GetSecretValue", target="prod/db", src="10.20.0.5",
-        ua="aws-sdk-go-v2/1.2", outcome="success", failure=None, signal="app", volume=1.0, trace=1, **details):
-    return Observation(identity, t, signal, action, target=target, source_address=src, user_agent=ua,
-                       outcome=outcome, failure_kind=failure, volume=volume,
-                       trace_id=trace.to_bytes(16, "big"), span_id=trace.to_bytes(8, "big"),
-                       details={k.replace("_", "."): v for k, v in details.items()})
-
-
-def history(engine, identity, days=7, runs=(9, 13, 17), reads=2, **kw):
-    """A deploy role that reads two secrets per run, three runs a day, from the CI range."""
-    n = 0
-    for day in range(days):
-        for hour in runs:
-            for k in range(reads):
-                n += 1
-                engine.observe(obs(identity, T0 + day * D + hour * H + k * S, target=f"prod/db{k}",
-                                   src=f"10.20.0.{5 + k}", trace=n, **kw))
-    return T0 + days * D
-
-
-def sweep(engine, identity, t, n=45, src="203.0.113.77", ua="curl/8.4.0"):
-    for k in range(n):
-        engine.observe(obs(identity, t + k * 2 * S, target=f"prod/secret-{k}", src=src, ua=ua, trace=10_000 + k))
-
-
-# -- detectors, one by one -------------------------------------------------------------------
-def feats(o):
-    return features_of(o, BOOK, CONFIG.window_s)
-
-
-def test_new_value_silent_in_warmup_then_fires_on_new_network():
-    d = NewValueDetector()
-    caps = (96, 160, 32, 16, 16)
-    me = ident()
-    first = feats(obs(me, T0))
-    assert d.score_one(first, 0, False, CONFIG, caps) == []
-    d.learn_one(first, False, caps)
-    same = feats(obs(me, T0 + 3 * D))
-    assert d.score_one(same, 3 * D, True, CONFIG, caps) == []
-    new = feats(obs(me, T0 + 3 * D, src="198.51.100.9"))
-    found = d.score_one(new, 3 * D, True, CONFIG, caps)
-    assert [f.detector for f in found] == ["new_value.network"]
-    assert "198.51.100.0/24" in found[0].reason and "10.20.0.0/24" in found[0].reason
-
-
-def test_new_value_dimension_at_cap_is_open_ended():
-    d = NewValueDetector()
-    caps = (96, 2, 32, 16, 16)
-    me = ident()
-    for k in range(2):
-        d.learn_one(feats(obs(me, T0, target=f"t{k}")), False, caps)
-    found = d.score_one(feats(obs(me, T0 + 3 * D, target="t-new")), 3 * D, True, CONFIG, caps)
-    assert not [f for f in found if f.detector == "new_value.target"]
-
-
-def test_user_agent_family_ignores_versions():
-    assert ua_family("aws-sdk-go-v2/1.2.3 os/linux") == ua_family("aws-sdk-go-v2/1.30.0 os/linux")
-    assert ua_family("curl/8.4.0") != ua_family("aws-sdk-go-v2/1.2.3")
-
-
-def test_volume_breadth_against_own_busiest_window():
-    d = VolumeDetector()
-    me = ident()
-    for w in range(6):
-        for k in range(2):
-            f = feats(obs(me, T0 + w * H + k * S, target=f"prod/db{k}"))
-            d.learn_one(f)
-            assert d.score_one(f, CONFIG) == []
-    found = []
-    for k in range(40):
-        f = feats(obs(me, T0 + 10 * H + k * S, target=f"prod/s{k}"))
-        d.learn_one(f)
-        found += d.score_one(f, CONFIG)
-    assert found and found[-1].score > found[0].score
-    assert "busiest earlier" in found[0].reason and "reached 2" in found[0].reason
-    assert len(found) <= 4  # re-raised only when the ratio doubles
-
-
-def test_volume_repeated_bulk_job_is_its_own_baseline():
-    d = VolumeDetector()
-    me = ident()
-    found = []
-    for night in range(8):
-        for k in range(60):  # a nightly rotation that reads every secret
-            f = feats(obs(me, T0 + night * D + 2 * H + k * S, target=f"prod/s{k}"))
-            d.learn_one(f)
-            found += d.score_one(f, CONFIG)
-    assert found == []
-
-
-def test_failure_burst_counts_denials_not_outages():
-    me = ident()
-    for kind, expect in (("authz", True), ("server", False)):
-        d = FailureBurstDetector()
-        for w in range(6):
-            d.learn_one(feats(obs(me, T0 + w * H)))
-        found = []
-        for k in range(30):
-            f = feats(obs(me, T0 + 10 * H + k * S, action=f"iam.amazonaws.com/List{k}", outcome="failure",
-                          failure=kind))
-            d.learn_one(f)
-            found += d.score_one(f, CONFIG)
-        assert bool(found) is expect
-
-
-def test_schedule_needs_history_and_flags_a_new_hour():
-    d = ScheduleDetector()
-    me = ident()
-    for day in range(8):
-        d.learn_one(feats(obs(me, T0 + day * D + 10 * H)))
-    assert d.score_one(feats(obs(me, T0 + 8 * D + 10 * H)), 8 * D, CONFIG) == []
-    found = d.score_one(feats(obs(me, T0 + 8 * D + 3 * H)), 8 * D, CONFIG)
-    assert found and "03:00" in found[0].reason
-    young = ScheduleDetector()
-    young.learn_one(feats(obs(me, T0 + 10 * H)))
-    assert young.score_one(feats(obs(me, T0 + D + 3 * H)), D, CONFIG) == []
-
-
-def test_sequence_first_privilege_change():
-    d = SequenceDetector()
-    me = ident()
-    for k in range(5):
-        d.learn_one(feats(obs(me, T0 + k * S)))
-    found = d.score_one(feats(obs(me, T0 + 9 * S, action="iam.amazonaws.com/CreateAccessKey")), True)
-    assert found and "privilege change" in found[0].reason
-    assert d.score_one(feats(obs(me, T0 + 9 * S)), True) == []
+from observations import D, H, S, T0, history, ident, obs, sweep
 
 
 # -- the engine as a whole ---------------------------------------------------------------------
@@ -196,8 +52,44 @@ def test_no_event_without_a_successful_call():
     assert engine.take_events() == []
 
 
-def test_peer_group_change_is_discounted():
-    """A runner pool moving to a new range: every CI role of the group changes network together."""
+def _release(movers: int, config: EngineConfig | None = None) -> list[str]:
+    """Five services of one namespace; ``movers`` of them start calling two new routes of a new
+    target within minutes (a release), then everyone carries on as usual. Identities with events."""
+    engine = Engine(config)
+    members = [ident(f"shop/svc-{i}", kind="workload", group="svcns:shop") for i in range(5)]
+    usual = dict(action="GET /api/orders/{id}", target="orders.internal", src="10.244.1.7", ua="Go-http-client/1.1")
+    for m in members:
+        for day in range(7):
+            for hour in range(8, 20):
+                for k in range(3):
+                    engine.observe(obs(m, T0 + day * D + hour * H + k * 60 * S, **usual))
+    t = T0 + 7 * D + 10 * H
+    for n, m in enumerate(members[:movers]):
+        for k in range(6):
+            route = ("GET /api/v2/ledger/{id}", "POST /api/v2/ledger/reconcile")[k % 2]
+            engine.observe(obs(m, t + n * 120 * S + k * 10 * S, **{**usual, "action": route,
+                                                                  "target": "ledger.internal"}))
+    for m in members:  # later records decide the incidents held for peer confirmation
+        for k in range(20):
+            engine.observe(obs(m, t + 30 * 60 * S + k * 60 * S, **usual))
+    return sorted({e.identity.id for e in engine.take_events()})
+
+
+def test_a_change_made_by_one_member_alone_is_an_incident():
+    assert _release(1) == ["workload:shop/svc-0"]
+
+
+def test_the_same_change_made_by_the_whole_group_is_discounted():
+    assert _release(5) == []
+
+
+def test_without_the_peer_discount_the_group_change_would_alert():
+    """Control: the group case above is quiet because of the discount, not because the change is weak."""
+    assert len(_release(5, EngineConfig(peer_discount=1.0))) == 5
+
+
+def test_runner_pool_moving_range_is_not_an_incident():
+    """A runner pool moving to a new internal range: every CI role of the group changes network."""
     engine = Engine()
     roles = [ident(f"arn:aws:iam::1:role/ci-runner-{i}", group="aws:1:ci-runner") for i in range(5)]
     t = 0
@@ -208,6 +100,51 @@ def test_peer_group_change_is_discounted():
             engine.observe(obs(r, t + 9 * H + k * 60 * S + j * S, src=f"172.31.9.{10 + j}", trace=50_000 + k * 10 + j,
                                ua="aws-sdk-go-v2/1.9"))
     assert engine.take_events() == []
+
+
+def test_warmup_needs_history_as_well_as_records():
+    """An identity with plenty of records but an hour of history is still learning: being new
+    is not an incident. The same change after the warm-up period is a finding."""
+    engine = Engine()
+    me = ident("arn:aws:iam::1:role/fresh", group="aws:1:fresh")
+    for k in range(60):
+        engine.observe(obs(me, T0 + k * 30 * S, target=f"prod/db{k % 2}"))
+    young = engine.observe(obs(me, T0 + H, src="198.51.100.9", ua="curl/8"))
+    assert young.anomalies == ()
+    old = engine.observe(obs(me, T0 + 2 * D, src="203.0.113.50", ua="python-requests/2"))
+    assert "new_value.network" in old.anomalies
+
+
+def test_trust_stays_lowered_on_later_records_without_findings_and_recovers():
+    engine = Engine()
+    me = ident()
+    t = history(engine, me) + 3 * H
+    sweep(engine, me, t)
+    assert engine.take_events()
+    during = engine.observe(obs(me, t + 10 * 60 * S, target="prod/db0"))
+    assert during.anomalies == () and during.trust_score < 0.5
+    # once the incident has closed (12 quiet hours), ordinary records (at the role's usual hours:
+    # t is 03:00) still carry the lowered, recovering trust
+    engine.observe(obs(me, t + 14 * H, target="prod/db0"))
+    after = engine.observe(obs(me, t + 30 * H, target="prod/db1"))
+    later = engine.observe(obs(me, t + 34 * H, target="prod/db1"))
+    assert after.anomalies == () and during.trust_score < after.trust_score < later.trust_score < 1.0
+
+
+def test_each_incident_names_the_rule_its_evidence_matches():
+    rules = {}
+    engine = Engine()
+    me = ident()
+    sweep(engine, me, history(engine, me) + 3 * H)
+    rules["sweep"] = engine.take_events()[-1].rule_name
+    engine = Engine()
+    role = ident("arn:aws:iam::1:role/instance-role", group="aws:1:instance")
+    session = "arn:aws:sts::1:assumed-role/instance-role/i-0abc"
+    engine.observe(obs(role, T0, src="10.0.1.5", ua="aws-sdk-go/1.44", aws_session=session))
+    engine.observe(obs(role, T0 + 60 * S, src="198.51.100.7", ua="aws-cli/2.15", aws_session=session))
+    rules["split"] = engine.take_events()[-1].rule_name
+    assert rules == {"sweep": "Bulk secret retrieval by a non-human identity",
+                     "split": "Workload credential used away from the workload it was issued to"}
 
 
 def test_brand_new_identity_is_not_an_incident():
@@ -238,6 +175,48 @@ def test_mailbox_forwarding_consent_app_chain():
     assert app.id in by_identity
     assert mailbox.id in by_identity[app.id].related_identities
     assert by_identity[app.id].rule_name.startswith("Mailbox compromise")
+
+
+def _chain(rule_action="mailbox.forwarding_rule.created", to="drop@evil.example", consent_after_s=600,
+           app_after_s=900):
+    """A mailbox rule, a consent by the same mailbox, then the app signs in and exports."""
+    engine = Engine()
+    mailbox = Identity("service_account:svc-invoices@corp.example", "service_account", "svc-invoices@corp.example",
+                       "user.id", group="name:svc-invoices")
+    app = Identity("oauth_app:7f1c2a", "oauth_app", "7f1c2a", "oauth.client.id", group="name:7f1c2a")
+    t = T0 + 8 * D
+    external = "false" if to.endswith("@corp.example") else "true"
+    engine.observe(obs(mailbox, t, action=rule_action, signal="email", target=None,
+                       email_to_address=to, email_from_address="svc-invoices@corp.example", email_external=external))
+    t_consent = t + consent_after_s * S
+    engine.observe(obs(mailbox, t_consent, action="oauth.consent.granted", signal="iam", target=None,
+                       oauth_client_id="7f1c2a", oauth_scopes="Mail.Read"))
+    engine.observe(obs(app, t_consent + app_after_s * S, action="token.issued", signal="auth", target=None))
+    engine.observe(obs(app, t_consent + (app_after_s + 60) * S, action="GET /payments/export", signal="app",
+                       target="erp.internal", volume=5e6))
+    return {e.identity.id for e in engine.take_events()}, app.id
+
+
+def test_chain_is_raised_within_its_window():
+    flagged, app = _chain()
+    assert app in flagged
+
+
+def test_consent_long_after_the_mailbox_rule_is_not_a_chain():
+    flagged, app = _chain(consent_after_s=8 * 24 * 3600)  # chain_window_s is 7 days
+    assert app not in flagged
+
+
+def test_app_acting_long_after_the_consent_is_not_a_chain():
+    flagged, app = _chain(app_after_s=8 * 24 * 3600)
+    assert app not in flagged
+
+
+def test_an_inbox_rule_forwarding_inside_the_organisation_is_not_tampering():
+    flagged, app = _chain(rule_action="mailbox.rule.created", to="finance@corp.example")
+    assert flagged == set()
+    flagged, app = _chain(rule_action="mailbox.rule.created", to="drop@evil.example")
+    assert app in flagged
 
 
 def test_consent_without_mailbox_tampering_is_not_a_chain():

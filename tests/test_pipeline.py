@@ -102,10 +102,19 @@ def test_bearer_prefix_does_not_change_the_identity():
     assert fingerprint("Bearer abc123") == fingerprint("abc123")
 
 
-def test_credentials_on_the_resource_are_masked_too():
-    req = traces({"service.name": "gw", "http.request.header.x-api-key": "key-on-resource"}, {"kind": CLIENT})
-    BatchProcessor().process_traces(req)
+@pytest.mark.parametrize("signal", ["traces", "logs"])
+def test_credentials_on_the_resource_are_masked_too(signal):
+    resource = {"service.name": "gw", "http.request.header.x-api-key": "key-on-resource"}
+    if signal == "traces":
+        req = traces(resource, {"kind": CLIENT})
+        BatchProcessor().process_traces(req)
+        got = attrs_of(req.resource_spans[0].resource.attributes)
+    else:
+        req = logs(resource, {"attrs": {"event.category": "api"}})
+        BatchProcessor().process_logs(req)
+        got = attrs_of(req.resource_logs[0].resource.attributes)
     assert "key-on-resource" not in str(req)
+    assert got["http.request.header.x-api-key"] == masked("key-on-resource")
 
 
 def test_unattributable_records_pass_unchanged_and_forged_nhi_values_are_dropped():
@@ -113,7 +122,13 @@ def test_unattributable_records_pass_unchanged_and_forged_nhi_values_are_dropped
     before = req.SerializeToString()
     result = BatchProcessor().process_logs(req)
     assert req.SerializeToString() == before and result.unattributed == 1
-    got = log_identity({"user.id": "svc-a", "nhi.trust.score": 1.0, "nhi.identity.id": "human:me"})
+    req = logs({"host.name": "h"}, {"attrs": {"user.id": "svc-a", "nhi.trust.score": 1.0, "nhi.identity.id": "human:me",
+                                              "nhi.convergence.id": "forged"}})
+    BatchProcessor().process_logs(req)
+    keys = [kv.key for kv in req.resource_logs[0].scope_logs[0].log_records[0].attributes]
+    assert keys.count("nhi.identity.id") == 1 and keys.count("nhi.trust.score") == 1
+    assert "nhi.convergence.id" not in keys
+    got = attrs_of(req.resource_logs[0].scope_logs[0].log_records[0].attributes)
     assert got["nhi.identity.id"] == "service_account:svc-a"
 
 

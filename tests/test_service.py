@@ -186,6 +186,51 @@ def test_downstream_outage_is_retryable_and_nothing_is_lost(sink):
     assert len(sink.telemetry_log_records()) == 2
 
 
+def test_http_forwarding_passes_on_only_what_downstream_accepted():
+    """--forward http://...: a record is acknowledged upstream only when the OTLP/HTTP downstream
+    answered 2xx; a 503 is a retryable refusal upstream and nothing counts as delivered."""
+    with OtlpSink(http=True) as http_sink:
+        config = ProcessorConfig(service=ServiceConfig(listen_grpc="127.0.0.1:0", listen_http=None,
+                                                       forward=http_sink.http_endpoint), state_dir=None)
+        with Service(config) as service:
+            channel = grpc.insecure_channel(f"127.0.0.1:{service.grpc_port}")
+            stub = logs_service_pb2_grpc.LogsServiceStub(channel)
+            stub.Export(sample_logs(), timeout=5)
+            assert len(http_sink.telemetry_log_records()) == 2
+            assert attrs_of(http_sink.telemetry_log_records()[0].attributes)["nhi.identity.kind"] == "workload"
+            http_sink.refuse = True
+            with pytest.raises(grpc.RpcError) as info:
+                stub.Export(sample_logs(), timeout=5)
+            assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert http_sink.refused_requests >= 1
+            http_sink.refuse = False
+            stub.Export(sample_logs(), timeout=5)
+            channel.close()
+        assert len(http_sink.telemetry_log_records()) == 4
+        assert service.metrics.snapshot()["nhi.processor.downstream.failures"] >= 1
+
+
+def test_event_encoding_carries_the_incident_and_its_rule():
+    from otel_processor.model import ConvergenceEvent, Identity
+    from otel_processor.outputs.events import events_request
+
+    ident = Identity("workload:x", "workload", "x", "service.name", owner="team@acme.example")
+    event = ConvergenceEvent("c1", ident, 0.93, ("app", "auth"), ("volume: 20x",), 1, 2, 3, b"\x01" * 16,
+                             b"\x02" * 8, ("01" * 16,), ("human:ana",), "body text", "A rule name",
+                             "Credential Access", ("T1552", "NHI2:2025"), "what it means", version=2)
+    record = events_request([event], "nhi-test").resource_logs[0].scope_logs[0].log_records[0]
+    got = attrs_of(record.attributes)
+    assert (record.event_name, record.severity_text, record.body.string_value) == ("nhi.convergence", "ERROR",
+                                                                                   "body text")
+    assert got["security_rule.name"] == "A rule name"
+    assert got["security_rule.category"] == "Credential Access"
+    assert "T1552" in got["security_rule.reference"] and "NHI2:2025" in got["security_rule.reference"]
+    assert (got["nhi.convergence.id"], got["nhi.convergence.version"], got["nhi.identity.owner"]) == \
+           ("c1", 2, "team@acme.example")
+    assert got["nhi.convergence.signals"] == ["app", "auth"] and got["nhi.identity.related"] == ["human:ana"]
+    assert record.trace_id == b"\x01" * 16
+
+
 def test_metrics_pass_through_untouched(sink):
     request = metrics_service_pb2.ExportMetricsServiceRequest()
     rm = request.resource_metrics.add()

@@ -1,6 +1,9 @@
 """Per-identity detectors, river style: ``score_one(f)`` then ``learn_one(f)``, state inside.
 
-Each detector belongs to one identity and keeps a few fixed-size fields (``__slots__``, value
+``score_one`` never changes the detector (as in river); ``learn_one`` does. ``update(f)`` is what
+the engine calls per record: exactly ``score_one`` then ``learn_one`` (tests/test_detectors.py
+checks the two agree on generated streams), with the quiet common case made cheap. Each
+detector belongs to one identity and keeps a few fixed-size fields (``__slots__``, value
 hashes in ``array('I')`` with a cap), so per-identity memory is bounded whatever the input. A
 detector returns zero or more ``Finding``s: a facet name, a score in [0, 1] and a reason in words
 that names the baseline it was measured against.
@@ -70,13 +73,19 @@ class NewValueDetector:
         self.first_network: str | None = None
         self.networks_seen = 0
         self.novel_window = -1
-        self.novel_count = 0
+        self.novel_count = 0  # new actions and targets seen after warm-up in novel_window
 
     def score_one(self, f: Features, age_ns: int, warmed: bool, config: EngineConfig,
                   caps: tuple[int, ...]) -> list[Finding]:
         if not warmed:
             return []
-        return [self._novel(i, f, age_ns, config) for i, _ in self._new_values(f, caps)]
+        novel = self.novel_count if f.window == self.novel_window else 0
+        out = []
+        for i, _ in self._new_values(f, caps):
+            if i < 2:
+                novel += 1
+            out.append(self._novel(i, f, age_ns, config, novel))
+        return out
 
     def learn_one(self, f: Features, warmed: bool, caps: tuple[int, ...]) -> None:
         for i, h in self._new_values(f, caps):
@@ -87,6 +96,8 @@ class NewValueDetector:
         """``score_one`` then ``learn_one`` in one pass: what the engine calls per record.
 
         Returns None, not an empty list, when nothing is new (the common case, allocation-free).
+        Dimensions are scored against their own arrays only, so learning one dimension before
+        scoring the next gives what scoring all first would.
         """
         out = None
         values = self.values
@@ -97,7 +108,8 @@ class NewValueDetector:
                 if warmed:
                     if out is None:
                         out = []
-                    out.append(self._novel(i, f, age_ns, config))
+                    novel = (self.novel_count if f.window == self.novel_window else 0) + (i < 2)
+                    out.append(self._novel(i, f, age_ns, config, novel))
                 self._learn(i, h, f, warmed)
             i += 1
         return out
@@ -118,13 +130,18 @@ class NewValueDetector:
         add_value(self.values[i], h)
         if warmed:
             self.late_new[i] += 1
+            if i < 2:
+                if f.window != self.novel_window:
+                    self.novel_window, self.novel_count = f.window, 0
+                self.novel_count += 1
         if i == 2:
             self.networks_seen += 1
             if self.first_network is None:
                 self.first_network = f.network
 
-    def _novel(self, i: int, f: Features, age_ns: int, config: EngineConfig) -> Finding:
-        """The finding for a first-seen value in dimension ``i`` (not yet learnt)."""
+    def _novel(self, i: int, f: Features, age_ns: int, config: EngineConfig, novel: int) -> Finding:
+        """The finding for a first-seen value in dimension ``i`` (not yet learnt); ``novel`` is
+        how many new actions and targets this window holds, this one included."""
         settled = 0.5 + 0.5 * min(1.0, age_ns / (config.settled_s * 1e9))
         age_days = max(1.0, age_ns / DAY_NS)
         o = f.obs
@@ -133,10 +150,7 @@ class NewValueDetector:
         instability = 1.0 / (1.0 + self.late_new[i] / age_days)
         score = BASE_NOVELTY[dim] * settled * instability
         if dim == "action" or dim == "target":
-            if f.window != self.novel_window:
-                self.novel_window, self.novel_count = f.window, 0
-            self.novel_count += 1
-            score *= 1.0 + 0.5 * min(self.novel_count - 1, 3)
+            score *= 1.0 + 0.5 * min(novel - 1, 3)
             what = o.action if dim == "action" else o.target
             reason = (f"first {dim} {what!r} in {age_days:.0f} days of history "
                       f"({len(known)} known {dim}s)")
@@ -177,8 +191,9 @@ class VolumeDetector:
     """Records, bytes and distinct targets per tumbling event-time window vs the busiest earlier one.
 
     The baseline is the identity's own maximum per window, so a bulk job it has always run (a
-    nightly rotation reading every secret) sets its own bar. Findings are raised again only when
-    the ratio doubles within a window, so a sweep gives a handful of findings, not thousands.
+    nightly rotation reading every secret) sets its own bar. A window is scored including the
+    record at hand. Findings are raised again only when the ratio doubles within a window, so a
+    sweep gives a handful of findings, not thousands.
     """
 
     __slots__ = ("window", "count", "volume", "targets", "max_count", "max_volume", "max_distinct",
@@ -211,7 +226,7 @@ class VolumeDetector:
             del self.targets[:]
             self.first_source = None
 
-    def learn_one(self, f: Features) -> None:
+    def _count(self, f: Features) -> None:
         self._roll(f.window)
         self.count += 1
         self.volume += f.obs.volume
@@ -221,55 +236,65 @@ class VolumeDetector:
         if self.first_source is None and f.obs.source_address:
             self.first_source = f.obs.source_address
 
-    def update(self, f: Features, config: EngineConfig) -> Finding | None:
-        """``learn_one`` then ``score_one``, skipping the scoring while under every floor."""
-        self.learn_one(f)
+    def _judge(self, f: Features, config: EngineConfig) -> tuple[float, str] | None:
+        """The window's strongest ratio to the baseline and its reason, when it is news; on the
+        state as it stands (call after counting ``f``)."""
         if self.windows_seen < config.baseline_windows:
             return None
-        # score_one's three tests, reduced to comparisons: most records pass none of them.
         ratio = config.volume_ratio
         distinct = len(self.targets)
+        # The three tests below, reduced to comparisons: most records pass none of them.
         if (distinct < config.min_distinct_targets or distinct < ratio * max(1, self.max_distinct)) \
                 and (self.count < config.min_records or self.count < ratio * max(1, self.max_count)) \
                 and ((self.volume < 1_000_000 and self.volume < 50 * config.min_records)
                      or self.volume < 2 * ratio * max(1.0, self.max_volume)):
             return None
-        found = self.score_one(f, config)
-        return found[0] if found else None
-
-    def score_one(self, f: Features, config: EngineConfig) -> list[Finding]:
-        """Scores the window *including* this observation (call after learn_one)."""
-        if self.windows_seen < config.baseline_windows:
-            return []
         minutes = config.window_s / 60
         best = 0.0
         reason = ""
-        distinct = len(self.targets)
         if distinct >= config.min_distinct_targets:
             r = distinct / max(1, self.max_distinct)
-            if r >= config.volume_ratio and r > best:
+            if r >= ratio and r > best:
                 best = r
                 reason = (f"reached {distinct} distinct targets within {minutes:.0f} minutes; its busiest "
                           f"earlier {minutes:.0f} minutes over {self.windows_seen} active windows reached "
                           f"{self.max_distinct}")
         if self.count >= config.min_records:
             r = self.count / max(1, self.max_count)
-            if r >= config.volume_ratio and r > best:
+            if r >= ratio and r > best:
                 best = r
                 reason = (f"made {self.count} calls within {minutes:.0f} minutes; its busiest earlier "
                           f"{minutes:.0f} minutes had {self.max_count}")
         if self.volume >= 1_000_000 or self.volume >= 50 * config.min_records:
             r = self.volume / max(1.0, self.max_volume)
-            if r >= config.volume_ratio * 2 and r > best:
+            if r >= ratio * 2 and r > best:
                 best = r
                 reason = (f"moved {_human(self.volume)} within {minutes:.0f} minutes; its busiest earlier "
                           f"{minutes:.0f} minutes moved {_human(self.max_volume)}")
         if not best or best < 2 * self.reported:
-            return []
-        self.reported = best
+            return None
         if self.first_source:
             reason += f", acting from {self.first_source}"
-        return [_finding("volume", ratio_score(best), f"{reason} ({best:.0f}x)", f)]
+        return best, reason
+
+    def update(self, f: Features, config: EngineConfig) -> Finding | None:
+        """``score_one`` then ``learn_one``: counts ``f``, then judges the window with it."""
+        self._count(f)
+        judged = self._judge(f, config)
+        if judged is None:
+            return None
+        best, reason = judged
+        self.reported = best
+        return _finding("volume", ratio_score(best), f"{reason} ({best:.0f}x)", f)
+
+    def score_one(self, f: Features, config: EngineConfig) -> list[Finding]:
+        """The finding ``update`` would return, without changing the detector."""
+        probe = VolumeDetector.from_state(self.state())
+        found = probe.update(f, config)
+        return [found] if found is not None else []
+
+    def learn_one(self, f: Features, config: EngineConfig) -> None:
+        self.update(f, config)
 
     def state(self) -> list:
         return [self.window, self.count, self.volume, list(self.targets), self.max_count, self.max_volume,
@@ -308,7 +333,7 @@ class FailureBurstDetector:
         self.reported = 0.0
         self.actions = array("I")
 
-    def learn_one(self, f: Features) -> None:
+    def _count(self, f: Features) -> None:
         if f.window > self.window:
             if self.window >= 0:
                 self.max_failures = max(self.max_failures, self.failures)
@@ -321,29 +346,29 @@ class FailureBurstDetector:
                 self.actions.append(f.action_h)
 
     def update(self, f: Features, config: EngineConfig) -> Finding | None:
-        """``learn_one`` then ``score_one``."""
-        if f.obs.failure_kind != "authz":
-            if f.window > self.window:
-                self.learn_one(f)  # only rolls the window
-            return None  # score_one scores denials only
-        self.learn_one(f)
-        found = self.score_one(f, config)
-        return found[0] if found else None
-
-    def score_one(self, f: Features, config: EngineConfig) -> list[Finding]:
+        """``score_one`` then ``learn_one``: counts ``f``, then judges the window if ``f`` is a denial."""
+        self._count(f)
         if f.obs.failure_kind != "authz" or self.windows_seen < config.baseline_windows:
-            return []
+            return None
         if self.failures < config.min_authz_failures:
-            return []
+            return None
         r = self.failures / max(1, self.max_failures)
         if r < config.volume_ratio or r < 2 * self.reported:
-            return []
+            return None
         self.reported = r
         minutes = config.window_s / 60
         reason = (f"{self.failures} authorization failures across {len(self.actions)} different actions "
                   f"within {minutes:.0f} minutes; its worst earlier {minutes:.0f} minutes had "
                   f"{self.max_failures}")
-        return [_finding("failure_burst", ratio_score(r, 0.4), reason, f)]
+        return _finding("failure_burst", ratio_score(r, 0.4), reason, f)
+
+    def score_one(self, f: Features, config: EngineConfig) -> list[Finding]:
+        """The finding ``update`` would return, without changing the detector."""
+        found = FailureBurstDetector.from_state(self.state()).update(f, config)
+        return [found] if found is not None else []
+
+    def learn_one(self, f: Features, config: EngineConfig) -> None:
+        self.update(f, config)
 
     def state(self) -> list:
         return [self.window, self.failures, self.max_failures, self.windows_seen, self.reported, list(self.actions)]
@@ -357,7 +382,10 @@ class FailureBurstDetector:
 
 
 class ScheduleDetector:
-    """Activity at an hour of day (UTC) or a weekday this identity has never been active at."""
+    """Activity at an hour of day (UTC) or a weekday this identity has never been active at.
+
+    Reported once per window: a burst at an unusual hour is one finding, not one per record.
+    """
 
     __slots__ = ("hours_mask", "days_mask", "reported_window")
 
@@ -373,7 +401,6 @@ class ScheduleDetector:
         new_day = not (self.days_mask >> f.weekday) & 1
         if not (new_hour or new_day):
             return []
-        self.reported_window = f.window
         days = age_ns / DAY_NS
         usual = _hour_span(self.hours_mask)
         if new_hour:
@@ -388,7 +415,10 @@ class ScheduleDetector:
             score = 0.25
         return [_finding("schedule", score, reason, f)]
 
-    def learn_one(self, f: Features) -> None:
+    def learn_one(self, f: Features, age_ns: int, config: EngineConfig) -> None:
+        if age_ns >= config.schedule_history_s * 1e9 and f.window != self.reported_window and (
+                not (self.hours_mask >> f.hour) & 1 or not (self.days_mask >> f.weekday) & 1):
+            self.reported_window = f.window  # what score_one found here is said once per window
         self.hours_mask |= 1 << f.hour
         self.days_mask |= 1 << f.weekday
 
@@ -397,7 +427,7 @@ class ScheduleDetector:
         if (self.hours_mask >> f.hour) & 1 and (self.days_mask >> f.weekday) & 1:
             return None
         found = self.score_one(f, age_ns, config)
-        self.learn_one(f)
+        self.learn_one(f, age_ns, config)
         return found[0] if found else None
 
     def state(self) -> list:
