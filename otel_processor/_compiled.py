@@ -38,16 +38,26 @@ def _has_compiled(directory: str, leaf: str) -> bool:
                for suffix in importlib.machinery.EXTENSION_SUFFIXES)
 
 
+def _pure_setting(value: str) -> bool | frozenset[str]:
+    """``NHI_PURE_PYTHON``: unset runs what is compiled; a list of module names
+    (``otel_processor.engine.peers,...``) runs just those from source, to measure what compiling
+    each gains; any other value runs everything from source."""
+    if not value:
+        return False
+    names = frozenset(n.strip() for n in value.split(",") if n.strip().startswith(PACKAGE + "."))
+    return names or True
+
+
 class SourceWhenStale(importlib.abc.MetaPathFinder):
-    def __init__(self, compiled: dict[str, str], pure: bool):
+    def __init__(self, compiled: dict[str, str], pure: bool | frozenset[str]):
         self.compiled = compiled  # module name -> SHA-256 of the source it was compiled from
-        self.pure = pure
+        self.pure = pure  # True: every module from source; a set: those modules from source
         self.stale: list[str] = []
 
     def current(self, name: str, source: str) -> bool:
         """Whether the compiled ``name`` beside ``source`` was built from exactly that source and
         may run; a compiled module that may not is noted in ``stale`` and logged."""
-        if self.pure:
+        if self.pure is True or (self.pure and name in self.pure):
             return False
         digest = self.compiled.get(name)
         if digest is not None and _sha256(source) == digest:
@@ -79,7 +89,7 @@ def install() -> SourceWhenStale:
             compiled = json.load(fh)
     except (OSError, ValueError):
         compiled = {}  # nothing was compiled, or it was lost: no compiled module is trusted
-    _FINDER = SourceWhenStale(compiled, pure=bool(os.environ.get("NHI_PURE_PYTHON")))
+    _FINDER = SourceWhenStale(compiled, pure=_pure_setting(os.environ.get("NHI_PURE_PYTHON", "")))
     sys.meta_path.insert(0, _FINDER)
     return _FINDER
 

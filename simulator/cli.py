@@ -17,6 +17,14 @@ def _world_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=7)
 
 
+def _duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} hours"
+    if seconds >= 60:
+        return f"{seconds / 60:.0f} minutes"
+    return f"{seconds:.0f} seconds"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nhi-sim", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -81,6 +89,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{n} records written to {args.out}")
             return 0
         from .replay import replay
+        if args.speed > 0:
+            span_s = (world.records[-1].time_ns - world.records[0].time_ns) / 1e9 if world.records else 0.0
+            print(f"replaying {span_s / 86400:.1f} days of event time at {args.speed:g}x real time: about "
+                  f"{_duration(span_s / args.speed)} (--speed 0 sends as fast as the endpoint takes it)", flush=True)
         sent = replay(batches(world.records), args.endpoint, args.speed, len(world.records), not args.no_progress)
         print(f"{sent} records sent to {args.endpoint}")
         return 0
