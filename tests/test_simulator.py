@@ -153,3 +153,45 @@ def test_scenario_folder_has_a_readme_documenting_every_field():
     for f in fields(Scenario) + fields(Step):
         if f.name != "source":
             assert f"`{f.name}`" in readme, f.name
+
+
+def test_nhi_sim_sink_prints_events_as_they_arrive_and_counts_records():
+    """The downstream a new user points `serve` at: a real process on a real port."""
+    import socket
+    import subprocess
+    import sys
+
+    import grpc
+    from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+
+    from otel_processor.model import ConvergenceEvent, Identity
+    from otel_processor.outputs.events import events_request
+    from otlp_builders import traces
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "simulator.cli", "sink", "--listen", f"127.0.0.1:{port}",
+                             "--every", "0.3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "OTLP/gRPC on 127.0.0.1" in proc.stdout.readline()
+        ident = Identity("workload:deploy", "workload", "deploy", "aws.principal.arn")
+        event = ConvergenceEvent("abc", ident, 0.87, ("app",), ("volume: 20x",), 1, 2, 1_772_409_600 * 10**9,
+                                 b"", b"", (), (), "deploy swept the secret store", "Bulk secret retrieval",
+                                 "Credential Access", ("T1555",), "d")
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        logs_service_pb2_grpc.LogsServiceStub(channel).Export(events_request([event], "nhi"), timeout=5)
+        trace_service_pb2_grpc.TraceServiceStub(channel).Export(traces({"service.name": "a"}, {}, {}), timeout=5)
+        channel.close()
+        line = proc.stdout.readline()
+        assert line.startswith("2026-03-02 00:00:00Z WARN  workload:deploy score 0.87 [Bulk secret retrieval]: "
+                               "deploy swept the secret store"), line
+        for _ in range(20):
+            line = proc.stdout.readline()
+            if "2 spans" in line:
+                break
+        assert "2 spans, 0 log records, 0 metric data points, 1 convergence events" in line
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
