@@ -15,10 +15,10 @@ The folders follow the data, from the wire to the verdict and back:
 Dependencies point one way (hosts -> pipeline -> the stage rooms -> model); every room's
 ``__init__`` says what it may import and ``tests/test_layout.py`` holds it to that.
 
-May import: _compiled
+May import: _compiled, version
 """
 
-__version__ = "0.1.0"
+from .version import __version__  # noqa: F401
 
 from . import _compiled
 

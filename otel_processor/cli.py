@@ -1,6 +1,10 @@
 """``nhi-processor``: serve (standalone OTLP service), rotel (inside the Rotel collector), check-config.
 
-May import: model, errors, yamlbind, anyvalue, otlp_json, _compiled, config, identity, observe, engine, outputs, inputs, pipeline, hosts
+Every problem a user can fix (a bad config, catalog, rules or token file, unreadable TLS files, a
+busy port, a corrupt snapshot, a state directory that is a file) is one line naming the file and
+the problem, and exit code 2; never a traceback and never a crash loop.
+
+May import: model, errors, yamlbind, anyvalue, otlp_json, _compiled, version, config, identity, observe, engine, outputs, inputs, pipeline, hosts
 """
 
 from __future__ import annotations
@@ -11,8 +15,9 @@ import signal
 import sys
 import threading
 
+from .version import __version__
 from ._compiled import hot_path
-from .config import ProcessorConfig, load_config
+from .config import ExportConfig, ProcessorConfig, load_config
 from .errors import ConfigError
 
 
@@ -23,6 +28,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--forward", metavar="ENDPOINT",
                    help="downstream OTLP: host:port for gRPC, http(s)://... for OTLP/HTTP")
     p.add_argument("--state-dir", help="where baselines are snapshotted (default $NHI_STATE_DIR)")
+    p.add_argument("--reset-state", action="store_true",
+                   help="move an existing snapshot aside (kept as <file>.reset-<time>) and start with no baselines")
     p.add_argument("--catalog", help="identity catalog YAML")
     p.add_argument("--events-endpoint", help="where convergence events go (default: --forward)")
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -36,7 +43,10 @@ def build_config(args: argparse.Namespace) -> ProcessorConfig:
     if args.listen_http is not None:
         config.service.listen_http = args.listen_http or None
     if args.forward:
-        config.service.forward = args.forward
+        if isinstance(config.service.forward, ExportConfig):
+            config.service.forward.endpoint = args.forward  # keeps the file's TLS and headers
+        else:
+            config.service.forward = args.forward
     if args.state_dir:
         config.state_dir = args.state_dir
     if args.catalog:
@@ -54,6 +64,40 @@ def build_config(args: argparse.Namespace) -> ProcessorConfig:
     return config
 
 
+def preflight(config: ProcessorConfig) -> None:
+    """Everything start-up would trip over, checked before anything listens: files named in the
+    config exist and parse, the metrics exporter is installed, the state directory is usable."""
+    from .engine.features import RuleBook
+    from .hosts.serve.auth import BearerTokens, grpc_server_credentials, http_ssl_context
+    from .hosts.serve.metrics import metric_exporter
+    from .hosts.serve.service import check_state_dir
+    from .identity.catalog import load_catalog
+    from .config import as_export
+
+    if config.catalog:
+        load_catalog(config.catalog)
+    RuleBook.load(config.engine.rules_file)
+    BearerTokens(config.service.auth.bearer_tokens_file)
+    if config.service.tls.enabled:
+        grpc_server_credentials(config.service)
+        http_ssl_context(config.service)
+    for target in (config.service.forward_target, config.events_target):
+        for path in (target.tls.ca_file, target.tls.cert_file, target.tls.key_file):
+            if path:
+                try:
+                    open(path, "rb").close()
+                except OSError as exc:
+                    raise ConfigError(f"cannot read: {exc.strerror}", path) from None
+        try:
+            target.resolved_headers()
+        except ValueError as exc:
+            raise ConfigError(str(exc), target.endpoint) from None
+    metrics = as_export(config.telemetry.metrics_endpoint)
+    if metrics:
+        metric_exporter(metrics).shutdown()
+    check_state_dir(config)
+
+
 def serve(config: ProcessorConfig) -> int:
     from .hosts.serve.service import Service
 
@@ -63,8 +107,11 @@ def serve(config: ProcessorConfig) -> int:
         f"OTLP/gRPC {svc.listen_grpc.rpartition(':')[0]}:{service.grpc_port}" if svc.listen_grpc else "",
         f"OTLP/HTTP {svc.listen_http.rpartition(':')[0]}:{service.http_port}" if svc.listen_http else "",
     ) if x)
-    print(f"nhi-processor: listening on {where}; forwarding to {svc.forward}; events to "
-          f"{config.events_endpoint}; state {config.state_dir or 'in memory only'}; {hot_path()}", flush=True)
+    security = ("TLS" + (" with client certificates" if svc.tls.client_ca_file else "") if svc.tls.enabled
+                else "plaintext") + (", bearer tokens" if svc.auth.bearer_tokens_file else "")
+    print(f"nhi-processor {__version__}: listening on {where} ({security}); forwarding to "
+          f"{svc.forward_target.describe()}; events to {config.events_target.describe()}; state "
+          f"{config.state_dir or 'in memory only'}; {hot_path()}", flush=True)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -76,36 +123,40 @@ def serve(config: ProcessorConfig) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="nhi-processor", description=__doc__)
+    parser = argparse.ArgumentParser(prog="nhi-processor", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"nhi-processor {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p_serve = sub.add_parser("serve", help="run as an OTLP service between two pipelines")
     _add_common(p_serve)
     p_rotel = sub.add_parser("rotel", help="run inside the Rotel collector (in-process)")
     _add_common(p_rotel)
-    p_check = sub.add_parser("check-config", help="validate a config (and its catalog) and exit")
+    p_check = sub.add_parser("check-config", help="validate a config and every file it names, and exit")
     p_check.add_argument("file")
     args = parser.parse_args(argv)
+    from .engine.state import StateError
+
     try:
         if args.command == "check-config":
-            config = load_config(args.file)
-            if config.catalog:
-                from .identity.catalog import load_catalog
-                load_catalog(config.catalog)
+            preflight(load_config(args.file))
             print(f"{args.file}: ok")
             return 0
         config = build_config(args)
-        if config.catalog:
-            from .identity.catalog import load_catalog
-            load_catalog(config.catalog)  # fail at start-up, not at the first record
-    except ConfigError as exc:
+        preflight(config)
+        logging.basicConfig(level=config.telemetry.log_level.upper(),
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        if args.reset_state:
+            from .hosts.serve.service import reset_state
+
+            moved = reset_state(config)
+            if moved:
+                print(f"nhi-processor: previous state moved to {moved}; starting with no baselines", flush=True)
+        if args.command == "rotel":
+            from .hosts.rotel import host as rotel_host
+            return rotel_host.run_cli(args, config)
+        return serve(config)
+    except (ConfigError, StateError) as exc:
         print(f"nhi-processor: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=config.telemetry.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.command == "rotel":
-        from .hosts.rotel import host as rotel_host
-        return rotel_host.run_cli(args, config)
-    return serve(config)
 
 
 if __name__ == "__main__":

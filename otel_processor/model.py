@@ -50,6 +50,7 @@ class Identity:
     expected_actions: tuple[str, ...] = ()
     expected_targets: tuple[str, ...] = ()
     expected_networks: tuple[str, ...] = ()
+    cataloged: bool = False  # declared in the identity catalog: its baseline is never evicted
 
 
 @dataclass(slots=True)

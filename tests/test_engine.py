@@ -254,7 +254,7 @@ def test_state_per_identity_is_bounded_under_a_flood_of_new_values():
     me = ident()
     for k in range(5000):
         engine.observe(obs(me, T0 + k * S, target=f"t-{k}", src=f"10.{k % 250}.{k // 250}.1", ua=f"agent{k}/1"))
-    profile = engine._profiles[me.id]
+    profile = engine._roster.peek(me.id)
     assert all(len(v) <= cap for v, cap in zip(profile.new_values.values, engine._caps))
     assert len(profile.volume.targets) <= VolumeDetector.MAX_TRACKED_TARGETS
 

@@ -10,8 +10,12 @@ class EngineConfig:
     """Windows, thresholds and warm-up of the behaviour engine. Times are event time, seconds."""
 
     enabled: bool = True
-    # Identities tracked at once; the least recently seen is evicted beyond it.
+    # Identities tracked at once. New identities start on probation (this share of the room is
+    # kept for them) and only push out other newcomers; warmed-up and catalogued identities are
+    # settled, and a settled one gives way only after protect_idle_s of event time unseen.
     max_identities: int = 200_000
+    probation_share: float = 0.25
+    protect_idle_s: float = 30 * 86_400.0
     # An identity is judged on new values only after this much history and this many records
     # (Datadog's anomaly method never alerts on an entity it has not seen; Entra baselines 2+ days).
     warmup_s: float = 86_400.0
@@ -69,6 +73,8 @@ class EngineConfig:
     def validate(self) -> None:
         if self.max_identities < 1:
             raise ValueError("engine.max_identities must be at least 1")
+        if not 0 < self.probation_share < 1 or self.protect_idle_s <= 0:
+            raise ValueError("engine.probation_share must be in (0, 1) and engine.protect_idle_s positive")
         for name in ("window_s", "correlation_window_s", "incident_quiet_s", "trust_half_life_s",
                      "peer_window_s", "chain_window_s", "volume_ratio"):
             if getattr(self, name) <= 0:

@@ -23,6 +23,7 @@ cdef class Profile:
     cdef public object case
     cdef public double drop
     cdef public long long drop_ns
+    cdef public int tier
 
 
 cdef class Engine:
@@ -30,13 +31,12 @@ cdef class Engine:
     cdef public object catalog
     cdef public object rules
     cdef public object _lock
-    cdef public object _profiles
+    cdef public object _roster
     cdef public object _peers
     cdef public object _chain
     cdef public object _credentials
     cdef public list _events
     cdef public list _pending
-    cdef public long long evictions
     cdef public tuple _caps
     cdef public long long _warmup_ns
     cdef public long long _window_ns

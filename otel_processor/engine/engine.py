@@ -10,12 +10,8 @@ opens or updates the identity's incident and emits a ``ConvergenceEvent``.
 
 from __future__ import annotations
 
-import gzip
 import heapq
-import json
-import os
 import threading
-from collections import OrderedDict
 
 from ..model import NEUTRAL_VERDICT, ConvergenceEvent, Finding, Identity, Observation, Verdict
 from .config import EngineConfig
@@ -30,8 +26,9 @@ from .detectors import (
 from .features import Features, RuleBook, features_of
 from .links import ChainTracker, CredentialTracker, catalog_findings
 from .peers import PeerRegistry
+from .roster import PROBATION, Roster
+from .state import read_snapshot, write_snapshot
 
-STATE_VERSION = 1
 GLOBAL = "*"
 _NEUTRAL = NEUTRAL_VERDICT
 _REGISTER_EVERY_NS = 3_600_000_000_000
@@ -51,7 +48,7 @@ class Profile:
     """All per-identity state. Bounded: every member has a fixed cap."""
 
     __slots__ = ("identity", "first_ns", "last_ns", "count", "last_success_ns", "registered_ns",
-                 "new_values", "volume", "failures", "schedule", "sequence", "case", "drop", "drop_ns")
+                 "new_values", "volume", "failures", "schedule", "sequence", "case", "drop", "drop_ns", "tier")
 
     def __init__(self, identity: Identity, t: int):
         self.identity = identity
@@ -69,21 +66,24 @@ class Profile:
         # Trust = 1 - drop * 0.5 ** ((t - drop_ns) / half-life): the last drop, recovering.
         self.drop = 0.0
         self.drop_ns = 0
+        self.tier = PROBATION  # roster tier (engine/roster.py)
 
     def state(self) -> list:
         i = self.identity
         return [
             [i.id, i.kind, i.principal, i.source, i.owner, i.environment, i.group,
-             list(i.expected_actions), list(i.expected_targets), list(i.expected_networks)],
+             list(i.expected_actions), list(i.expected_targets), list(i.expected_networks), i.cataloged],
             self.first_ns, self.last_ns, self.count, self.last_success_ns, self.registered_ns,
             self.new_values.state(), self.volume.state(), self.failures.state(), self.schedule.state(),
             self.sequence.state(), case_state(self.case) if self.case else None, self.drop, self.drop_ns,
+            self.tier,
         ]
 
     @classmethod
     def from_state(cls, s: list) -> "Profile":
         i = s[0]
-        ident = Identity(i[0], i[1], i[2], i[3], i[4], i[5], i[6], tuple(i[7]), tuple(i[8]), tuple(i[9]))
+        ident = Identity(i[0], i[1], i[2], i[3], i[4], i[5], i[6], tuple(i[7]), tuple(i[8]), tuple(i[9]),
+                         bool(i[10]) if len(i) > 10 else False)
         p = cls(ident, s[1])
         p.last_ns, p.count, p.last_success_ns, p.registered_ns = s[2], s[3], s[4], s[5]
         p.new_values = NewValueDetector.from_state(s[6])
@@ -93,6 +93,7 @@ class Profile:
         p.sequence = SequenceDetector.from_state(s[10])
         p.case = case_from_state(s[11]) if s[11] else None
         p.drop, p.drop_ns = s[12], s[13]
+        p.tier = s[14] if len(s) > 14 else 1  # snapshots before tiers held settled baselines
         return p
 
 
@@ -126,13 +127,13 @@ class Engine:
         self.catalog = catalog
         self.rules = RuleBook.load(self.config.rules_file)
         self._lock = threading.RLock()
-        self._profiles: OrderedDict[str, Profile] = OrderedDict()
+        self._roster = Roster(self.config.max_identities, self.config.probation_share,
+                              int(self.config.protect_idle_s * 1e9))
         self._peers = PeerRegistry(int(self.config.peer_window_s * 1e9))
         self._chain = ChainTracker(int(self.config.chain_window_s * 1e9))
         self._credentials = CredentialTracker(int(self.config.credential_window_s * 1e9))
         self._events: list[ConvergenceEvent] = []
         self._pending: list[tuple[int, str]] = []  # (decide at, identity): held incidents
-        self.evictions = 0
         c = self.config
         self._caps = (c.max_actions, c.max_targets, c.max_networks, c.max_user_agents, c.max_countries)
         self._warmup_ns = int(c.warmup_s * 1e9)
@@ -143,7 +144,15 @@ class Engine:
 
     @property
     def identities_tracked(self) -> int:
-        return len(self._profiles)
+        return len(self._roster)
+
+    @property
+    def evictions(self) -> int:
+        return self._roster.evictions
+
+    @property
+    def evictions_by_tier(self) -> dict[str, int]:
+        return dict(self._roster.evicted)
 
     # -- the hot path --------------------------------------------------------------------------
     def observe(self, obs: Observation) -> Verdict:
@@ -161,18 +170,22 @@ class Engine:
 
     def _profile(self, obs: Observation) -> Profile:
         ident = obs.identity
-        profiles = self._profiles
-        p = profiles.get(ident.id)
+        p = self._roster.get(ident.id)
         if p is None:
-            p = profiles[ident.id] = Profile(ident, obs.time_ns)
-            if len(profiles) > self.config.max_identities:
-                profiles.popitem(last=False)
-                self.evictions += 1
-        else:
-            profiles.move_to_end(ident.id)
-            if p.identity is not ident and p.identity != ident:
-                p.identity = ident  # catalog changes take effect
+            p = Profile(ident, obs.time_ns)
+            self._roster.admit(ident.id, p, ident.cataloged)
+        elif p.identity is not ident and p.identity != ident:
+            p.identity = ident  # catalog changes take effect
         return p
+
+    def peek(self, identity_id: str, t: int) -> Verdict:
+        """The verdict a record of this identity gets without being learnt from (a retried batch
+        the engine has already seen): its current trust, nothing more."""
+        p = self._roster.peek(identity_id)
+        if p is None or not p.drop:
+            return _NEUTRAL
+        trust = self._trust(p, t)
+        return Verdict(trust) if trust < 0.999 else _NEUTRAL
 
     def _observe(self, obs: Observation) -> Verdict:
         c = self.config
@@ -208,6 +221,8 @@ class Engine:
         p.count += 1
         if t > p.last_ns:
             p.last_ns = t
+        if p.tier == PROBATION and warmed:
+            self._roster.graduate(ident.id, p, t)
         if f.succeeded:
             p.last_success_ns = max(p.last_success_ns, t)
         case = p.case
@@ -302,7 +317,7 @@ class Engine:
         pending = self._pending
         while pending and pending[0][0] <= now:
             _, ident_id = heapq.heappop(pending)
-            p = self._profiles.get(ident_id)
+            p = self._roster.peek(ident_id)
             case = p.case if p is not None else None
             if case is None or case.incident is not None or not case.facets:
                 continue
@@ -366,36 +381,12 @@ class Engine:
             return events
 
     # -- durable state -------------------------------------------------------------------------
-    def snapshot_to(self, path: str) -> None:
-        """Atomic: written beside the target, then renamed over it. JSON (gzip): nothing executable."""
-        with self._lock:
-            data = {
-                "version": STATE_VERSION,
-                "evictions": self.evictions,
-                "profiles": [p.state() for p in self._profiles.values()],
-                "peers": self._peers.state(),
-                "chain": self._chain.state(),
-                "credentials": self._credentials.state(),
-                "pending": self._pending,
-            }
-        tmp = f"{path}.tmp"
-        with gzip.open(tmp, "wt", encoding="utf-8", compresslevel=3) as fh:
-            json.dump(data, fh, separators=(",", ":"))
-        os.replace(tmp, path)
+    def snapshot_to(self, path: str, deadline: float | None = None) -> bool:
+        """Writes state to ``path`` (see ``state.py``) without holding the engine lock for more
+        than a chunk of identities at a time. False when ``deadline`` (time.monotonic) passed
+        first: the previous snapshot is then left as it was."""
+        return write_snapshot(self, path, deadline)
 
     def restore_from(self, path: str) -> None:
-        with gzip.open(path, "rt", encoding="utf-8") as fh:
-            data = json.load(fh)
-        if data.get("version") != STATE_VERSION:
-            raise ValueError(f"{path}: state version {data.get('version')} is not {STATE_VERSION}")
-        with self._lock:
-            self._profiles.clear()
-            for s in data["profiles"]:
-                p = Profile.from_state(s)
-                self._profiles[p.identity.id] = p
-            self._peers.restore(data["peers"])
-            self._chain.restore(data["chain"])
-            self._credentials.restore(data.get("credentials", []))
-            self._pending = [tuple(x) for x in data.get("pending", [])]
-            heapq.heapify(self._pending)
-            self.evictions = data.get("evictions", 0)
+        """Replaces state with a snapshot's; raises ``state.StateError`` naming what is wrong."""
+        read_snapshot(self, path, Profile)

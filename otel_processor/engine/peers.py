@@ -85,9 +85,13 @@ class PeerRegistry:
         return (len(reporters) if reporters else 0), len(g.members)
 
     def state(self) -> list:
-        return [[name, list(g.members.items()),
-                 [[list(k), list(v.items())] for k, v in g.changes.items()]]
-                for name, g in self._groups.items()]
+        return [self.group_state(name) for name in self._groups]
+
+    def group_state(self, name: str) -> list | None:
+        g = self._groups.get(name)
+        if g is None:
+            return None
+        return [name, list(g.members.items()), [[list(k), list(v.items())] for k, v in g.changes.items()]]
 
     def restore(self, s: list) -> None:
         self._groups.clear()

@@ -105,7 +105,7 @@ class Resolver:
         ident = Identity(
             id=f"{kind}:{principal}", kind=kind, principal=principal, source=source, owner=owner,
             environment=environment, group=group, expected_actions=exp_a, expected_targets=exp_t,
-            expected_networks=exp_n,
+            expected_networks=exp_n, cataloged=entry is not None,
         )
         self._store(key, ident)
         return ident

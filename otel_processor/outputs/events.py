@@ -12,6 +12,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.logs.v1.logs_pb2 import SeverityNumber
 
 from ..model import ConvergenceEvent
+from .redact import mask_text
 
 EVENT_NAME = "nhi.convergence"
 RULESET = "nhi-convergence"
@@ -40,7 +41,9 @@ def fill_record(record, event: ConvergenceEvent) -> None:
     error = event.score >= 0.9
     record.severity_number = SeverityNumber.SEVERITY_NUMBER_ERROR if error else SeverityNumber.SEVERITY_NUMBER_WARN
     record.severity_text = "ERROR" if error else "WARN"
-    record.body.string_value = event.body
+    # Events are built from masked records; masking their text again costs little and means no
+    # path through the engine can carry a credential out.
+    record.body.string_value = mask_text(event.body)
     if event.trace_id:
         record.trace_id = event.trace_id
     if event.span_id:
@@ -55,7 +58,7 @@ def fill_record(record, event: ConvergenceEvent) -> None:
     _put(a, "nhi.convergence.version", event.version)
     _put(a, "nhi.convergence.score", float(event.score))
     _put(a, "nhi.convergence.signals", list(event.signals))
-    _put(a, "nhi.convergence.findings", list(event.findings))
+    _put(a, "nhi.convergence.findings", [mask_text(f) for f in event.findings])
     _put(a, "nhi.convergence.first_seen", event.first_seen_ns)
     _put(a, "nhi.convergence.last_seen", event.last_seen_ns)
     _put(a, "nhi.evidence.trace_ids", list(event.evidence_trace_ids))

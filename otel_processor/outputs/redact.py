@@ -1,32 +1,328 @@
-"""Credential masking on records before they leave: secrets become fingerprints, forged ``nhi.*``
-attributes are dropped."""
+"""Credential masking before anything leaves: every key and every string of a request, at any depth.
+
+What is masked (the README's "What is masked" table is this module in words):
+
+1. **Credential-bearing keys**, case-insensitive, at any depth (record, resource, scope, span event,
+   span link and metric data-point attributes, exemplars, nested maps and arrays): the key's last
+   dot-separated segment names a credential (``authorization``, ``proxy-authorization``, ``cookie``,
+   ``set-cookie``, ``x-api-key``, ``x-auth-token``, ``x-amz-security-token``, ``api_key``,
+   ``access_token``, ``client_secret``, ``aws.secret_access_key``, ``github.token``...) or holds
+   ``password``, ``passwd``, ``pwd``, ``passphrase`` or ``secret`` as a word, unless its last word
+   says it names rather than holds one (``secretId``, ``token_id``, ``password_length``). Whatever
+   the value (string, bytes, number, list, map) it is replaced whole. Site-specific names come
+   from ``masking.extra_keys``.
+2. **Secrets inside any string** (attribute values, log bodies, span names, status messages,
+   event names...): JSON Web Tokens; GitHub, GitLab, Slack, Stripe, Google, npm, OpenAI,
+   Anthropic and SendGrid token formats; PEM private keys; ``Bearer``/``Basic``/``token``
+   credentials; ``name=value`` and ``"name": "value"`` where the name is a credential word
+   (``password``, ``secret``, ``token``, ``api_key``, ``access_key``, ``authorization``...), which
+   covers ``url.full``/``url.query`` parameters such as ``api_key=`` and ``X-Amz-Signature=``,
+   connection strings and command lines; and the password in ``scheme://user:password@host``.
+
+High-entropy credentials (tokens, keys, cookies) become ``sha256:<16 hex>`` so that a responder can
+tell the same credential apart from another; values that may be guessable (passwords, secrets)
+become ``[masked]``. The credential attributes that name an API-key identity keep their
+fingerprint, which is that identity.
+
+Cost: a record is only walked when something in it can be a secret. The compiled build decides
+that in C (``pipeline/_wire.pyx``, with the same key classifier and the same triggers as here);
+without it, one linear regular expression over the serialized request decides whether to walk.
+The patterns that find secrets run on Google's RE2 (linear time) and only on strings a trigger
+picked, so no input costs more than a pass over its bytes.
+"""
 
 from __future__ import annotations
 
-from ..anyvalue import to_python
+import fnmatch
+import re
+from dataclasses import dataclass, field
+
+import re2
+from google.protobuf.descriptor import FieldDescriptor
+
 from ..identity.credentials import CREDENTIAL_ATTRIBUTES, MASK_PREFIX, masked
 from .enrich import OUR_ATTRIBUTES
 
+OPAQUE = "[masked]"
+SAFE, FINGERPRINT, HIDE = 0, 1, 2
+
+# Last key segments (lower case, "-" as "_") that hold a credential.
+TOKEN_NAMES = frozenset({
+    "authorization", "proxy_authorization", "cookie", "set_cookie", "x_api_key", "api_key", "apikey",
+    "x_auth_token", "auth_token", "x_access_token", "access_token", "refresh_token", "id_token",
+    "session_token", "security_token", "x_amz_security_token", "x_goog_api_key", "x_vault_token",
+    "private_token", "x_gitlab_token", "bearer_token", "api_token", "token", "access_key_secret",
+    "secret_access_key", "secret_key", "client_secret", "private_key", "signing_key", "x_csrf_token",
+    "x_xsrf_token", "credentials", "credential",
+})
+SECRET_WORDS = frozenset({"password", "passwd", "pwd", "passphrase", "secret"})
+# A last word that says the key names or measures a secret rather than holding it.
+NAMING_WORDS = frozenset({"id", "ids", "arn", "name", "names", "type", "types", "version", "count", "length",
+                          "size", "hash", "digest", "fingerprint", "expiry", "expires", "expiration", "ttl",
+                          "rotation", "policy", "path", "ref", "uri", "url", "present", "set", "provided"})
+_WORD = re.compile(r"[a-z0-9]+")
+_CAMEL = re.compile(r"([a-z0-9])([A-Z])")
+
+
+def classify_key(key: str, extra: tuple[str, ...] = ()) -> int:
+    """SAFE, FINGERPRINT (a high-entropy credential) or HIDE (a maybe guessable secret)."""
+    if key in _CREDENTIAL_KEYS:
+        return FINGERPRINT
+    lower = key.lower()
+    for pattern in extra:
+        if fnmatch.fnmatchcase(lower, pattern):
+            return FINGERPRINT
+    last = lower.rsplit(".", 1)[-1].replace("-", "_")
+    if last in TOKEN_NAMES:
+        return FINGERPRINT
+    words = _WORD.findall(_CAMEL.sub(r"\1_\2", key.rsplit(".", 1)[-1]).lower())
+    if not words or words[-1] in NAMING_WORDS:
+        return SAFE
+    if any(w in SECRET_WORDS for w in words):
+        return HIDE
+    if words[-1] in ("token", "key") and len(words) > 1 and words[-2] in (
+            "api", "access", "secret", "private", "auth", "session", "refresh", "bearer", "signing", "client",
+            "security", "id", "master", "encryption"):
+        return FINGERPRINT
+    return SAFE
+
+
 _CREDENTIAL_KEYS = frozenset(CREDENTIAL_ATTRIBUTES)
 
+# -- secrets inside strings ---------------------------------------------------------------------
+# Triggers: a string can only hold a secret the rules below find if it matches this (linear,
+# Python ``re``); the compiled scanner implements the same triggers in C, and tests check that
+# the rules never change a string the triggers let through.
+TOKEN_PREFIXES = ("eyJ", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-", "xoxa-", "xoxb-",
+                  "xoxe-", "xoxp-", "xoxr-", "xoxs-", "sk_live_", "sk_test_", "rk_live_", "rk_test_", "AIza",
+                  "npm_", "sk-", "SG.")
+ASSIGN_SUFFIXES = ("password", "passwd", "pwd", "passphrase", "secret", "token", "apikey", "key", "authorization",
+                   "auth", "sig", "signature", "credential", "credentials", "code", "session", "cookie")
+SPACE_WORDS = ("bearer", "basic", "token", "apikey")
+# Command-line flags whose next word is a secret (``--password hunter2``).
+FLAG_WORDS = ("-password", "-passwd", "-secret", "-api-key", "-api_key", "-client-secret", "-client_secret")
+# SQL that sets a password: ALTER USER x PASSWORD '...', IDENTIFIED BY '...'.
+SQL_WORDS = ("password", "identified by")
+TRIGGER = re.compile(
+    r"\b(?:" + "|".join(re.escape(p) for p in TOKEN_PREFIXES) + r")"
+    r"|-----BEGIN"
+    r"|://"
+    r"|(?i:" + "|".join(ASSIGN_SUFFIXES) + r")[\"']{0,2} {0,2}[=:]"
+    r"|(?i:" + "|".join(SPACE_WORDS + FLAG_WORDS + SQL_WORDS) + r")[ \t]",
+    re.ASCII,
+)
+# The rules, in RE2 syntax: each match's group 1 (when present) or whole match is the secret.
+_TOKEN_RULES = [
+    (r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*", FINGERPRINT),  # JWT
+    (r"\bgh[pousr]_[A-Za-z0-9]{20,}", FINGERPRINT),
+    (r"\bgithub_pat_[A-Za-z0-9_]{20,}", FINGERPRINT),
+    (r"\bglpat-[A-Za-z0-9_-]{20,}", FINGERPRINT),
+    (r"\bxox[abeprs]-[A-Za-z0-9-]{10,}", FINGERPRINT),
+    (r"\b[rs]k_(?:live|test)_[A-Za-z0-9]{10,}", FINGERPRINT),
+    (r"\bAIza[A-Za-z0-9_-]{30,}", FINGERPRINT),
+    (r"\bnpm_[A-Za-z0-9]{30,}", FINGERPRINT),
+    (r"\bsk-(?:ant-|proj-)?[A-Za-z0-9_-]{20,}", FINGERPRINT),
+    (r"\bSG\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}", FINGERPRINT),
+    (r"-----BEGIN[A-Z ]{0,40} PRIVATE KEY-----(?s:.*?)(?:-----END[A-Z ]{0,40} PRIVATE KEY-----|$)", HIDE),
+    (r"://[^/\s:@]{1,256}:([^/\s@]{1,256})@", HIDE),  # scheme://user:password@host
+    (r"(?i)\b(?:" + "|".join(SPACE_WORDS) + r")[ \t]+([A-Za-z0-9._~+/=-]{8,})", FINGERPRINT),
+    (r"(?i)(?:" + "|".join(re.escape(w) for w in FLAG_WORDS) + r")[ \t]+([^\s\"']{3,})", HIDE),
+    (r"(?i)\b(?:" + "|".join(SQL_WORDS) + r")[ \t]+'([^']{1,256})'", HIDE),
+    (r"(?i)(?:" + "|".join(ASSIGN_SUFFIXES) + r")[\"']{0,2} {0,2}[=:] {0,2}[\"']?([^\s\"'&,;}{\]\[]{3,})", HIDE),
+]
+# An assignment whose value is an auth scheme ("Authorization: Bearer x"): the credential is the
+# word after it, which the scheme rule masks.
+_SCHEMES = frozenset(SPACE_WORDS)
+_RULES = [(re2.compile(pattern), how) for pattern, how in _TOKEN_RULES]
 
-def mask_credentials(attributes) -> None:
-    """Replace credential values in place by their fingerprints; strip forged ``nhi.*`` values."""
-    doomed = []
-    for i, kv in enumerate(attributes):
-        key = kv.key
-        if key in _CREDENTIAL_KEYS:
-            value = kv.value
-            if value.WhichOneof("value") == "array_value":
-                for item in value.array_value.values:
-                    if item.string_value and not item.string_value.startswith(MASK_PREFIX):
-                        item.string_value = masked(item.string_value)
-            elif value.WhichOneof("value") is not None:
-                raw = value.string_value or str(to_python(value))  # a non-string secret is still one
-                if not raw.startswith(MASK_PREFIX):
-                    value.Clear()
-                    value.string_value = masked(raw) if raw else ""
-        elif key in OUR_ATTRIBUTES:
-            doomed.append(i)
-    for i in reversed(doomed):
-        del attributes[i]
+
+def _replacement(secret: str, how: int) -> str:
+    if how == FINGERPRINT:
+        return masked(secret)
+    return OPAQUE
+
+
+def _is_mask(text: str) -> bool:
+    return text.startswith(MASK_PREFIX) or text == OPAQUE
+
+
+def mask_text(text: str) -> str:
+    """``text`` with every secret the rules find replaced; unchanged when there is none."""
+    if not TRIGGER.search(text):
+        return text
+    for pattern, how in _RULES:
+        if not pattern.search(text):
+            continue
+        out, last = [], 0
+        for m in pattern.finditer(text):
+            start, end = (m.start(1), m.end(1)) if m.re.groups else (m.start(), m.end())
+            secret = text[start:end]
+            if not secret or _is_mask(secret) or secret.lower() in _SCHEMES:
+                continue
+            out.append(text[last:start])
+            out.append(_replacement(secret, how))
+            last = end
+        if out:
+            out.append(text[last:])
+            text = "".join(out)
+    return text
+
+
+# -- walking a request --------------------------------------------------------------------------
+_TEXT, _ATTRIBUTES, _ANY, _MESSAGE, _SKIP = 1, 2, 3, 4, 0
+# Messages whose own ``attributes`` may not carry a forged copy of what the processor writes.
+_STRIPPED = frozenset({"opentelemetry.proto.resource.v1.Resource", "opentelemetry.proto.trace.v1.Span",
+                       "opentelemetry.proto.logs.v1.LogRecord"})
+_RECORD_FIELDS = frozenset({"spans", "log_records"})
+_FIELD_KIND: dict = {}
+
+
+def _kind_of(fd) -> int:
+    if fd.type == FieldDescriptor.TYPE_STRING:
+        return _TEXT
+    if fd.type != FieldDescriptor.TYPE_MESSAGE:
+        return _SKIP
+    name = fd.message_type.full_name
+    if name == "opentelemetry.proto.common.v1.KeyValue":
+        return _ATTRIBUTES
+    if name == "opentelemetry.proto.common.v1.AnyValue":
+        return _ANY
+    return _MESSAGE
+
+
+@dataclass
+class Redactor:
+    """Masks OTLP messages in place.
+
+    ``extra_keys``: site-specific credential key names (glob patterns, any case).
+    ``extra_patterns``: site-specific secret formats (RE2 syntax); with any set, every string of
+    every request is checked, since the triggers cannot know them.
+    """
+
+    extra_keys: tuple[str, ...] = ()
+    extra_patterns: tuple[str, ...] = ()
+    _keys: dict[str, int] = field(default_factory=dict, repr=False)
+    _extra: list = field(default_factory=list, repr=False)
+
+    def __post_init__(self) -> None:
+        self.extra_keys = tuple(k.lower() for k in self.extra_keys)
+        self._extra = [re2.compile(p) for p in self.extra_patterns]
+
+    @property
+    def checks_every_string(self) -> bool:
+        return bool(self._extra)
+
+    def key_action(self, key: str) -> int:
+        """SAFE, FINGERPRINT or HIDE for an attribute key (memoised; bounded)."""
+        found = self._keys.get(key)
+        if found is None:
+            found = classify_key(key, self.extra_keys)
+            if len(self._keys) >= 65_536:
+                self._keys.clear()
+            self._keys[key] = found
+        return found
+
+    def text(self, value: str) -> str:
+        out = mask_text(value)
+        for pattern in self._extra:
+            out = pattern.sub(OPAQUE, out)
+        return out
+
+    # AnyValue and attribute lists -------------------------------------------------------------
+    def _any(self, value) -> None:
+        kind = value.WhichOneof("value")
+        if kind == "string_value":
+            text = value.string_value
+            new = self.text(text)
+            if new != text:
+                value.string_value = new
+        elif kind == "bytes_value":
+            text = value.bytes_value.decode("utf-8", "replace")
+            new = self.text(text)
+            if new != text:
+                value.string_value = new  # a masked byte string is a string from here on
+        elif kind == "array_value":
+            for item in value.array_value.values:
+                self._any(item)
+        elif kind == "kvlist_value":
+            self.attributes(value.kvlist_value.values, strip=False)
+
+    def _hide(self, value, how: int) -> None:
+        """Replace a credential-bearing value whole, whatever its type."""
+        kind = value.WhichOneof("value")
+        if kind is None:
+            return
+        if kind == "array_value":
+            for item in value.array_value.values:
+                self._hide(item, how)
+            return
+        if kind == "kvlist_value":
+            for kv in value.kvlist_value.values:
+                self._hide(kv.value, how)
+            return
+        if kind == "string_value":
+            raw = value.string_value
+        elif kind == "bytes_value":
+            raw = value.bytes_value.decode("utf-8", "surrogateescape")
+        else:
+            raw = str(getattr(value, kind))
+        if raw and _is_mask(raw):
+            return
+        value.Clear()
+        value.string_value = _replacement(raw, how) if raw else ""
+
+    def attributes(self, kvs, strip: bool) -> None:
+        """Mask a repeated KeyValue field; ``strip`` also drops forged ``nhi.*`` attributes."""
+        doomed = []
+        for i, kv in enumerate(kvs):
+            key = kv.key
+            if strip and key in OUR_ATTRIBUTES:
+                doomed.append(i)
+                continue
+            how = self.key_action(key)
+            if how:
+                self._hide(kv.value, how)
+            elif kv.HasField("value"):
+                self._any(kv.value)
+        for i in reversed(doomed):
+            del kvs[i]
+
+    # messages ---------------------------------------------------------------------------------
+    def message(self, msg, skip_records: bool = False) -> None:
+        """Every string, KeyValue and AnyValue of ``msg`` and what it holds. Driven by the protobuf
+        descriptors, so a field added to OTLP is covered without a change here. With
+        ``skip_records``, spans and log records are left to ``message`` calls of their own."""
+        strip = msg.DESCRIPTOR.full_name in _STRIPPED
+        for fd, value in msg.ListFields():
+            kind = _FIELD_KIND.get(fd)
+            if kind is None:
+                kind = _FIELD_KIND[fd] = _kind_of(fd)
+            if kind == _TEXT:
+                if fd.is_repeated:
+                    for i, item in enumerate(value):
+                        new = self.text(item)
+                        if new != item:
+                            value[i] = new
+                else:
+                    new = self.text(value)
+                    if new != value:
+                        setattr(msg, fd.name, new)
+            elif kind == _ATTRIBUTES:
+                self.attributes(value, strip and fd.name == "attributes")
+            elif kind == _ANY:
+                self._any(value)
+            elif kind == _MESSAGE:
+                if not fd.is_repeated:
+                    self.message(value, skip_records)
+                elif not (skip_records and fd.name in _RECORD_FIELDS):
+                    for item in value:
+                        self.message(item, skip_records)
+
+    def request(self, request) -> None:
+        """A whole export request: resources, scopes, records and everything below them."""
+        self.message(request)
+
+
+def redactor_for(config) -> Redactor:
+    """The redactor a MaskingConfig asks for."""
+    return Redactor(tuple(config.extra_keys), tuple(config.extra_patterns))

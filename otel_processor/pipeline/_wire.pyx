@@ -1,26 +1,55 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
-"""The compiled twin of ``pipeline.attributes.read_attributes``: reads attributes off a record's wire bytes.
+# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
+"""The compiled twin of ``pipeline.attributes``: reads a request off its wire bytes, once.
 
 Iterating a record's ``attributes`` through the protobuf runtime makes a Python object for every
 KeyValue and every key, wanted or not; on 1 KB records that is a quarter of the processor's time.
-This walks the serialized request instead (one ``SerializeToString()`` per batch), compares
-each key against the wanted ones by a C hash, and decodes only the keys and values it keeps.
+This walks the serialized request instead and, in the same pass:
 
-Same contract as ``read_attributes``: (wanted attributes as Python values, whether any
-credential or ``nhi.*`` key is present); a later duplicate key wins. tests/test_wire.py checks
-the two agree on generated records. Only built when setup.py finds Cython and a C compiler;
-``pipeline.attributes`` falls back to ``read_attributes`` otherwise.
+- decodes the wanted attributes of every record (``KeyTable``: a C hash filter, then a dict);
+- decides which records and which resource entries need masking: every KeyValue key at any depth
+  goes through the same classifier as ``outputs.redact`` (``KeyClassifier`` caches its answers by
+  the key's exact bytes), and every string field and AnyValue string or bytes at any depth goes
+  through ``_suspicious``, the C form of ``outputs.redact.TRIGGER``;
+- notes fields the schema does not know (unknown field numbers, unexpected wire types, groups),
+  which the batch path then discards: what cannot be read cannot be checked for credentials.
+
+The schema comes from the protobuf descriptors (``attributes.wire_schema``), so a field OTLP adds
+is covered by the next build. Every protobuf wire type is read or skipped, groups included.
+
+Contract per record: (wanted attributes, whether a credential or ``nhi.*`` key is present, flags)
+with flags DIRTY (something to mask) and UNKNOWN; a later duplicate key wins, as in
+``read_attributes``. A record whose KeyValue carries its value twice (protobuf would merge the
+two) raises ``ReadAsPython``: the caller reads that request with the protobuf runtime instead.
+tests/test_wire.py checks that both readers and both trigger implementations agree.
 """
 
 from libc.stdint cimport uint64_t
-from libc.string cimport memcmp
+from libc.string cimport memcmp, memcpy
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from ..anyvalue import to_python
 
 cdef enum:
-    SLOTS = 1024  # open-addressing table of wanted-key hashes; wanted keys number ~60
+    SLOTS = 1024          # open-addressing table of wanted-key hashes; wanted keys number ~60
+    MAX_TYPES = 64
+    MAX_FIELD = 32
+    MAX_DEPTH = 100       # the protobuf runtime's own recursion limit
+    K_UNKNOWN = 0         # field kinds in a Schema
+    K_SCALAR = 1
+    K_SKIP = 2            # length-delimited, nothing to check (trace and span ids)
+    K_TEXT = 3            # a string (or AnyValue bytes) to check for secrets
+    K_MSG = 4             # a sub-message, walked with its own type
+    K_KEY = 5             # KeyValue.key: classified
+    F_DIRTY = 1
+    F_UNKNOWN = 2
+    KEY_SLOTS = 8192
+    KEY_ARENA = 262144
+    MAX_KEY_CACHED = 512
+
+
+class ReadAsPython(ValueError):
+    """The request is valid but this reader would not read it exactly as protobuf does."""
 
 
 cdef inline uint64_t _fnv(const unsigned char* s, Py_ssize_t n) noexcept:
@@ -50,9 +79,10 @@ cdef inline Py_ssize_t _varint(const unsigned char* buf, Py_ssize_t pos, Py_ssiz
             raise ValueError("varint longer than 10 bytes")
 
 
-cdef inline Py_ssize_t _skip(const unsigned char* buf, Py_ssize_t pos, Py_ssize_t end,
-                             uint64_t wire_type) except -1:
-    cdef uint64_t n
+cdef Py_ssize_t _skip(const unsigned char* buf, Py_ssize_t pos, Py_ssize_t end, uint64_t tag,
+                      int depth) except -1:
+    """Past the value of a field with ``tag``, whatever its wire type (groups included)."""
+    cdef uint64_t n, wire_type = tag & 7, inner
     if wire_type == 0:
         return _varint(buf, pos, end, &n)
     if wire_type == 1:
@@ -64,8 +94,22 @@ cdef inline Py_ssize_t _skip(const unsigned char* buf, Py_ssize_t pos, Py_ssize_
         pos += <Py_ssize_t>n
     elif wire_type == 5:
         pos += 4
+    elif wire_type == 3:  # a group: fields up to the end-group tag of the same field number
+        if depth >= MAX_DEPTH:
+            raise ValueError("groups nested too deeply")
+        while True:
+            if pos >= end:
+                raise ValueError("group without its end")
+            pos = _varint(buf, pos, end, &inner)
+            if (inner & 7) == 4:
+                if (inner >> 3) != (tag >> 3):
+                    raise ValueError("end of another group")
+                return pos
+            if (inner >> 3) == 0:
+                raise ValueError("field number 0")
+            pos = _skip(buf, pos, end, inner, depth + 1)
     else:
-        raise ValueError(f"unsupported wire type {wire_type}")
+        raise ValueError(f"wire type {wire_type} where a field starts")
     if pos > end:
         raise ValueError("field beyond the message")
     return pos
@@ -82,21 +126,114 @@ cdef inline Py_ssize_t _length(const unsigned char* buf, Py_ssize_t pos, Py_ssiz
     return pos
 
 
-cdef inline bint _next_field(const unsigned char* buf, Py_ssize_t* pos, Py_ssize_t end, uint64_t want_tag,
-                             Py_ssize_t* start, Py_ssize_t* field_end) except -1:
-    """Moves ``pos`` past the next length-delimited field tagged ``want_tag`` before ``end``,
-    skipping others, and sets that field's byte range; False when the message ends first."""
-    cdef uint64_t tag
-    while pos[0] < end:
-        pos[0] = _varint(buf, pos[0], end, &tag)
-        if tag == want_tag:
-            start[0] = _length(buf, pos[0], end, field_end)
-            pos[0] = field_end[0]
-            return True
-        pos[0] = _skip(buf, pos[0], end, tag & 7)
+# -- the triggers of outputs.redact.TRIGGER, on bytes ---------------------------------------------
+cdef inline bint _is_word(unsigned char c) noexcept:
+    return (c >= 48 and c <= 57) or (c >= 65 and c <= 90) or (c >= 97 and c <= 122) or c == 95
+
+
+cdef inline bint _at(const unsigned char* s, Py_ssize_t n, Py_ssize_t i, const char* word,
+                     Py_ssize_t length) noexcept:
+    return i + length <= n and memcmp(s + i, word, length) == 0
+
+
+cdef inline bint _ends_with(const unsigned char* s, Py_ssize_t k, const char* word, Py_ssize_t length) noexcept:
+    """Whether s[:k] ends with ``word`` (lower case), ignoring ASCII case."""
+    cdef Py_ssize_t j
+    cdef unsigned char c
+    if k < length:
+        return False
+    for j in range(length):
+        c = s[k - length + j]
+        if c >= 65 and c <= 90:
+            c += 32
+        if c != <unsigned char>word[j]:
+            return False
+    return True
+
+
+cdef bint _assigned(const unsigned char* s, Py_ssize_t i) noexcept:
+    """At an '=' or ':' at i: a credential word, up to two quotes, up to two spaces, before it."""
+    cdef Py_ssize_t k = i, skipped = 0
+    while skipped < 2 and k > 0 and s[k - 1] == 32:
+        k -= 1
+        skipped += 1
+    skipped = 0
+    while skipped < 2 and k > 0 and (s[k - 1] == 34 or s[k - 1] == 39):
+        k -= 1
+        skipped += 1
+    return (_ends_with(s, k, "password", 8) or _ends_with(s, k, "passwd", 6) or _ends_with(s, k, "pwd", 3)
+            or _ends_with(s, k, "passphrase", 10) or _ends_with(s, k, "secret", 6) or _ends_with(s, k, "token", 5)
+            or _ends_with(s, k, "apikey", 6) or _ends_with(s, k, "key", 3) or _ends_with(s, k, "authorization", 13)
+            or _ends_with(s, k, "auth", 4) or _ends_with(s, k, "sig", 3) or _ends_with(s, k, "signature", 9)
+            or _ends_with(s, k, "credential", 10) or _ends_with(s, k, "credentials", 11)
+            or _ends_with(s, k, "code", 4) or _ends_with(s, k, "session", 7) or _ends_with(s, k, "cookie", 6))
+
+
+cdef bint _suspicious(const unsigned char* s, Py_ssize_t n) noexcept:
+    """Whether ``outputs.redact.TRIGGER`` would match these bytes (tests check both agree)."""
+    cdef Py_ssize_t i
+    cdef unsigned char c
+    cdef bint boundary
+    for i in range(n):
+        c = s[i]
+        if c == 61:  # '='
+            if _assigned(s, i):
+                return True
+        elif c == 58:  # ':'
+            if _at(s, n, i, "://", 3) or _assigned(s, i):
+                return True
+        elif c == 32 or c == 9:  # ' ', '\t'
+            if (_ends_with(s, i, "bearer", 6) or _ends_with(s, i, "basic", 5) or _ends_with(s, i, "token", 5)
+                    or _ends_with(s, i, "apikey", 6) or _ends_with(s, i, "-password", 9)
+                    or _ends_with(s, i, "-passwd", 7) or _ends_with(s, i, "-secret", 7)
+                    or _ends_with(s, i, "-api-key", 8) or _ends_with(s, i, "-api_key", 8)
+                    or _ends_with(s, i, "-client-secret", 14) or _ends_with(s, i, "-client_secret", 14)
+                    or _ends_with(s, i, "password", 8) or _ends_with(s, i, "identified by", 13)):
+                return True
+        elif c == 45:  # '-'
+            if _at(s, n, i, "-----BEGIN", 10):
+                return True
+        else:
+            boundary = i == 0 or not _is_word(s[i - 1])
+            if not boundary:
+                continue
+            if c == 101:  # 'e'
+                if _at(s, n, i, "eyJ", 3):
+                    return True
+            elif c == 103:  # 'g'
+                if (_at(s, n, i, "ghp_", 4) or _at(s, n, i, "gho_", 4) or _at(s, n, i, "ghu_", 4)
+                        or _at(s, n, i, "ghs_", 4) or _at(s, n, i, "ghr_", 4) or _at(s, n, i, "github_pat_", 11)
+                        or _at(s, n, i, "glpat-", 6)):
+                    return True
+            elif c == 120:  # 'x'
+                if (_at(s, n, i, "xoxa-", 5) or _at(s, n, i, "xoxb-", 5) or _at(s, n, i, "xoxe-", 5)
+                        or _at(s, n, i, "xoxp-", 5) or _at(s, n, i, "xoxr-", 5) or _at(s, n, i, "xoxs-", 5)):
+                    return True
+            elif c == 115:  # 's'
+                if _at(s, n, i, "sk_live_", 8) or _at(s, n, i, "sk_test_", 8) or _at(s, n, i, "sk-", 3):
+                    return True
+            elif c == 114:  # 'r'
+                if _at(s, n, i, "rk_live_", 8) or _at(s, n, i, "rk_test_", 8):
+                    return True
+            elif c == 65:  # 'A'
+                if _at(s, n, i, "AIza", 4):
+                    return True
+            elif c == 110:  # 'n'
+                if _at(s, n, i, "npm_", 4):
+                    return True
+            elif c == 83:  # 'S'
+                if _at(s, n, i, "SG.", 3):
+                    return True
     return False
 
 
+def suspicious(data) -> bool:
+    """``_suspicious`` for tests: a str (as UTF-8) or bytes."""
+    cdef bytes raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
+    return _suspicious(raw, len(raw))
+
+
+# -- tables --------------------------------------------------------------------------------------
 cdef class KeyTable:
     """A key -> action table (1 decode, 2 credential, 3 ours) with a C hash filter in front."""
 
@@ -128,6 +265,125 @@ cdef class KeyTable:
         return False
 
 
+cdef class KeyClassifier:
+    """``classify(key) -> int`` (non-zero: the key holds a credential), remembered by the key's exact
+    bytes (hash, then a byte comparison: a crafted hash collision cannot borrow another key's
+    answer). Bounded; when full, keys not yet seen are asked anew every time."""
+
+    cdef uint64_t hashes[KEY_SLOTS]
+    cdef unsigned int offsets[KEY_SLOTS]
+    cdef unsigned short lengths[KEY_SLOTS]
+    cdef unsigned char answers[KEY_SLOTS]
+    cdef unsigned char arena[KEY_ARENA]
+    cdef Py_ssize_t arena_used, count
+    cdef object classify
+
+    def __cinit__(self, classify):
+        cdef Py_ssize_t i
+        self.classify = classify
+        self.arena_used = 0
+        self.count = 0
+        for i in range(KEY_SLOTS):
+            self.hashes[i] = 0
+
+    cdef int answer(self, const unsigned char* p, Py_ssize_t n) except -1:
+        cdef uint64_t h = _fnv(p, n)
+        cdef Py_ssize_t i = h & (KEY_SLOTS - 1)
+        cdef int found
+        while self.hashes[i] != 0:
+            if self.hashes[i] == h and self.lengths[i] == n and memcmp(self.arena + self.offsets[i], p, n) == 0:
+                return self.answers[i]
+            i = (i + 1) & (KEY_SLOTS - 1)
+        found = 1 if self.classify(p[:n].decode("utf-8", "surrogatepass")) else 0
+        if n <= MAX_KEY_CACHED and self.count < KEY_SLOTS * 3 // 4 and self.arena_used + n <= KEY_ARENA:
+            memcpy(self.arena + self.arena_used, p, n)
+            self.hashes[i] = h
+            self.offsets[i] = <unsigned int>self.arena_used
+            self.lengths[i] = <unsigned short>n
+            self.answers[i] = <unsigned char>found
+            self.arena_used += n
+            self.count += 1
+        return found
+
+
+cdef class Schema:
+    """Field kinds per message type, from the protobuf descriptors (``attributes.wire_schema``).
+
+    Type 0 is the export request. ``entry`` (resource_*), ``scope`` (scope_*) and ``record``
+    (spans, log_records) are type indices, ``scopes_field``/``records_field``/``attributes_field``
+    field numbers; a request without records (metrics) has ``record`` -1.
+    """
+
+    cdef unsigned char kind[MAX_TYPES][MAX_FIELD]
+    cdef unsigned char wt[MAX_TYPES][MAX_FIELD]
+    cdef unsigned char wt_alt[MAX_TYPES][MAX_FIELD]
+    cdef unsigned char child[MAX_TYPES][MAX_FIELD]
+    cdef public int entry, scope, record, scopes_field, records_field, attributes_field, anyvalue
+
+    def __cinit__(self, list types, int entry, int scope, int record, int scopes_field, int records_field,
+                  int attributes_field, int anyvalue):
+        cdef int t, f
+        if len(types) > MAX_TYPES:
+            raise ValueError("too many message types for the wire schema")
+        for t in range(MAX_TYPES):
+            for f in range(MAX_FIELD):
+                self.kind[t][f] = K_UNKNOWN
+                self.wt[t][f] = 255
+                self.wt_alt[t][f] = 255
+                self.child[t][f] = 0
+        for t, fields in enumerate(types):
+            for number, kind, wire_type, alt, child in fields:
+                if number >= MAX_FIELD:
+                    continue  # left unknown: such a field is discarded, never passed on unread
+                self.kind[t][number] = kind
+                self.wt[t][number] = wire_type
+                self.wt_alt[t][number] = alt
+                self.child[t][number] = child
+        self.entry, self.scope, self.record = entry, scope, record
+        self.scopes_field, self.records_field, self.attributes_field = scopes_field, records_field, attributes_field
+        self.anyvalue = anyvalue
+
+
+# -- walking ------------------------------------------------------------------------------------
+cdef int _field(const unsigned char* buf, Py_ssize_t* pos, Py_ssize_t end, int t, uint64_t tag, int depth,
+                Schema sc, KeyClassifier keys) except -1:
+    """Checks one field of a message of type ``t`` (its tag just read at ``pos``); returns flags."""
+    cdef uint64_t number = tag >> 3, wire_type = tag & 7
+    cdef int kind = K_UNKNOWN
+    cdef Py_ssize_t start, field_end
+    if number == 0:
+        raise ValueError("field number 0")
+    if number < MAX_FIELD:
+        kind = sc.kind[t][number]
+        if kind != K_UNKNOWN and wire_type != sc.wt[t][number] and wire_type != sc.wt_alt[t][number]:
+            kind = K_UNKNOWN  # protobuf keeps a field of the wrong wire type as an unknown field
+    if kind == K_UNKNOWN or wire_type != 2:
+        pos[0] = _skip(buf, pos[0], end, tag, depth)
+        return F_UNKNOWN if kind == K_UNKNOWN else 0
+    start = _length(buf, pos[0], end, &field_end)
+    pos[0] = field_end
+    if kind == K_TEXT:
+        return F_DIRTY if _suspicious(buf + start, field_end - start) else 0
+    if kind == K_MSG:
+        return _walk(buf, start, field_end, sc.child[t][number], depth + 1, sc, keys)
+    if kind == K_KEY:
+        return F_DIRTY if keys.answer(buf + start, field_end - start) else 0
+    return 0
+
+
+cdef int _walk(const unsigned char* buf, Py_ssize_t pos, Py_ssize_t end, int t, int depth, Schema sc,
+               KeyClassifier keys) except -1:
+    """Flags of a whole message of type ``t`` and everything below it."""
+    cdef int flags = 0
+    cdef uint64_t tag
+    if depth > MAX_DEPTH:
+        raise ValueError("message nested too deeply")
+    while pos < end:
+        pos = _varint(buf, pos, end, &tag)
+        flags |= _field(buf, &pos, end, t, tag, depth, sc, keys)
+    return flags
+
+
 cdef object _value(const unsigned char* buf, Py_ssize_t start, Py_ssize_t end):
     """An AnyValue: strings and integers decoded here, anything else by the protobuf runtime."""
     cdef uint64_t tag, n
@@ -146,34 +402,46 @@ cdef object _value(const unsigned char* buf, Py_ssize_t start, Py_ssize_t end):
     return to_python(AnyValue.FromString(buf[start:end]))
 
 
-cdef tuple _read(bytes data, Py_ssize_t pos, Py_ssize_t end, uint64_t field_number, KeyTable table):
+cdef tuple _read(bytes data, Py_ssize_t pos, Py_ssize_t end, int t, Schema sc, KeyTable table,
+                 KeyClassifier keys, int depth):
+    """A record: its wanted attributes, ``special`` and flags of the whole record."""
     cdef const unsigned char* buf = data
-    cdef Py_ssize_t kv_end, p, key_start = 0, key_len = 0
-    cdef Py_ssize_t value_start, value_end
-    cdef uint64_t tag, n, want_tag = (field_number << 3) | 2, h
+    cdef Py_ssize_t kv_end, p, key_start = 0, key_len = 0, value_start, value_end
+    cdef uint64_t tag, inner, want = sc.attributes_field, h
     cdef dict out = {}
     cdef bint special = False
-    cdef bint has_value
+    cdef int flags = 0, values
+    cdef int kv_type = sc.child[t][want] if want < MAX_FIELD else 0
     cdef object action
-    while _next_field(buf, &pos, end, want_tag, &p, &kv_end):  # each attribute
+    while pos < end:
+        pos = _varint(buf, pos, end, &tag)
+        if (tag >> 3) != want or (tag & 7) != 2:
+            flags |= _field(buf, &pos, end, t, tag, depth, sc, keys)
+            continue
+        p = _length(buf, pos, end, &kv_end)
+        pos = kv_end
         key_len = -1
-        has_value = False
+        values = 0
         value_start = value_end = 0
-        while p < kv_end:  # KeyValue: key = 1, value = 2
-            p = _varint(buf, p, kv_end, &tag)
-            if tag == 0x0A or tag == 0x12:
-                p = _varint(buf, p, kv_end, &n)
-                if n > <uint64_t>(kv_end - p):
-                    raise ValueError("key or value beyond the attribute")
-                if tag == 0x0A:
-                    key_start, key_len = p, <Py_ssize_t>n
-                else:
-                    value_start, value_end, has_value = p, p + <Py_ssize_t>n, True
-                p += <Py_ssize_t>n
+        while p < kv_end:  # KeyValue: key = 1, value = 2, anything else checked by the schema
+            p = _varint(buf, p, kv_end, &inner)
+            if inner == 0x0A:
+                p = _length(buf, p, kv_end, &value_end)
+                key_start, key_len = p, value_end - p
+                p = value_end
+            elif inner == 0x12:
+                value_start = _length(buf, p, kv_end, &value_end)
+                p = value_end
+                values += 1
+                flags |= _walk(buf, value_start, value_end, sc.anyvalue, depth + 2, sc, keys)
             else:
-                p = _skip(buf, p, kv_end, tag & 7)
+                flags |= _field(buf, &p, kv_end, kv_type, inner, depth + 1, sc, keys)
+        if values > 1:
+            raise ReadAsPython("a KeyValue with two values (protobuf merges them)")
         if key_len < 0:
             continue
+        if keys.answer(buf + key_start, key_len):
+            flags |= F_DIRTY
         h = _fnv(buf + key_start, key_len)
         if not table.maybe(h):
             continue
@@ -185,27 +453,82 @@ cdef tuple _read(bytes data, Py_ssize_t pos, Py_ssize_t end, uint64_t field_numb
             continue
         if action == 2:
             special = True
-        value = _value(buf, value_start, value_end) if has_value else None
-        out[buf[key_start:key_start + key_len].decode("utf-8", "surrogatepass")] = value
-    return out, special
+        out[buf[key_start:key_start + key_len].decode("utf-8", "surrogatepass")] = (
+            _value(buf, value_start, value_end) if values else None)
+    return out, special, flags
 
 
-def read_attributes_wire(bytes data, uint64_t field_number, KeyTable table):
-    """(wanted attributes, special) of the message in ``data``, from its repeated KeyValue field."""
-    return _read(data, 0, len(data), field_number, table)
+def read_request(bytes data, Schema sc, KeyTable table, KeyClassifier keys):
+    """Every record's (wanted attributes, special, flags) in request order; the indices of the
+    resource entries whose own parts (resource, scopes, schema urls) need masking; and whether any
+    field is unknown.
 
-
-def read_request(bytes data, uint64_t field_number, KeyTable table):
-    """``read_attributes_wire`` of every record of a serialized export request, in order.
-
-    Traces and logs nest alike: request.resource_* (field 1) -> scope_* (field 2) -> spans or
-    log_records (field 2). One serialization of the request replaces one per record.
+    Traces and logs nest alike: request.resource_* (field 1) -> scope_* -> spans or log_records.
     """
     cdef const unsigned char* buf = data
-    cdef Py_ssize_t end = len(data), pos = 0, p, q, r_end, s_end, record, record_end
-    cdef list out = []
-    while _next_field(buf, &pos, end, 0x0A, &p, &r_end):  # each resource_*
-        while _next_field(buf, &p, r_end, 0x12, &q, &s_end):  # each scope_*
-            while _next_field(buf, &q, s_end, 0x12, &record, &record_end):  # each record
-                out.append(_read(data, record, record_end, field_number, table))
-    return out
+    cdef Py_ssize_t end = len(data), pos = 0, p, q, r_end, s_end, record_end, start
+    cdef uint64_t tag
+    cdef int entry = -1, outer, flags
+    cdef bint unknown = False
+    cdef list reads = [], dirty_entries = []
+    cdef tuple read
+    while pos < end:
+        pos = _varint(buf, pos, end, &tag)
+        if tag != 0x0A:
+            unknown |= (_field(buf, &pos, end, 0, tag, 0, sc, keys) & F_UNKNOWN) != 0
+            continue
+        p = _length(buf, pos, end, &r_end)
+        pos = r_end
+        entry += 1
+        outer = 0
+        while p < r_end:  # one resource_*
+            p = _varint(buf, p, r_end, &tag)
+            if (tag >> 3) != <uint64_t>sc.scopes_field or (tag & 7) != 2:
+                outer |= _field(buf, &p, r_end, sc.entry, tag, 1, sc, keys)
+                continue
+            q = _length(buf, p, r_end, &s_end)
+            p = s_end
+            while q < s_end:  # one scope_*
+                q = _varint(buf, q, s_end, &tag)
+                if (tag >> 3) != <uint64_t>sc.records_field or (tag & 7) != 2:
+                    outer |= _field(buf, &q, s_end, sc.scope, tag, 2, sc, keys)
+                    continue
+                start = _length(buf, q, s_end, &record_end)
+                q = record_end
+                read = _read(data, start, record_end, sc.record, sc, table, keys, 3)
+                flags = read[2]
+                unknown |= (flags & F_UNKNOWN) != 0
+                reads.append(read)
+        if outer & F_DIRTY:
+            dirty_entries.append(entry)
+        unknown |= (outer & F_UNKNOWN) != 0
+    return reads, dirty_entries, unknown
+
+
+def scan_request(bytes data, Schema sc, KeyClassifier keys):
+    """For requests read whole by Python (metrics): the indices of resource entries with anything
+    to mask anywhere below them, and whether any field is unknown."""
+    cdef const unsigned char* buf = data
+    cdef Py_ssize_t end = len(data), pos = 0, start, r_end
+    cdef uint64_t tag
+    cdef int entry = -1, flags
+    cdef bint unknown = False
+    cdef list dirty_entries = []
+    while pos < end:
+        pos = _varint(buf, pos, end, &tag)
+        if tag != 0x0A:
+            unknown |= (_field(buf, &pos, end, 0, tag, 0, sc, keys) & F_UNKNOWN) != 0
+            continue
+        start = _length(buf, pos, end, &r_end)
+        pos = r_end
+        entry += 1
+        flags = _walk(buf, start, r_end, sc.entry, 1, sc, keys)
+        if flags & F_DIRTY:
+            dirty_entries.append(entry)
+        unknown |= (flags & F_UNKNOWN) != 0
+    return dirty_entries, unknown
+
+
+def read_record(bytes data, Schema sc, KeyTable table, KeyClassifier keys):
+    """One serialized span or log record (of the schema's record type), for tests."""
+    return _read(data, 0, len(data), sc.record, sc, table, keys, 3)

@@ -5,13 +5,20 @@ that the record carries a credential (to be masked), 3 note a forged ``nhi.*`` a
 dropped before enrichment). Every other key is never decoded.
 
 The compiled build reads the same off the request's wire bytes (``_wire.pyx``), several times
-faster than iterating through the protobuf runtime; ``read_attributes`` is the reference and the
-fallback, and ``tests/test_wire.py`` checks that the two agree.
+faster than iterating through the protobuf runtime, and in the same pass says which records and
+resource entries hold anything to mask and whether any field is unknown; ``read_attributes``
+is the reference and the fallback, and ``tests/test_wire.py`` checks that the two agree.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+
+from google.protobuf.descriptor import FieldDescriptor as F
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from .._compiled import optional_extension
 from ..anyvalue import to_python
@@ -23,6 +30,9 @@ from ..outputs.enrich import OUR_ATTRIBUTES
 log = logging.getLogger(__name__)
 
 DECODE, CREDENTIAL, OURS = 1, 2, 3
+DIRTY, UNKNOWN = 1, 2  # flags of a record read by the compiled reader
+REQUESTS = {"traces": ExportTraceServiceRequest, "logs": ExportLogsServiceRequest,
+            "metrics": ExportMetricsServiceRequest}
 
 
 def key_actions(wanted) -> dict[str, int]:
@@ -63,20 +73,104 @@ def read_attributes(attributes, table: dict[str, int] = KEYS_FOR_DETECTION) -> t
     return out, special
 
 
+# -- the compiled reader's schema -----------------------------------------------------------------
+_VARINT = {F.TYPE_INT32, F.TYPE_INT64, F.TYPE_UINT32, F.TYPE_UINT64, F.TYPE_SINT32, F.TYPE_SINT64, F.TYPE_BOOL,
+           F.TYPE_ENUM}
+_FIXED64 = {F.TYPE_FIXED64, F.TYPE_SFIXED64, F.TYPE_DOUBLE}
+K_SCALAR, K_SKIP, K_TEXT, K_MSG, K_KEY = 1, 2, 3, 4, 5
+_ANYVALUE = "opentelemetry.proto.common.v1.AnyValue"
+_KEYVALUE = "opentelemetry.proto.common.v1.KeyValue"
+
+
+def wire_schema(request_cls) -> dict:
+    """Arguments for ``_wire.Schema``: every message type reachable from the request, each field's
+    kind and wire type. Strings are checked for secrets, KeyValue keys classified, AnyValue bytes
+    checked like strings, other bytes (trace and span ids) skipped, messages walked."""
+    types: list[list[tuple]] = []
+    index: dict[str, int] = {}
+    pending = [request_cls.DESCRIPTOR]
+    while pending:
+        descriptor = pending.pop(0)
+        if descriptor.full_name in index:
+            continue
+        index[descriptor.full_name] = len(types)
+        types.append([])
+        for fd in descriptor.fields:
+            if fd.type == F.TYPE_MESSAGE:
+                pending.append(fd.message_type)
+    for descriptor_name, i in index.items():
+        descriptor = _descriptor(request_cls.DESCRIPTOR, descriptor_name)
+        for fd in descriptor.fields:
+            packed_alt = 2 if fd.is_repeated else 255
+            if fd.type == F.TYPE_MESSAGE:
+                types[i].append((fd.number, K_MSG, 2, 255, index[fd.message_type.full_name]))
+            elif fd.type == F.TYPE_STRING:
+                kind = K_KEY if (descriptor.full_name == _KEYVALUE and fd.name == "key") else K_TEXT
+                types[i].append((fd.number, kind, 2, 255, 0))
+            elif fd.type == F.TYPE_BYTES:
+                types[i].append((fd.number, K_TEXT if descriptor.full_name == _ANYVALUE else K_SKIP, 2, 255, 0))
+            else:
+                wire_type = 0 if fd.type in _VARINT else 1 if fd.type in _FIXED64 else 5
+                types[i].append((fd.number, K_SCALAR, wire_type, packed_alt, 0))
+    request = request_cls.DESCRIPTOR
+    entry = request.fields[0].message_type
+    scopes = next(fd for fd in entry.fields if fd.name.startswith("scope_"))
+    records = next((fd for fd in scopes.message_type.fields if fd.name in ("spans", "log_records")), None)
+    record = records.message_type if records else None
+    return dict(types=types, entry=index[entry.full_name], scope=index[scopes.message_type.full_name],
+                record=index[record.full_name] if record else -1, scopes_field=scopes.number,
+                records_field=records.number if records else -1,
+                attributes_field=record.fields_by_name["attributes"].number if record else -1,
+                anyvalue=index[_ANYVALUE])
+
+
+def _descriptor(root, full_name: str):
+    seen, pending = set(), [root]
+    while pending:
+        d = pending.pop()
+        if d.full_name == full_name:
+            return d
+        seen.add(d.full_name)
+        pending += [fd.message_type for fd in d.fields if fd.type == F.TYPE_MESSAGE
+                    and fd.message_type.full_name not in seen]
+    raise KeyError(full_name)
+
+
+@dataclass
+class Scan:
+    """What the compiled reader found in one request."""
+
+    reads: list | None          # per record: (wanted attributes, special, flags); None for metrics
+    dirty_entries: list[int]    # resource entries whose own parts hold something to mask
+    unknown: bool               # a field the schema does not know somewhere in the request
+
+
 class RequestReader:
-    """Every record's ``read_attributes`` result for a whole request, from the compiled reader;
-    None where the compiled build is absent or cannot read the request."""
+    """The compiled reader for one attribute table and one key classifier; ``scan`` is None where
+    the compiled build is absent or cannot read a request exactly as protobuf does."""
 
-    def __init__(self, table: dict[str, int]):
+    def __init__(self, table: dict[str, int], classify_key):
         self.table = table
-        self._wire_table = wire.KeyTable(table) if wire is not None else None
+        self.available = wire is not None
+        if self.available:
+            self._wire_table = wire.KeyTable(table)
+            self._keys = wire.KeyClassifier(classify_key)
+            self._schemas = {signal: wire.Schema(**wire_schema(cls)) for signal, cls in REQUESTS.items()}
 
-    def read(self, request, field_number: int, records: int):
-        if self._wire_table is None:
+    def scan(self, signal: str, data: bytes, records: int) -> Scan | None:
+        if not self.available:
             return None
-        reads = wire.read_request(request.SerializeToString(), field_number, self._wire_table)
+        schema = self._schemas[signal]
+        try:
+            if signal == "metrics":
+                dirty, unknown = wire.scan_request(data, schema, self._keys)
+                return Scan(None, dirty, unknown)
+            reads, dirty, unknown = wire.read_request(data, schema, self._wire_table, self._keys)
+        except ValueError as exc:  # protobuf took it, so it is ours to read another way
+            log.debug("compiled reader declined a %s request (%s); reading it with protobuf", signal, exc)
+            return None
         if len(reads) != records:  # never pair a record with another's attributes
             log.error("wire reader found %d records, the request has %d; reading them one by one",
                       len(reads), records)
             return None
-        return iter(reads)
+        return Scan(reads, dirty, unknown)

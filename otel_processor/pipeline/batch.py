@@ -4,8 +4,11 @@ For every record: decode only the attributes that matter, resolve the identity, 
 observation, ask the engine, write ``nhi.*`` attributes, replace credential values by their
 fingerprints. Hosts (the OTLP service, the Rotel processor) own all I/O; this module owns none.
 
-A record that cannot be attributed, or whose processing raises, is left as it came (credentials
-masked all the same) and counted: nothing is dropped here.
+Masking comes first and is never skipped: every request is masked (and stripped of forged
+``nhi.*`` attributes and of fields too new to be checked) before anything else may fail, and
+outside the per-record guard, so a failure to mask fails the whole batch, which the host then
+scrubs or refuses (``scrub``). A record that cannot be attributed, or whose attribution raises,
+is forwarded masked and otherwise as it came, and counted: nothing is dropped here.
 """
 
 from __future__ import annotations
@@ -35,8 +38,8 @@ from ..observe.record import (
 )
 from ..observe.record import observe as make_observation
 from ..outputs.enrich import LOG_ATTRIBUTES_FIELD, SPAN_ATTRIBUTES_FIELD, enrich
-from ..outputs.redact import mask_credentials
-from .attributes import KEYS_FOR_DETECTION, KEYS_FOR_RESOLUTION, RequestReader, read_attributes
+from ..outputs.redact import redactor_for
+from .attributes import DIRTY, KEYS_FOR_DETECTION, KEYS_FOR_RESOLUTION, RequestReader, read_attributes
 
 log = logging.getLogger(__name__)
 
@@ -62,46 +65,77 @@ class BatchProcessor:
         self.engine = engine if engine is not None else Engine(self.config.engine, catalog=catalog)
         self.detect = self.config.engine.enabled
         self._keys = KEYS_FOR_DETECTION if self.detect else KEYS_FOR_RESOLUTION
-        self._reader = RequestReader(self._keys)
+        self.redactor = redactor_for(self.config.masking)
+        self._reader = RequestReader(self._keys, self.redactor.key_action)
         self.resolver = Resolver(catalog)
         # One batch at a time through the engine keeps per-identity event-time order intact.
         self._lock = threading.Lock()
+        self._learn = True
 
+    # -- masking ------------------------------------------------------------------------------
+    def _mask(self, signal: str, request, data: bytes | None, records: int):
+        """Masks what must be masked outside the records; returns an iterator of the compiled
+        reader's per-record results (records it flagged are masked by the caller, in the loop),
+        or None when everything was masked here and records are to be read with protobuf."""
+        scan = None
+        if self._reader.available and not self.redactor.checks_every_string:
+            scan = self._reader.scan(signal, data if data is not None else request.SerializeToString(), records)
+        if scan is None:
+            self.scrub(request)
+            return None
+        if scan.unknown:
+            request.DiscardUnknownFields()
+        entries = getattr(request, _ENTRIES[signal])
+        for i in scan.dirty_entries:
+            self.redactor.message(entries[i], skip_records=True)
+        return iter(scan.reads) if scan.reads is not None else None
+
+    def scrub(self, request) -> None:
+        """Masks a whole request with the protobuf runtime: credentials, forged ``nhi.*``
+        attributes, fields too new to be checked. What a host calls when processing failed."""
+        self.redactor.request(request)
+        request.DiscardUnknownFields()
+
+    def process_metrics(self, request, data: bytes | None = None) -> None:
+        """Metrics are only masked: no identity is resolved on them."""
+        with self._lock:
+            self._mask("metrics", request, data, 0)
 
     # -- traces ------------------------------------------------------------------------------
     # process_traces and process_logs repeat one loop shape on purpose: a shared loop over
     # generators measured about 1 µs more per record on this hot path (benchmarks/throughput.py).
-    def process_traces(self, request: ExportTraceServiceRequest) -> BatchResult:
+    def process_traces(self, request: ExportTraceServiceRequest, data: bytes | None = None,
+                       learn: bool = True) -> BatchResult:
+        """``data``: the request's wire bytes when the host has them (saves serializing it again).
+        ``learn`` False: a batch the engine has seen before (a sender's retry) is enriched with
+        current trust but not learnt from again."""
         result = BatchResult()
         with self._lock, self.engine.lock:
-            reads = self._read_request(request, SPAN_ATTRIBUTES_FIELD, sum(
+            self._learn = learn
+            reads = self._mask("traces", request, data, sum(
                 len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans))
+            redact = self.redactor.message
             for rs in request.resource_spans:
-                res_attrs = rs.resource.attributes
-                res, res_special = read_attributes(res_attrs)
-                if res_special:
-                    mask_credentials(res_attrs)
+                res = read_attributes(rs.resource.attributes)[0]
                 by_resource: dict = {}
                 for ss in rs.scope_spans:
                     for span in ss.spans:
+                        read = next(reads) if reads is not None else None
+                        if read is not None and (read[1] or read[2] & DIRTY):
+                            redact(span)  # outside the guard: a record that cannot be masked fails the batch
+                            read = None   # read again, masked
                         result.records += 1
                         try:
-                            self._one_span(span, next(reads) if reads is not None else None, res, by_resource, result)
+                            self._one_span(span, read, res, by_resource, result)
                         except Exception:  # noqa: BLE001 - a bad record must never lose the batch
                             result.failed += 1
-                            log.exception("span could not be processed; forwarded unchanged")
+                            log.exception("span could not be attributed; forwarded masked and otherwise unchanged")
             if self.detect:
                 result.events = self.engine.take_events()
         return result
 
-    def _read_request(self, request, field_number: int, records: int):
-        return self._reader.read(request, field_number, records)
-
-    def _one_span(self, span, read: tuple[dict, bool] | None, res: dict, by_resource: dict,
-                  result: BatchResult) -> None:
-        rec, special = read if read is not None else read_attributes(span.attributes, self._keys)
-        if special:
-            mask_credentials(span.attributes)
+    def _one_span(self, span, read: tuple | None, res: dict, by_resource: dict, result: BatchResult) -> None:
+        rec = read[0] if read is not None else read_attributes(span.attributes, self._keys)[0]
         kind = span.kind
         if rec.keys().isdisjoint(IDENTITY_KEYS):
             key = kind == SERVER
@@ -127,37 +161,39 @@ class BatchProcessor:
             span.trace_id,
             span.span_id,
         )
-        enrich(span, SPAN_ATTRIBUTES_FIELD, identity, self.engine.observe_unlocked(obs))
+        enrich(span, SPAN_ATTRIBUTES_FIELD, identity, self.engine.observe_unlocked(obs) if self._learn
+               else self.engine.peek(identity.id, obs.time_ns))
 
     # -- logs --------------------------------------------------------------------------------
-    def process_logs(self, request: ExportLogsServiceRequest) -> BatchResult:
+    def process_logs(self, request: ExportLogsServiceRequest, data: bytes | None = None,
+                     learn: bool = True) -> BatchResult:
         result = BatchResult()
         with self._lock, self.engine.lock:
-            reads = self._read_request(request, LOG_ATTRIBUTES_FIELD, sum(
+            self._learn = learn
+            reads = self._mask("logs", request, data, sum(
                 len(sl.log_records) for rl in request.resource_logs for sl in rl.scope_logs))
+            redact = self.redactor.message
             for rl in request.resource_logs:
-                res_attrs = rl.resource.attributes
-                res, res_special = read_attributes(res_attrs)
-                if res_special:
-                    mask_credentials(res_attrs)
+                res = read_attributes(rl.resource.attributes)[0]
                 by_resource: dict = {}
                 for sl in rl.scope_logs:
                     for record in sl.log_records:
+                        read = next(reads) if reads is not None else None
+                        if read is not None and (read[1] or read[2] & DIRTY):
+                            redact(record)
+                            read = None
                         result.records += 1
                         try:
-                            self._one_log(record, next(reads) if reads is not None else None, res, by_resource, result)
+                            self._one_log(record, read, res, by_resource, result)
                         except Exception:  # noqa: BLE001
                             result.failed += 1
-                            log.exception("log record could not be processed; forwarded unchanged")
+                            log.exception("log record could not be attributed; forwarded masked and otherwise unchanged")
             if self.detect:
                 result.events = self.engine.take_events()
         return result
 
-    def _one_log(self, record, read: tuple[dict, bool] | None, res: dict, by_resource: dict,
-                 result: BatchResult) -> None:
-        rec, special = read if read is not None else read_attributes(record.attributes, self._keys)
-        if special:
-            mask_credentials(record.attributes)
+    def _one_log(self, record, read: tuple | None, res: dict, by_resource: dict, result: BatchResult) -> None:
+        rec = read[0] if read is not None else read_attributes(record.attributes, self._keys)[0]
         event_name = record.event_name or rec.get("event.name") or None
         action = log_action(rec, event_name)
         category = rec.get("event.category")
@@ -188,4 +224,8 @@ class BatchProcessor:
             record.trace_id,
             record.span_id,
         )
-        enrich(record, LOG_ATTRIBUTES_FIELD, identity, self.engine.observe_unlocked(obs))
+        enrich(record, LOG_ATTRIBUTES_FIELD, identity, self.engine.observe_unlocked(obs) if self._learn
+               else self.engine.peek(identity.id, obs.time_ns))
+
+
+_ENTRIES = {"traces": "resource_spans", "logs": "resource_logs", "metrics": "resource_metrics"}

@@ -158,7 +158,7 @@ class RotelEngine:
         catalog = load_catalog(self.config.catalog) if self.config.catalog else None
         self.engine = Engine(self.config.engine, catalog=catalog)
         self.processor = BatchProcessor(self.config, engine=self.engine, catalog=catalog)
-        self._forwarder = make_forwarder(self.config.events_endpoint, self.config.service.forward_timeout_s)
+        self._forwarder = make_forwarder(self.config.events_target, self.config.service.forward_timeout_s)
         self._events: queue.Queue = queue.Queue(maxsize=MAX_QUEUED_EVENT_BATCHES)
         self.errors = 0
         self.dropped_event_batches = 0
@@ -265,7 +265,7 @@ def _otlp_url(endpoint: str) -> tuple[str, str]:
 
 def rotel_command(config) -> list[str]:
     svc = config.service
-    url, protocol = _otlp_url(svc.forward)
+    url, protocol = _otlp_url(svc.forward_target.endpoint)
     cmd = [rotel_binary(), "start", "--exporter", "otlp", "--otlp-exporter-endpoint", url,
            "--otlp-exporter-protocol", protocol,
            "--otlp-with-trace-processor", os.path.join(PROCESSOR_DIR, "traces.py"),
@@ -293,8 +293,8 @@ def run_cli(args, config) -> int:
     """Start Rotel with the processor wired in; forward SIGTERM/SIGINT; exit with its code."""
     proc = subprocess.Popen(rotel_command(config), env=rotel_environment(config))
     print(f"nhi-processor: Rotel (pid {proc.pid}) listening on {config.service.listen_grpc} (gRPC) / "
-          f"{config.service.listen_http} (HTTP); forwarding to {config.service.forward}; events to "
-          f"{config.events_endpoint}", flush=True)
+          f"{config.service.listen_http} (HTTP); forwarding to {config.service.forward_target.describe()}; "
+          f"events to {config.events_target.describe()}", flush=True)
 
     def forward(signum, _frame):
         proc.send_signal(signum)

@@ -1,8 +1,10 @@
 """OTLP/gRPC receiver: traces, logs and metrics services onto ``Service.handle``.
 
-Back-pressure and downstream trouble are answered UNAVAILABLE with a ``google.rpc.RetryInfo``
-detail: the Collector's OTLP exporter retries that, whereas RESOURCE_EXHAUSTED without RetryInfo
-is treated as permanent and the data dropped.
+Requests arrive as bytes and are parsed here, so that a request that does not decode is answered
+INVALID_ARGUMENT (and counted) rather than gRPC's INTERNAL, and the wire reader reads the bytes
+as they came. Back-pressure and downstream trouble are answered UNAVAILABLE with a
+``google.rpc.RetryInfo`` detail: the Collector's OTLP exporter retries that, whereas
+RESOURCE_EXHAUSTED without RetryInfo is treated as permanent and the data dropped.
 """
 
 from __future__ import annotations
@@ -13,14 +15,26 @@ from dataclasses import dataclass
 
 import grpc
 from google.protobuf.duration_pb2 import Duration
+from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, error_details_pb2, status_pb2
-from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
-from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
+from ...errors import ConfigError
 from .answers import Rejected, Unavailable
+from .auth import BearerTokens, grpc_server_credentials
 
 log = logging.getLogger(__name__)
+
+SERVICES = {
+    "traces": ("opentelemetry.proto.collector.trace.v1.TraceService", trace_service_pb2.ExportTraceServiceRequest,
+               trace_service_pb2.ExportTraceServiceResponse),
+    "logs": ("opentelemetry.proto.collector.logs.v1.LogsService", logs_service_pb2.ExportLogsServiceRequest,
+             logs_service_pb2.ExportLogsServiceResponse),
+    "metrics": ("opentelemetry.proto.collector.metrics.v1.MetricsService",
+                metrics_service_pb2.ExportMetricsServiceRequest, metrics_service_pb2.ExportMetricsServiceResponse),
+}
 
 
 @dataclass(frozen=True)
@@ -39,47 +53,59 @@ def unavailable_status(message: str, retry_after_s: float) -> grpc.Status:
                    (("grpc-status-details-bin", status.SerializeToString()),))
 
 
-def _handler(service, signal: str, response_cls):
+def _export(service, signal: str, request_cls, tokens: BearerTokens):
     retry_after = service.config.service.retry_after_s
 
-    def export(request, context):
+    def export(data: bytes, context):
+        if tokens.enabled:
+            metadata = dict(context.invocation_metadata())
+            if not tokens.allows(metadata.get("authorization")):
+                service.metrics.unauthenticated.add(1, {"signal": signal, "protocol": "grpc"})
+                context.abort(grpc.StatusCode.UNAUTHENTICATED, "a valid bearer token is required")
         try:
-            service.handle(signal, request)
+            request = request_cls.FromString(data)
+        except (DecodeError, RecursionError) as exc:
+            service.malformed(signal)
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"not a valid OTLP {request_cls.__name__}: {exc}")
+        try:
+            service.handle(signal, request, data)
         except Unavailable as exc:
             context.abort_with_status(unavailable_status(str(exc), retry_after))
         except Rejected as exc:
-            service.malformed(signal)
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        return response_cls()
+        return SERVICES[signal][2]()
 
     return export
 
 
 def start_grpc_server(service, listen: str) -> tuple[grpc.Server, int]:
     svc = service.config.service
+    tokens = service.tokens
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=svc.max_concurrent_batches + 4,
-                                   thread_name_prefix="nhi-grpc"),
+        futures.ThreadPoolExecutor(max_workers=svc.max_concurrent_batches + 4, thread_name_prefix="nhi-grpc"),
         options=[("grpc.max_receive_message_length", svc.max_request_bytes),
-                 ("grpc.max_send_message_length", svc.max_request_bytes)],
+                 ("grpc.max_send_message_length", svc.max_request_bytes),
+                 ("grpc.max_connection_idle_ms", int(svc.http_idle_timeout_s * 1000)),
+                 ("grpc.so_reuseport", 0)],
         # No maximum_concurrent_rpcs: gRPC would answer RESOURCE_EXHAUSTED past it, which the
         # Collector drops as permanent. Service.handle refuses with UNAVAILABLE instead.
     )
-
-    class Traces(trace_service_pb2_grpc.TraceServiceServicer):
-        Export = staticmethod(_handler(service, "traces", trace_service_pb2.ExportTraceServiceResponse))
-
-    class Logs(logs_service_pb2_grpc.LogsServiceServicer):
-        Export = staticmethod(_handler(service, "logs", logs_service_pb2.ExportLogsServiceResponse))
-
-    class Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
-        Export = staticmethod(_handler(service, "metrics", metrics_service_pb2.ExportMetricsServiceResponse))
-
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Traces(), server)
-    logs_service_pb2_grpc.add_LogsServiceServicer_to_server(Logs(), server)
-    metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(Metrics(), server)
-    port = server.add_insecure_port(listen)
+    handlers = []
+    for signal, (name, request_cls, response_cls) in SERVICES.items():
+        method = grpc.unary_unary_rpc_method_handler(
+            _export(service, signal, request_cls, tokens),
+            request_deserializer=None,  # the bytes as they came
+            response_serializer=response_cls.SerializeToString)
+        handlers.append(grpc.method_handlers_generic_handler(name, {"Export": method}))
+    server.add_generic_rpc_handlers(handlers)
+    credentials = grpc_server_credentials(svc)
+    try:
+        port = (server.add_secure_port(listen, credentials) if credentials is not None
+                else server.add_insecure_port(listen))
+    except RuntimeError:
+        port = 0
     if port == 0:
-        raise OSError(f"cannot listen for OTLP/gRPC on {listen}")
+        raise ConfigError(f"cannot listen on {listen}: the address is in use or not this machine's",
+                          "service.listen_grpc")
     server.start()
     return server, port

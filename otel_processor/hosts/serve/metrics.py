@@ -13,24 +13,50 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 
-from ...config import ProcessorConfig
+from ...config import ExportConfig, ProcessorConfig, as_export
+from ...errors import ConfigError
+
+
+def metric_exporter(target: ExportConfig):
+    """The OpenTelemetry SDK's OTLP metric exporter for ``target`` (TLS, headers); a one-line
+    ConfigError when the exporter package it needs is not installed."""
+    headers = target.resolved_headers() or None
+    t = target.tls
+    if target.is_http:
+        try:
+            from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+        except ImportError:
+            raise ConfigError("is an OTLP/HTTP endpoint, but opentelemetry-exporter-otlp-proto-http is not "
+                              "installed (pip install opentelemetry-exporter-otlp-proto-http)",
+                              "telemetry.metrics_endpoint") from None
+        return OTLPMetricExporter(endpoint=target.endpoint.rstrip("/") + "/v1/metrics", headers=headers,
+                                  certificate_file=t.ca_file, client_certificate_file=t.cert_file,
+                                  client_key_file=t.key_file)
+    try:
+        import grpc
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+    except ImportError:
+        raise ConfigError("is an OTLP/gRPC endpoint, but opentelemetry-exporter-otlp-proto-grpc is not "
+                          "installed (pip install opentelemetry-exporter-otlp-proto-grpc)",
+                          "telemetry.metrics_endpoint") from None
+    credentials = None
+    if target.uses_tls:
+        def read(path):
+            return open(path, "rb").read() if path else None
+        credentials = grpc.ssl_channel_credentials(read(t.ca_file), read(t.key_file), read(t.cert_file))
+    return OTLPMetricExporter(endpoint=target.endpoint, insecure=not target.uses_tls, credentials=credentials,
+                              headers=headers)
 
 
 class ProcessorMetrics:
     def __init__(self, config: ProcessorConfig, identities: Callable[[], int],
-                 evictions: Callable[[], int]):
+                 evictions: Callable[[], dict[str, int]]):
         self.reader = InMemoryMetricReader()
         readers = [self.reader]
-        endpoint = config.telemetry.metrics_endpoint
-        if endpoint:
-            if endpoint.startswith(("http://", "https://")):
-                from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-                exporter = OTLPMetricExporter(endpoint=endpoint.rstrip("/") + "/v1/metrics")
-            else:
-                from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-                exporter = OTLPMetricExporter(endpoint=endpoint, insecure=True)
+        target = as_export(config.telemetry.metrics_endpoint)
+        if target:
             readers.append(PeriodicExportingMetricReader(
-                exporter, export_interval_millis=config.telemetry.metrics_interval_s * 1000))
+                metric_exporter(target), export_interval_millis=config.telemetry.metrics_interval_s * 1000))
         self.provider = MeterProvider(
             metric_readers=readers,
             resource=Resource.create({"service.name": config.events.service_name}),
@@ -45,8 +71,22 @@ class ProcessorMetrics:
         self.record_errors = meter.create_counter("nhi.processor.records.failed", unit="{record}",
                                                   description="Records whose processing raised; forwarded unchanged")
         self.batches = meter.create_counter("nhi.processor.batches.forwarded", unit="{batch}")
-        self.downstream_failures = meter.create_counter("nhi.processor.downstream.failures", unit="{batch}")
+        self.downstream_failures = meter.create_counter("nhi.processor.downstream.failures", unit="{batch}",
+                                                        description="Export attempts refused as retryable")
+        self.downstream_rejected = meter.create_counter(
+            "nhi.processor.downstream.rejected", unit="{record}",
+            description="Records downstream refused permanently (the sender was told not to retry)")
+        self.splits = meter.create_counter("nhi.processor.downstream.splits", unit="{batch}",
+                                           description="Batches split because they were over the downstream's limit")
+        self.retries_recognised = meter.create_counter(
+            "nhi.processor.retries.recognised", unit="{record}",
+            description="Records of a sender's retry of a refused batch (outcome: not_learnt_twice, already_delivered)")
         self.malformed = meter.create_counter("nhi.processor.requests.malformed", unit="{request}")
+        self.unauthenticated = meter.create_counter("nhi.processor.requests.unauthenticated", unit="{request}",
+                                                    description="Requests refused for want of a valid bearer token")
+        self.http_refused = meter.create_counter(
+            "nhi.processor.http.refused", unit="{connection}",
+            description="OTLP/HTTP connections or requests refused (reason: connection_cap, slow_body, bad_http)")
         self.events = meter.create_counter("nhi.processor.events.emitted", unit="{event}")
         self.events_failed = meter.create_counter("nhi.processor.events.export_failures", unit="{event}",
                                                   description="Events in failed export attempts (retried)")
@@ -60,7 +100,8 @@ class ProcessorMetrics:
             yield Observation(identities())
 
         def _evictions(_: CallbackOptions):
-            yield Observation(evictions())
+            for tier, count in evictions().items():
+                yield Observation(count, {"tier": tier})
 
         meter.create_observable_gauge("nhi.processor.identities.tracked", [_identities], unit="{identity}")
         meter.create_observable_counter("nhi.processor.identities.evicted", [_evictions], unit="{identity}")

@@ -1,35 +1,49 @@
 """The standalone host: an OTLP service between two collector pipelines.
 
-``Service(config).start()`` binds the OTLP/gRPC and OTLP/HTTP receivers; every batch is
-processed in place by the ``BatchProcessor``, the convergence events it decided are exported,
+``Service(config).start()`` binds the OTLP/gRPC and OTLP/HTTP receivers; every batch is masked
+and processed in place by the ``BatchProcessor``, the convergence events it decided are exported,
 then the batch is forwarded, and only when downstream accepted it is the sender answered OK.
-Downstream trouble becomes ``Unavailable`` (gRPC UNAVAILABLE with RetryInfo, HTTP 503 with
-Retry-After) so that the sender's queue and retry keep the data.
+
+What the sender hears (the README's nothing-lost table):
+- downstream down, slow, overloaded or refusing our credentials: ``Unavailable`` (gRPC
+  UNAVAILABLE with RetryInfo, HTTP 503 with Retry-After), so that the sender's queue keeps the
+  data; the outage is logged when it starts, every minute while it lasts, and when it ends;
+- downstream says the data is wrong: ``Rejected`` (INVALID_ARGUMENT / 400), logged and counted;
+- a batch over the downstream's size limit is split in halves until each part fits;
+- a retry of a refused batch is recognised (``retries.py``): not learnt from twice, not sent
+  twice when a slow export got through after all.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import threading
 import time
 from collections import deque
 
 from ...config import ProcessorConfig
 from ...engine import Engine
+from ...engine.state import StateError
+from ...errors import ConfigError
 from ...identity.catalog import load_catalog
 from ...outputs.events import events_request
 from ...pipeline import BatchProcessor, BatchResult
-from .answers import Unavailable
-from .forwarder import ForwardError, make_forwarder
+from .answers import Rejected, Unavailable
+from .auth import BearerTokens, warn_if_exposed
+from .forwarder import PERMANENT, TOO_LARGE, ForwardError, make_forwarder, split
 from .grpc_receiver import start_grpc_server
-from .http_receiver import start_http_server
+from .http_server import start_http_server
 from .metrics import ProcessorMetrics
+from .outages import OutageLog
+from .retries import DELIVERED, FAILED, PENDING, RetryMemory, digest
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "engine-state.json.gz"
 MAX_PENDING_EVENTS = 10_000
+MAX_SPLIT_DEPTH = 16
 
 
 def count_records(signal: str, request) -> int:
@@ -46,6 +60,35 @@ def count_records(signal: str, request) -> int:
     return total
 
 
+def state_path(config: ProcessorConfig) -> str | None:
+    return os.path.join(config.state_dir, STATE_FILE) if config.state_dir else None
+
+
+def check_state_dir(config: ProcessorConfig) -> None:
+    """Start-up check: the state directory exists (or can be made) and is writable."""
+    directory = config.state_dir
+    if not directory:
+        return
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise ConfigError(f"state_dir {directory!r} is a file, not a directory", "state_dir")
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"state_dir {directory!r} cannot be created: {exc.strerror}", "state_dir") from None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise ConfigError(f"state_dir {directory!r} is not writable by this user", "state_dir")
+
+
+def reset_state(config: ProcessorConfig) -> str | None:
+    """Moves an existing snapshot aside (``<file>.reset-<time>``); returns where, or None."""
+    path = state_path(config)
+    if not path or not os.path.exists(path):
+        return None
+    aside = f"{path}.reset-{time.strftime('%Y%m%dT%H%M%S')}"
+    shutil.move(path, aside)
+    return aside
+
+
 class Service:
     def __init__(self, config: ProcessorConfig | None = None, processor: BatchProcessor | None = None):
         self.config = config or ProcessorConfig()
@@ -58,13 +101,17 @@ class Service:
         self.metrics = ProcessorMetrics(
             self.config,
             identities=lambda: self.engine.identities_tracked,
-            evictions=lambda: getattr(self.engine, "evictions", 0),
+            evictions=lambda: self.engine.evictions_by_tier,
         )
         svc = self.config.service
-        self.forwarder = make_forwarder(svc.forward, svc.forward_timeout_s)
-        events_endpoint = self.config.events_endpoint
-        self.events_forwarder = (self.forwarder if events_endpoint == svc.forward
-                                 else make_forwarder(events_endpoint, svc.forward_timeout_s))
+        self.tokens = BearerTokens(svc.auth.bearer_tokens_file)
+        forward = svc.forward_target
+        self.forwarder = make_forwarder(forward, svc.forward_timeout_s)
+        events = self.config.events_target
+        self.events_forwarder = (self.forwarder if events == forward
+                                 else make_forwarder(events, svc.forward_timeout_s))
+        self._outage = OutageLog(f"downstream {forward.endpoint}")
+        self._retries = RetryMemory()
         self._slots = threading.BoundedSemaphore(svc.max_concurrent_batches)
         self._pending_events: deque = deque(maxlen=MAX_PENDING_EVENTS)
         self._events_lock = threading.Lock()
@@ -74,38 +121,50 @@ class Service:
         self._in_flight = 0
         self._in_flight_lock = threading.Lock()
         self._snapshotter: threading.Thread | None = None
+        self._snapshot_lock = threading.Lock()
         self.grpc_port: int | None = None
         self.http_port: int | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> "Service":
+        check_state_dir(self.config)
         self._restore_state()
         svc = self.config.service
-        if svc.listen_grpc:
-            self._grpc, self.grpc_port = start_grpc_server(self, svc.listen_grpc)
-        if svc.listen_http:
-            self._http, self.http_port = start_http_server(self, svc.listen_http)
+        warn_if_exposed(svc, self.tokens)
+        try:
+            if svc.listen_grpc:
+                self._grpc, self.grpc_port = start_grpc_server(self, svc.listen_grpc)
+            if svc.listen_http:
+                self._http, self.http_port = start_http_server(self, svc.listen_http)
+        except BaseException:
+            self._close_listeners()
+            raise
         if self.config.state_dir:
-            self._snapshotter = threading.Thread(target=self._snapshot_loop, name="nhi-snapshot",
-                                                 daemon=True)
+            self._snapshotter = threading.Thread(target=self._snapshot_loop, name="nhi-snapshot", daemon=True)
             self._snapshotter.start()
         return self
 
+    def _close_listeners(self) -> None:
+        if self._grpc is not None:
+            self._grpc.stop(grace=0)
+        if self._http is not None:
+            self._http.close()
+
     def stop(self, grace: float | None = None) -> None:
-        """Stop accepting, let in-flight batches finish, flush events, snapshot state."""
+        """Stop accepting, let in-flight batches finish, flush events, snapshot state; within ``grace``."""
         grace = self.config.service.shutdown_grace_s if grace is None else grace
-        self._stopping.set()
         deadline = time.monotonic() + grace
+        self._stopping.set()
         if self._http is not None:
             self._http.stop_accepting()
         if self._grpc is not None:
-            self._grpc.stop(grace=max(0.1, grace - 1.0)).wait()
-        while self._in_flight and time.monotonic() < deadline:
+            self._grpc.stop(grace=max(0.1, grace * 0.4)).wait()
+        while self._in_flight and time.monotonic() < deadline - grace * 0.4:
             time.sleep(0.02)
         if self._http is not None:
             self._http.close()
         self._flush_events()
-        self._save_state()
+        self._save_state(deadline=deadline - 0.2, final=True)
         self.metrics.shutdown()
         self.forwarder.close()
         if self.events_forwarder is not self.forwarder:
@@ -118,8 +177,10 @@ class Service:
         self.stop(grace=2.0)
 
     # -- the one path every receiver calls ---------------------------------------------------
-    def handle(self, signal: str, request) -> BatchResult | None:
-        """Process and forward one batch; raise Unavailable when it must be retried."""
+    def handle(self, signal: str, request, data: bytes | None = None) -> BatchResult | None:
+        """Process and forward one batch. ``data``: the request as received, protobuf wire bytes.
+
+        Raises Unavailable (retry later) or Rejected (never retry)."""
         if self._stopping.is_set():
             raise Unavailable("processor is shutting down")
         if not self._slots.acquire(timeout=self.config.service.forward_timeout_s):
@@ -131,15 +192,33 @@ class Service:
         try:
             n = count_records(signal, request)
             self.metrics.records_in.add(n, attrs)
-            result = None
-            if signal in ("traces", "logs"):
-                result = self._process(signal, request)
+            key = None
+            learn = True
+            if self._retries.active:
+                key = digest(data if data is not None else request.SerializeToString())
+                seen = self._retries.lookup(key, self.config.service.forward_timeout_s)
+                if seen == DELIVERED:  # a slow export got through after all: do not send it twice
+                    self._retries.forget(key)
+                    self.metrics.retries_recognised.add(n, {**attrs, "outcome": "already_delivered"})
+                    return None
+                if seen == PENDING:
+                    raise Unavailable("the first attempt of this batch is still being delivered")
+                if seen == FAILED:
+                    learn = False
+                    self.metrics.retries_recognised.add(n, {**attrs, "outcome": "not_learnt_twice"})
+            if key is None and data is None:
+                data = request.SerializeToString()  # to recognise a retry, should this attempt fail
+            result = self._process(signal, request, data, learn)
+            if result is not None:
                 self._send_events(result.events)
             try:
-                self.forwarder.export(signal, request)
+                self._forward(signal, request, 0)
             except ForwardError as exc:
-                self.metrics.downstream_failures.add(1, attrs)
-                raise Unavailable(str(exc)) from None
+                key = key or digest(data)
+                return self._forward_failed(signal, exc, key, n)
+            self._outage.success()
+            if key is not None:
+                self._retries.forget(key)
             self.metrics.records_out.add(n, attrs)
             self.metrics.batches.add(1, attrs)
             return result
@@ -149,15 +228,48 @@ class Service:
             self._slots.release()
             self.metrics.latency.record(time.perf_counter() - started, attrs)
 
-    def _process(self, signal: str, request) -> BatchResult:
+    def _forward(self, signal: str, request, depth: int) -> None:
+        try:
+            self.forwarder.export(signal, request)
+        except ForwardError as exc:
+            if exc.kind != TOO_LARGE:
+                raise
+            halves = split(request) if depth < MAX_SPLIT_DEPTH else None
+            if halves is None:
+                raise ForwardError(f"a single record is over the downstream's size limit ({exc})", PERMANENT) from None
+            self.metrics.splits.add(1, {"signal": signal})
+            for half in halves:
+                self._forward(signal, half, depth + 1)
+
+    def _forward_failed(self, signal: str, exc: ForwardError, key: bytes, n: int):
+        attrs = {"signal": signal}
+        if exc.kind == PERMANENT:
+            self.metrics.downstream_rejected.add(n, attrs)
+            log.error("downstream refused a %s batch of %d records permanently; the sender is told not to "
+                      "retry it: %s", signal, n, exc)
+            raise Rejected(f"downstream refused the batch: {exc}")
+        self.metrics.downstream_failures.add(1, attrs)
+        self._outage.failure(str(exc))
+        self._retries.remember(key, PENDING if exc.pending is not None else FAILED, exc.pending)
+        raise Unavailable(str(exc))
+
+    def _process(self, signal: str, request, data: bytes | None, learn: bool) -> BatchResult | None:
         try:
             if signal == "traces":
-                result = self.processor.process_traces(request)
+                result = self.processor.process_traces(request, data, learn)
+            elif signal == "logs":
+                result = self.processor.process_logs(request, data, learn)
             else:
-                result = self.processor.process_logs(request)
-        except Exception:  # noqa: BLE001 - the batch still goes downstream, unchanged
-            log.exception("batch processing failed; forwarding unchanged")
+                self.processor.process_metrics(request, data)
+                return None
+        except Exception:  # noqa: BLE001 - the batch still goes downstream, but only masked
+            log.exception("%s batch could not be processed; forwarding it masked and otherwise unchanged", signal)
             self.metrics.record_errors.add(count_records(signal, request), {"signal": signal})
+            try:
+                self.processor.scrub(request)
+            except Exception:  # noqa: BLE001 - what cannot be masked is not forwarded
+                log.exception("%s batch could not even be masked; refused", signal)
+                raise Rejected("the batch could not be processed safely") from None
             return BatchResult()
         if result.unattributed:
             self.metrics.unattributed.add(result.unattributed, {"signal": signal})
@@ -195,27 +307,33 @@ class Service:
         self._send_events([])
 
     # -- state ---------------------------------------------------------------------------------
-    def _state_path(self) -> str | None:
-        if not self.config.state_dir:
-            return None
-        return os.path.join(self.config.state_dir, STATE_FILE)
-
     def _restore_state(self) -> None:
-        path = self._state_path()
+        path = state_path(self.config)
         if path and os.path.exists(path):
-            self.engine.restore_from(path)
+            self.engine.restore_from(path)  # StateError: the CLI says it in one line, exit 2
             log.info("restored engine state from %s (%d identities)", path, self.engine.identities_tracked)
 
-    def _save_state(self) -> None:
-        path = self._state_path()
-        if path:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            with self.processor._lock:
-                self.engine.snapshot_to(path)
+    def _save_state(self, deadline: float | None = None, final: bool = False) -> None:
+        path = state_path(self.config)
+        if not path:
+            return
+        with self._snapshot_lock:
+            started = time.monotonic()
+            try:
+                done = self.engine.snapshot_to(path, deadline)
+            except OSError as exc:
+                log.error("state snapshot to %s failed: %s", path, exc)
+                return
+        if not done:
+            log.error("state snapshot to %s did not finish within the %s; the previous snapshot stays",
+                      path, "shutdown grace" if final else "time allowed")
+        else:
+            log.debug("state snapshot of %d identities written in %.1f s", self.engine.identities_tracked,
+                      time.monotonic() - started)
 
     def _snapshot_loop(self) -> None:
         while not self._stopping.wait(self.config.snapshot_interval_s):
-            try:
-                self._save_state()
-            except OSError as exc:
-                log.warning("state snapshot failed: %s", exc)
+            self._save_state()
+
+
+__all__ = ["Service", "StateError", "check_state_dir", "reset_state", "count_records"]
