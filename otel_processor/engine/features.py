@@ -13,6 +13,7 @@ import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+import re2
 import yaml
 
 from ..model import Observation
@@ -25,8 +26,14 @@ CLASSES = ("other", "signin") + SENSITIVE_CLASSES
 _HASHES: dict[str, int] = {}
 
 
+# Memo tables keep only keys up to this long, so that their memory stays small whatever the input.
+MEMO_KEY_MAX = 200
+
+
 def stable_hash(text: str) -> int:
     """CRC-32 of the text, memoised: the same few thousand values recur on every record."""
+    if len(text) > MEMO_KEY_MAX:
+        return zlib.crc32(text.encode("utf-8", "surrogatepass"))
     h = _HASHES.get(text)
     if h is None:
         h = zlib.crc32(text.encode("utf-8", "surrogatepass"))
@@ -36,9 +43,13 @@ def stable_hash(text: str) -> int:
     return h
 
 
-@lru_cache(maxsize=65_536)
 def network_of(address: str) -> tuple[str, bool] | None:
     """IPv4 /24 or IPv6 /48 of an address, and whether it is private (RFC 1918, ULA, loopback)."""
+    return _network_of(address) if len(address) <= 64 else None  # no address is longer
+
+
+@lru_cache(maxsize=65_536)
+def _network_of(address: str) -> tuple[str, bool] | None:
     try:
         ip = ipaddress.ip_address(address.strip().strip("[]"))
     except ValueError:
@@ -111,10 +122,10 @@ class RuleBook:
         for name, patterns in (data.get("action_classes") or {}).items():
             if name not in CLASSES:
                 raise ConfigError(f"unknown action class {name!r} (known: {', '.join(CLASSES)})", path)
-            try:
-                book.class_patterns.append((name, re.compile("|".join(f"(?:{p})" for p in patterns), re.I)))
-            except re.error as exc:
-                raise ConfigError(f"action class {name}: bad pattern: {exc}", path) from None
+            try:  # RE2: matching time linear in the action, whatever a rules file holds
+                book.class_patterns.append((name, re2.compile("(?i)" + "|".join(f"(?:{p})" for p in patterns))))
+            except re2.error as exc:
+                raise ConfigError(f"action class {name}: bad pattern (RE2 syntax): {exc}", path) from None
         for item in data.get("rules") or []:
             when = item.get("when") or {}
             book.rules.append(Rule(
@@ -140,20 +151,30 @@ class RuleBook:
 _CLASS_CACHE: dict[tuple[int, str], str] = {}
 
 
+# Classification reads this much of an action: a class shows in its first words.
+CLASSIFY_PREFIX = 512
+
+
 def _classify(book: RuleBook, action: str) -> str:
+    action = action[:CLASSIFY_PREFIX]
+    if len(action) > MEMO_KEY_MAX:
+        return _class_of(book, action)
     key = (id(book), action)
     hit = _CLASS_CACHE.get(key)
     if hit is not None:
         return hit
-    result = "other"
-    for name, pattern in book.class_patterns:
-        if pattern.search(action):
-            result = name
-            break
+    result = _class_of(book, action)
     if len(_CLASS_CACHE) > 65_536:
         _CLASS_CACHE.clear()
     _CLASS_CACHE[key] = result
     return result
+
+
+def _class_of(book: RuleBook, action: str) -> str:
+    for name, pattern in book.class_patterns:
+        if pattern.search(action):
+            return name
+    return "other"
 
 
 class Features:
@@ -197,6 +218,9 @@ _ACTIONS: dict[tuple[int, str], tuple[str, int, int]] = {}   # (book, action) ->
 
 
 def _action_facts(book: RuleBook, action: str) -> tuple[str, int, int]:
+    if len(action) > MEMO_KEY_MAX:
+        cls = book.classify(action)
+        return cls, CLASSES.index(cls), stable_hash(action)
     key = (id(book), action)  # a RuleBook is not hashable; the engine holds one for its lifetime
     hit = _ACTIONS.get(key)
     if hit is None:
@@ -229,7 +253,7 @@ def features_of(obs: Observation, book: RuleBook, window_s: float) -> Features:
         # A process start is classified by what it ran, not by "process.start".
         action_class, class_index, _ = _action_facts(book, details["process.command_line"])
     net = _address_facts(obs.source_address) if obs.source_address else None
-    ua = _agent_facts(obs.user_agent) if obs.user_agent else None
+    ua = _agent_facts(obs.user_agent[:MEMO_KEY_MAX]) if obs.user_agent else None
     target = obs.target
     seconds = obs.time_ns // 1_000_000_000
     hours = seconds // 3600

@@ -10,7 +10,10 @@ environments and hex ids removed). The stem rule is what lets a fleet of ``svc-b
 
 from __future__ import annotations
 
+import hashlib
 import re
+
+import re2
 
 from ..model import CI_JOB, SERVICE_ACCOUNT, WORKLOAD
 
@@ -22,15 +25,24 @@ GCP_SERVICE_ACCOUNT = re.compile(r"^([^@]+)@([^.]+)\.iam\.gserviceaccount\.com$"
 SPIFFE = re.compile(r"^spiffe://([^/]+)(/[^/]*)?")
 GITHUB_OIDC = re.compile(r"^repo:([^/:]+)/([^:]+)(:.*)?$")
 NHI_NAME = re.compile(r"^(svc|sa|bot)[-_]|\[bot\]$", re.IGNORECASE)
-_STEM_TAIL = re.compile(
-    r"([-_.](\d+|[0-9a-f]{6,}|prod|production|staging|stage|dev|test|qa|blue|green|canary|v\d+))+$",
-    re.IGNORECASE,
-)
+# RE2: a trailing repetition anchored at the end is quadratic for backtracking engines.
+_STEM_TAIL = re2.compile(
+    r"(?i)([-_.](\d+|[0-9a-f]{6,}|prod|production|staging|stage|dev|test|qa|blue|green|canary|v\d+))+$")
+MAX_PRINCIPAL = 512
+
+
+def bounded_principal(value: str) -> str:
+    """A principal of reasonable length as it is; a longer one (nobody's real name, somebody's
+    attempt to cost us time) as its start and a digest of the whole, so that it stays distinct."""
+    if len(value) <= MAX_PRINCIPAL:
+        return value
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{value[:MAX_PRINCIPAL - 24]}...sha256:{digest}"
 
 
 def name_stem(name: str) -> str:
     """``svc-billing-7`` and ``svc-billing-prod`` share the stem ``svc-billing``."""
-    stem = _STEM_TAIL.sub("", name)
+    stem = _STEM_TAIL.sub("", name[:MAX_PRINCIPAL])
     return stem or name
 
 

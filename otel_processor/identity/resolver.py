@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 
 from ..model import AI_AGENT, CI_JOB, HUMAN, OAUTH_APP, SERVICE_ACCOUNT, WORKLOAD, Identity
-from .principals import AWS_ASSUMED_ROLE, classify_principal, name_stem
+from .principals import AWS_ASSUMED_ROLE, bounded_principal, classify_principal, name_stem
 from .rules import FALLBACK, IDENTITY_KEYS, OWNER_OF_KEY, RULES, RecordContext
 
 _GROUPED_KINDS = frozenset({SERVICE_ACCOUNT, WORKLOAD, OAUTH_APP, AI_AGENT, CI_JOB})
@@ -55,6 +55,7 @@ class Resolver:
     def by_value(self, value: str, source: str) -> Identity:
         """A principal named by value (an ARN, a user id): its format decides the kind, else the
         catalog, else human."""
+        value = bounded_principal(value)
         # An assumed-role session name is per use (an instance id, a run id), so the full ARN
         # rarely repeats; the ARN without it does, and decides the identity alone.
         session_key = None
@@ -84,6 +85,7 @@ class Resolver:
         return ident
 
     def identity(self, kind: str, principal: str, source: str, group: str | None) -> Identity:
+        principal = bounded_principal(principal)
         key = (kind, principal, source, group)
         hit = self._cache.get(key)
         if hit is not None:

@@ -63,25 +63,36 @@ DETAIL_KEYS = ("oauth.client.id", "oauth.scopes", "email.to.address", "email.fro
                "http.response.status_code", "aws.access_key.id")
 
 
+# Every text an observation keeps is at most this long: work per record stays bounded whatever
+# a sender puts in an attribute (a 1 MB route costs what a 1 KB one does).
+MAX_TEXT = 1024
+
+
+def clip(text: str) -> str:
+    return text if len(text) <= MAX_TEXT else text[:MAX_TEXT]
+
+
 def fold_ids(path: str) -> str:
     """``/users/12345/orders/9f86d081884c7d65`` -> ``/users/{id}/orders/{id}``."""
-    return _ID_SEGMENT.sub("/{id}", path)
+    return _ID_SEGMENT.sub("/{id}", clip(path))
 
 
 def as_text(value) -> str | None:
     if value is None or value == "":
         return None
     if isinstance(value, list):
-        return ",".join(str(v) for v in value) if value else None
-    return str(value)
+        return clip(",".join(str(v) for v in value[:32])) if value else None
+    return clip(str(value))
 
 
 def _first_arn(resources) -> str | None:
     """CloudTrail ``resources``: a list of {ARN|arn, ...} maps, a list of strings, or JSON text."""
     if isinstance(resources, str):
+        if len(resources) > 65_536:
+            return None
         try:
             resources = json.loads(resources)
-        except ValueError:
+        except (ValueError, RecursionError):
             return resources if resources.startswith("arn:") else None
     if isinstance(resources, dict):
         resources = [resources]
@@ -96,8 +107,18 @@ def _first_arn(resources) -> str | None:
     return None
 
 
-@lru_cache(maxsize=8192)
 def _param_target_text(params: str) -> str | None:
+    if len(params) > 65_536:  # request parameters this large name no resource we read
+        return None
+    return _param_target_json(params) if len(params) <= 4096 else _param_target_parsed(params)
+
+
+@lru_cache(maxsize=8192)
+def _param_target_json(params: str) -> str | None:
+    return _param_target_parsed(params)
+
+
+def _param_target_parsed(params: str) -> str | None:
     try:
         return _param_target(json.loads(params))
     except (ValueError, RecursionError):
@@ -170,14 +191,14 @@ def _outcome_from_status_code(code) -> tuple[str, str | None] | None:
 def log_outcome(rec: dict) -> tuple[str, str | None]:
     error = rec.get("aws.error.code")
     if error:
-        return FAILURE, "authz" if _AUTHZ_CODES.search(str(error)) else "other"
+        return FAILURE, "authz" if _AUTHZ_CODES.search(str(error)[:256]) else "other"
     http = _outcome_from_status_code(rec.get("http.response.status_code"))
     outcome = rec.get("event.outcome")
     if outcome == "failure":
         if http is not None and http[0] == FAILURE:
             return http
         reason = str(rec.get("error.type") or "")
-        return FAILURE, "authz" if _AUTHZ_CODES.search(reason) else "other"
+        return FAILURE, "authz" if _AUTHZ_CODES.search(reason[:256]) else "other"
     if outcome == "success":
         return SUCCESS, None
     if http is not None:
@@ -192,7 +213,7 @@ def span_outcome(rec: dict, status_code: int) -> tuple[str, str | None]:
     error = rec.get("error.type")
     if status_code == 2 or error:  # STATUS_CODE_ERROR
         reason = str(error or "")
-        if _AUTHZ_CODES.search(reason):
+        if _AUTHZ_CODES.search(reason[:256]):
             return FAILURE, "authz"
         grpc_code = rec.get("rpc.grpc.status_code")
         if grpc_code in (7, 16):  # PERMISSION_DENIED, UNAUTHENTICATED
@@ -206,14 +227,18 @@ def span_outcome(rec: dict, status_code: int) -> tuple[str, str | None]:
 def log_action(rec: dict, event_name: str | None) -> str:
     action = rec.get("event.action")
     if action:
-        return str(action)
+        return clip(str(action))
     svc, method = rec.get("rpc.service"), rec.get("rpc.method")
     if method:
-        return f"{svc}/{method}" if svc else str(method)
-    return event_name or "log"
+        return clip(f"{svc}/{method}" if svc else str(method))
+    return clip(event_name) if event_name else "log"
 
 
 def span_action(rec: dict, span_name: str) -> str:
+    return clip(_span_action(rec, span_name))
+
+
+def _span_action(rec: dict, span_name: str) -> str:
     tool = rec.get("gen_ai.tool.name")
     if tool:
         return f"tool:{tool}"
@@ -230,11 +255,16 @@ def span_action(rec: dict, span_name: str) -> str:
         if not route:
             path = rec.get("url.path")
             route = fold_ids(str(path)) if path else ""
-        return f"{verb} {route}".rstrip()
+        return f"{verb} {clip(str(route))}".rstrip()
     return span_name or "span"
 
 
 def target(rec: dict, res: dict, server_span: bool) -> str | None:
+    found = _target(rec, res, server_span)
+    return clip(found) if found is not None else None
+
+
+def _target(rec: dict, res: dict, server_span: bool) -> str | None:
     v = rec.get("cloud.resource_id")
     if v:
         return str(v)
@@ -262,7 +292,7 @@ def target(rec: dict, res: dict, server_span: bool) -> str | None:
     if command:
         # What a CI step or process ran: its first three words (tool, subcommand, object), so
         # that "kubectl get secrets" and "docker build" are targets a job does or does not reach.
-        return " ".join(str(command).split()[:3])
+        return " ".join(clip(str(command)).split()[:3])
     if server_span:
         name = res.get("service.name")
         if name:
@@ -272,6 +302,7 @@ def target(rec: dict, res: dict, server_span: bool) -> str | None:
 
 def _path_prefix(path: str) -> str:
     """The first two segments of a path, ids folded: the resource family a call reaches."""
+    path = clip(path)
     parts = path.split("/", 3)
     return _folded("/".join(parts[:3]) if len(parts) > 3 else path)
 
@@ -314,7 +345,7 @@ def details(rec: dict) -> dict[str, str]:
 def _text(value) -> str | None:
     """``as_text`` for the common case of a string attribute."""
     if value.__class__ is str:
-        return value or None
+        return (value if len(value) <= MAX_TEXT else value[:MAX_TEXT]) or None
     return as_text(value)
 
 
