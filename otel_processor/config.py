@@ -10,6 +10,7 @@ May import: errors, yamlbind, engine
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 
 from .engine.config import EngineConfig
@@ -18,6 +19,7 @@ from .yamlbind import load_file
 DEFAULT_LISTEN_GRPC = "127.0.0.1:14317"
 DEFAULT_LISTEN_HTTP = "127.0.0.1:14318"
 DEFAULT_FORWARD = "127.0.0.1:24317"
+_ENV_REFERENCE = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def _check_host_port(value: str, name: str) -> None:
@@ -80,8 +82,8 @@ class ClientTLSConfig:
 @dataclass
 class ExportConfig:
     """An OTLP endpoint to send to: ``host:port`` (gRPC) or ``http(s)://...`` (OTLP/HTTP), with TLS
-    and headers sent with every export (an API key for a SaaS endpoint, say). A header value may
-    be ``${env:NAME}``, read from the environment at start-up, so that secrets stay out of files."""
+    and headers sent with every export (an API key for a SaaS endpoint, say). ``${env:NAME}`` in a
+    header value is read from the environment at start-up, so that secrets stay out of files."""
 
     endpoint: str
     tls: ClientTLSConfig = field(default_factory=ClientTLSConfig)
@@ -103,13 +105,11 @@ class ExportConfig:
     def resolved_headers(self) -> dict[str, str]:
         out = {}
         for key, value in self.headers.items():
-            value = str(value)
-            if value.startswith("${env:") and value.endswith("}"):
-                name = value[6:-1]
-                if name not in os.environ:
-                    raise ValueError(f"header {key!r} names environment variable {name}, which is not set")
-                value = os.environ[name]
-            out[key.lower()] = value
+            def env(m: re.Match, key=key) -> str:
+                if m.group(1) not in os.environ:
+                    raise ValueError(f"header {key!r} names environment variable {m.group(1)}, which is not set")
+                return os.environ[m.group(1)]
+            out[key.lower()] = _ENV_REFERENCE.sub(env, str(value))
         return out
 
     def validate(self) -> None:

@@ -7,6 +7,7 @@ import sys
 
 from otel_processor.errors import ConfigError
 
+from .replay import ReplayError
 from .scenarios import load_scenarios
 
 
@@ -26,7 +27,10 @@ def _duration(seconds: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from otel_processor.version import __version__
+
     parser = argparse.ArgumentParser(prog="nhi-sim", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"nhi-sim {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("bench", help="replay fleet and scenarios through the processor and score detection")
     _world_args(b)
@@ -96,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         sent = replay(batches(world.records), args.endpoint, args.speed, len(world.records), not args.no_progress)
         print(f"{sent} records sent to {args.endpoint}")
         return 0
-    except ConfigError as exc:
+    except (ConfigError, ReplayError) as exc:
         print(f"nhi-sim: {exc}", file=sys.stderr)
         return 2
 

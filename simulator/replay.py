@@ -2,7 +2,8 @@
 
 Requests go in event-time order. ``speed`` 0 sends as fast as the receiver takes them; 1 keeps
 real time between batches; N runs N times faster. UNAVAILABLE / 503 / 429 are retried with the
-advertised delay, as a collector's exporter would; anything else stops the replay with the error.
+advertised delay, as a collector's exporter would, for up to ``give_up_s``; an endpoint nobody
+listens on is given ``connect_give_up_s``; anything else stops the replay with the error.
 """
 
 from __future__ import annotations
@@ -30,11 +31,17 @@ class ReplayError(RuntimeError):
     pass
 
 
+class _CannotConnect(Exception):
+    pass
+
+
 class Sender:
-    def __init__(self, endpoint: str, timeout_s: float = 30.0, max_retries: int = 60):
+    def __init__(self, endpoint: str, timeout_s: float = 30.0, give_up_s: float = 120.0,
+                 connect_give_up_s: float = 10.0):
         self.endpoint = endpoint
         self.timeout_s = timeout_s
-        self.max_retries = max_retries
+        self.give_up_s = give_up_s
+        self.connect_give_up_s = connect_give_up_s
         self.http = endpoint.startswith(("http://", "https://"))
         if self.http:
             u = urllib.parse.urlsplit(endpoint.rstrip("/"))
@@ -48,12 +55,23 @@ class Sender:
                            for s, m in METHODS.items()}
 
     def send(self, signal: str, payload: bytes) -> None:
-        for attempt in range(self.max_retries + 1):
-            delay = self._try(signal, payload)
+        started = time.monotonic()
+        last = ""
+        while True:
+            try:
+                delay = self._try(signal, payload)
+            except _CannotConnect as exc:
+                if time.monotonic() - started >= self.connect_give_up_s:
+                    raise ReplayError(f"cannot connect to {self.endpoint}: connection refused "
+                                      f"(is anything listening there?) {exc}".rstrip()) from None
+                time.sleep(0.5)
+                continue
             if delay is None:
                 return
-            if attempt == self.max_retries:
-                raise ReplayError(f"{self.endpoint} kept refusing a {signal} batch")
+            last = f"{self.endpoint} kept answering a {signal} batch with a retryable refusal for " \
+                   f"{self.give_up_s:.0f} s"
+            if time.monotonic() - started >= self.give_up_s:
+                raise ReplayError(last)
             time.sleep(delay)
 
     def _try(self, signal: str, payload: bytes) -> float | None:
@@ -62,9 +80,13 @@ class Sender:
                 self._calls[signal](payload, timeout=self.timeout_s)
                 return None
             except grpc.RpcError as exc:
+                details = exc.details() or ""
+                if exc.code() == grpc.StatusCode.UNAVAILABLE and (
+                        "failed to connect" in details or "Connection refused" in details):
+                    raise _CannotConnect() from None
                 if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                     return 0.5
-                raise ReplayError(f"{self.endpoint}: {exc.code().name}: {exc.details()}") from None
+                raise ReplayError(f"{self.endpoint} answered {exc.code().name}: {details}") from None
         cls, host, port, base = self._conn_args
         if self._conn is None:
             self._conn = cls(host, port, timeout=self.timeout_s)
@@ -73,6 +95,10 @@ class Sender:
                                headers={"Content-Type": "application/x-protobuf"})
             response = self._conn.getresponse()
             body = response.read()
+        except ConnectionRefusedError:
+            self._conn.close()
+            self._conn = None
+            raise _CannotConnect() from None
         except (OSError, http.client.HTTPException):
             self._conn.close()
             self._conn = None
@@ -81,7 +107,7 @@ class Sender:
             return None
         if response.status in RETRYABLE_HTTP:
             return float(response.getheader("Retry-After") or 1)
-        raise ReplayError(f"{self.endpoint}: HTTP {response.status}: {body[:200]!r}")
+        raise ReplayError(f"{self.endpoint} answered HTTP {response.status}: {body[:200]!r}")
 
     def close(self) -> None:
         if self.http:
@@ -97,7 +123,8 @@ def replay(batches: Iterable[tuple[str, object, int]], endpoint: str, speed: flo
     sender = Sender(endpoint)
     sent = 0
     first_event = first_wall = None
-    bar = tqdm(total=total_records, unit="rec", disable=not progress, desc="replay", leave=False)
+    # disable=None: no bar when stderr is not a terminal (logs, CI), as tqdm documents
+    bar = tqdm(total=total_records, unit="rec", disable=None if progress else True, desc="replay", leave=False)
     try:
         for signal, request, last_ns in batches:
             if speed > 0:
@@ -135,7 +162,11 @@ def write_jsonl(batches: Iterable[tuple[str, object, int]], path: str) -> int:
 
 def read_jsonl(path: str) -> Iterator[tuple[str, object, int]]:
     """Batches from an OTLP JSON lines file (ours or a Collector file exporter's capture)."""
-    with open(path, encoding="utf-8") as fh:
+    try:
+        fh = open(path, encoding="utf-8")
+    except OSError as exc:
+        raise ReplayError(f"{path}: cannot read: {exc.strerror}") from None
+    with fh:
         for line_no, line in enumerate(fh, 1):
             line = line.strip()
             if not line:
@@ -148,8 +179,8 @@ def read_jsonl(path: str) -> Iterator[tuple[str, object, int]]:
                     signal, request = "logs", parse_json(line.encode(), ExportLogsServiceRequest)
                 else:
                     continue  # metrics and anything else: not ours to replay
-            except ValueError as exc:
-                raise ReplayError(f"{path}:{line_no}: not an OTLP JSON line: {exc}") from None
+            except (ValueError, RecursionError) as exc:
+                raise ReplayError(f"{path}:{line_no}: not an OTLP JSON line: {str(exc).splitlines()[0]}") from None
             yield signal, request, _last_time(signal, request)
 
 

@@ -47,7 +47,7 @@ class OtlpSink:
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, max_workers: int = 8, keep: bool = True,
-                 on_request=None, http: bool = False):
+                 on_request=None, http: bool = False, max_receive_bytes: int = 64 * 1024 * 1024):
         self._host = host
         self._port = port
         self._max_workers = max_workers
@@ -57,6 +57,8 @@ class OtlpSink:
         self.keep = keep
         self.on_request = on_request  # called with (signal, request) for every accepted request
         self.refuse = False  # True plays an outage: every export gets UNAVAILABLE
+        self.delay_s = 0.0   # plays a slow downstream: each export is answered this much later
+        self._max_receive = max_receive_bytes
         self.refused_requests = 0
         self._server: grpc.Server | None = None
         self.port = 0
@@ -68,7 +70,7 @@ class OtlpSink:
     def start(self) -> "OtlpSink":
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=self._max_workers),
-            options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)],
+            options=[("grpc.max_receive_message_length", self._max_receive)],
         )
         sink = self
 
@@ -164,6 +166,10 @@ class OtlpSink:
         return grpc.StatusCode.UNAVAILABLE if refuse is True else refuse
 
     def _keep(self, context, signal: str, request) -> None:
+        if self.delay_s:
+            import time
+
+            time.sleep(self.delay_s)
         code = self._refusal()
         if code is not None:
             context.abort(code, f"sink refuses ({code.name}, simulated)")

@@ -169,7 +169,7 @@ class NewValueDetector:
         return _finding(f"new_value.{dim}", score, reason, f)
 
     def state(self) -> list:
-        return [[list(a) for a in self.values], self.late_new, self.first_network, self.networks_seen,
+        return [[a.tolist() for a in self.values], list(self.late_new), self.first_network, self.networks_seen,
                 self.novel_window, self.novel_count]
 
     @classmethod
@@ -297,7 +297,7 @@ class VolumeDetector:
         self.update(f, config)
 
     def state(self) -> list:
-        return [self.window, self.count, self.volume, list(self.targets), self.max_count, self.max_volume,
+        return [self.window, self.count, self.volume, self.targets.tolist(), self.max_count, self.max_volume,
                 self.max_distinct, self.windows_seen, self.reported, self.first_source]
 
     @classmethod
@@ -371,7 +371,7 @@ class FailureBurstDetector:
         self.update(f, config)
 
     def state(self) -> list:
-        return [self.window, self.failures, self.max_failures, self.windows_seen, self.reported, list(self.actions)]
+        return [self.window, self.failures, self.max_failures, self.windows_seen, self.reported, self.actions.tolist()]
 
     @classmethod
     def from_state(cls, s: list) -> "FailureBurstDetector":

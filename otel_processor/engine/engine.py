@@ -84,8 +84,9 @@ class Profile:
         i = s[0]
         ident = Identity(i[0], i[1], i[2], i[3], i[4], i[5], i[6], tuple(i[7]), tuple(i[8]), tuple(i[9]),
                          bool(i[10]) if len(i) > 10 else False)
-        p = cls(ident, s[1])
-        p.last_ns, p.count, p.last_success_ns, p.registered_ns = s[2], s[3], s[4], s[5]
+        p = cls.__new__(cls)  # every field set below: no detector built only to be replaced
+        p.identity = ident
+        p.first_ns, p.last_ns, p.count, p.last_success_ns, p.registered_ns = s[1], s[2], s[3], s[4], s[5]
         p.new_values = NewValueDetector.from_state(s[6])
         p.volume = VolumeDetector.from_state(s[7])
         p.failures = FailureBurstDetector.from_state(s[8])

@@ -1,8 +1,10 @@
 """Engine state on disk: snapshots that never stall ingestion, restores that fail clearly.
 
 Format (version 2): gzip-compressed JSON lines, nothing executable. A header line, one line per
-identity (``{"profile": ...}``), one per peer group, then the cross-identity tables, then an end
-line with the counts, so that a truncated file is recognised as such.
+chunk of identities (``{"profiles": [...]}``), one per peer group, then the cross-identity
+tables, then an end line with the counts, so that a truncated file is recognised as such.
+orjson encodes and decodes it: 200,000 identities are written in a few seconds, within the
+shutdown grace, where the standard library took about twenty.
 
 Writing takes the engine lock only for a chunk of identities at a time (a few milliseconds), so
 batches keep flowing while a snapshot is written; each identity's state is consistent, and the
@@ -14,14 +16,17 @@ fsynced: a crash leaves the previous snapshot or the new one, never half of one.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import gzip
-import json
 import os
 import time
 import zlib
 
+import orjson
+
 STATE_VERSION = 2
-CHUNK = 250  # identities serialised per lock acquisition
+CHUNK = 500  # identities serialised per lock acquisition (a few milliseconds)
 
 
 class StateError(ValueError):
@@ -33,11 +38,31 @@ class StateError(ValueError):
         self.problem = problem
 
 
+@contextlib.contextmanager
+def paused_gc():
+    """Snapshots make and restores keep hundreds of thousands of objects without cycles; the
+    cyclic collector scanning all of them repeatedly doubled the time. Paused, then frozen:
+    what a restore built is not scanned again (see ``gc.freeze``)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+        gc.freeze()
+
+
 def _dump(obj) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+    return orjson.dumps(obj) + b"\n"
 
 
 def write_snapshot(engine, path: str, deadline: float | None = None) -> bool:
+    with paused_gc():
+        return _write(engine, path, deadline)
+
+
+def _write(engine, path: str, deadline: float | None) -> bool:
     tmp = f"{path}.tmp"
     roster = engine._roster
     with engine._lock:
@@ -48,11 +73,11 @@ def write_snapshot(engine, path: str, deadline: float | None = None) -> bool:
             with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1, mtime=0) as out:
                 out.write(_dump({"version": STATE_VERSION, "written_at": time.time()}))
                 for start in range(0, len(items), CHUNK):
-                    with engine._lock:
-                        lines = [_dump({"profile": p.state()}) for key, p in items[start:start + CHUNK]
-                                 if roster.peek(key) is p]
-                    out.write(b"".join(lines))
-                    written += len(lines)
+                    with engine._lock:  # states reference live lists: encoded before the lock is let go
+                        states = [p.state() for key, p in items[start:start + CHUNK] if roster.peek(key) is p]
+                        line = _dump({"profiles": states})
+                    out.write(line)
+                    written += len(states)
                     if deadline is not None and time.monotonic() > deadline:
                         raise TimeoutError
                 with engine._lock:
@@ -97,14 +122,19 @@ def _fsync_dir(directory: str) -> None:
 def read_snapshot(engine, path: str, Profile) -> None:  # noqa: N803 - the engine's Profile class
     """Replaces the engine's state with the snapshot at ``path`` (version 2, or the version 1
     single-document format), or raises StateError and leaves the engine as it was."""
+    with paused_gc():
+        _read(engine, path, Profile)
+
+
+def _read(engine, path: str, Profile) -> None:  # noqa: N803
     try:
         with gzip.open(path, "rb") as fh:
             first = fh.readline()
             if not first.strip():
                 raise StateError(path, "empty file, not a snapshot")
             try:
-                head = json.loads(first)
-            except ValueError:
+                head = orjson.loads(first)
+            except orjson.JSONDecodeError:
                 head = None
             if isinstance(head, dict) and head.get("version") == 1 and "profiles" in head:
                 return _restore_v1(engine, path, head, Profile)
@@ -114,9 +144,9 @@ def read_snapshot(engine, path: str, Profile) -> None:  # noqa: N803 - the engin
             profiles, groups, tables, end = [], [], {}, None
             for number, line in enumerate(fh, 2):
                 try:
-                    entry = json.loads(line)
-                    if "profile" in entry:
-                        profiles.append(Profile.from_state(entry["profile"]))
+                    entry = orjson.loads(line)
+                    if "profiles" in entry:
+                        profiles += [Profile.from_state(s) for s in entry["profiles"]]
                     elif "peers" in entry:
                         groups.append(entry["peers"])
                     elif "end" in entry:

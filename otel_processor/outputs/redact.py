@@ -146,9 +146,22 @@ def _is_mask(text: str) -> bool:
     return text.startswith(MASK_PREFIX) or text == OPAQUE
 
 
-def mask_text(text: str) -> str:
-    """``text`` with every secret the rules find replaced; unchanged when there is none."""
-    if not TRIGGER.search(text):
+# The same triggers on RE2, for long strings: Python's engine tries every alternative at every
+# position, about half a second a megabyte; RE2 is linear with a small constant.
+_TRIGGER_LONG = re2.compile(TRIGGER.pattern)
+
+
+def triggered(text: str) -> bool:
+    """Whether ``text`` may hold a secret the rules find (``TRIGGER``)."""
+    if len(text) > 4096:
+        return _TRIGGER_LONG.search(text) is not None
+    return TRIGGER.search(text) is not None
+
+
+def mask_text(text: str, trigger=triggered) -> str:
+    """``text`` with every secret the rules find replaced; unchanged when there is none.
+    ``trigger``: the gate (the compiled build passes its C twin of ``TRIGGER``)."""
+    if not trigger(text):
         return text
     for pattern, how in _RULES:
         if not pattern.search(text):
@@ -201,6 +214,7 @@ class Redactor:
 
     extra_keys: tuple[str, ...] = ()
     extra_patterns: tuple[str, ...] = ()
+    trigger: object = triggered  # the gate of mask_text; the pipeline gives the compiled one when built
     _keys: dict[str, int] = field(default_factory=dict, repr=False)
     _extra: list = field(default_factory=list, repr=False)
 
@@ -223,7 +237,7 @@ class Redactor:
         return found
 
     def text(self, value: str) -> str:
-        out = mask_text(value)
+        out = mask_text(value, self.trigger)
         for pattern in self._extra:
             out = pattern.sub(OPAQUE, out)
         return out

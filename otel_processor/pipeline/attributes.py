@@ -153,6 +153,7 @@ class RequestReader:
         self.table = table
         self.available = wire is not None
         if self.available:
+            self.suspicious = wire.suspicious
             self._wire_table = wire.KeyTable(table)
             self._keys = wire.KeyClassifier(classify_key)
             self._schemas = {signal: wire.Schema(**wire_schema(cls)) for signal, cls in REQUESTS.items()}

@@ -67,6 +67,8 @@ class BatchProcessor:
         self._keys = KEYS_FOR_DETECTION if self.detect else KEYS_FOR_RESOLUTION
         self.redactor = redactor_for(self.config.masking)
         self._reader = RequestReader(self._keys, self.redactor.key_action)
+        if self._reader.available:
+            self.redactor.trigger = self._reader.suspicious  # the C twin of the masking triggers
         self.resolver = Resolver(catalog)
         # One batch at a time through the engine keeps per-identity event-time order intact.
         self._lock = threading.Lock()

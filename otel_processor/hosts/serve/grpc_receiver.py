@@ -10,6 +10,7 @@ RESOURCE_EXHAUSTED without RetryInfo is treated as permanent and the data droppe
 from __future__ import annotations
 
 import logging
+import socket
 from concurrent import futures
 from dataclasses import dataclass
 
@@ -78,6 +79,24 @@ def _export(service, signal: str, request_cls, tokens: BearerTokens):
     return export
 
 
+def _check_bindable(listen: str) -> None:
+    """A busy or foreign address is one line from us, not gRPC core's log line and a vague error."""
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]")
+    if not port.isdigit() or int(port) == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host or None, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError(f"cannot listen on {listen}: {exc.strerror}", "service.listen_grpc") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {listen}: {exc.strerror}", "service.listen_grpc") from None
+
+
 def start_grpc_server(service, listen: str) -> tuple[grpc.Server, int]:
     svc = service.config.service
     tokens = service.tokens
@@ -99,6 +118,7 @@ def start_grpc_server(service, listen: str) -> tuple[grpc.Server, int]:
         handlers.append(grpc.method_handlers_generic_handler(name, {"Export": method}))
     server.add_generic_rpc_handlers(handlers)
     credentials = grpc_server_credentials(svc)
+    _check_bindable(listen)
     try:
         port = (server.add_secure_port(listen, credentials) if credentials is not None
                 else server.add_insecure_port(listen))
