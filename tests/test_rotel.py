@@ -129,3 +129,56 @@ def test_rotel_front_collector_exports_to_the_processor(world, reference):
         assert code == 0
         assert delivered(sink) == sent
         assert detections(sink) == reference
+
+
+def test_rotel_masks_everywhere_and_keeps_array_order():
+    """The same masking as serve, on every field Rotel lets a processor see; arrays come out in the
+    order they came in (Rotel 0.0.1a15 reverses arrays a processor has read)."""
+    from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
+    from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+
+    import grpc
+
+    from otlp_builders import any_value, logs, traces
+
+    secret = "ghp_" + "K" * 36
+    spans = traces({"service.name": "api", "tags": ["a", "b", "c"]},
+                   {"kind": 3, "attrs": {"http.request.method": "GET", "list": ["x", "y", "z"],
+                                         "nested": {"m": [1, 2, 3]}, "Authorization": f"Bearer {secret}"}})
+    span = spans.resource_spans[0].scope_spans[0].spans[0]
+    span.name = f"GET /cb?token={secret}"
+    span.status.message = f"401 with {secret}"
+    span.events.add(name="exception").attributes.add(key="exception.message").value.string_value = f"bad {secret}"
+    span.links.add(trace_id=b"\x02" * 16, span_id=b"\x03" * 8).attributes.add(
+        key="http.request.header.x-api-key").value.string_value = secret
+    log_request = logs({"service.name": "api"}, {"attrs": {"event.category": "api", "user.id": "svc-a"}})
+    log_request.resource_logs[0].scope_logs[0].log_records[0].body.CopyFrom(any_value(["first", f"password={secret}"]))
+    metrics = metrics_service_pb2.ExportMetricsServiceRequest()
+    metric = metrics.resource_metrics.add().scope_metrics.add().metrics.add()
+    metric.name = "requests"
+    point = metric.sum.data_points.add()
+    point.as_int = 1
+    point.attributes.add(key="http.request.header.authorization").value.string_value = secret
+    with OtlpSink() as sink:
+        grpc_port, http_port = free_port(), free_port()
+        proc = start_rotel([sys.executable, "-m", "otel_processor", "rotel", "--listen-grpc", f"127.0.0.1:{grpc_port}",
+                            "--listen-http", f"127.0.0.1:{http_port}", "--forward", sink.endpoint])
+        try:
+            wait_port(grpc_port)
+            channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
+            trace_service_pb2_grpc.TraceServiceStub(channel).Export(spans, timeout=10)
+            logs_service_pb2_grpc.LogsServiceStub(channel).Export(log_request, timeout=10)
+            metrics_service_pb2_grpc.MetricsServiceStub(channel).Export(metrics, timeout=10)
+            channel.close()
+            assert sink.wait_for(lambda s: s.spans() and s.telemetry_log_records() and s.contents.metrics, 30)
+        finally:
+            stop(proc)
+        out = str(sink.contents.traces) + str(sink.contents.logs) + str(sink.contents.metrics)
+        (resource, got), = sink.spans()
+        (_, record), = [(r, x) for r, x in sink.log_records() if x.event_name != "nhi.convergence"]
+    assert secret not in out
+    attrs = {kv.key: any_to_py(kv.value) for kv in got.attributes}
+    assert attrs["list"] == ["x", "y", "z"] and attrs["nested"] == {"m": [1, 2, 3]}
+    assert {kv.key: any_to_py(kv.value) for kv in resource.resource.attributes}["tags"] == ["a", "b", "c"]
+    assert any_to_py(record.body)[0] == "first" and attrs["nhi.identity.id"] == "workload:api"

@@ -5,12 +5,12 @@ Rotel runs Python processor files in one embedded interpreter (the system's libp
 own object model. The two files in ``processors/`` import this module, so both signals share
 one ``BatchProcessor`` and one engine.
 
-Per call: Rotel's batch is copied into an OTLP protobuf request, processed by the same batch path
-as ``serve``, and the result written back in place (credential values masked, ``nhi.*`` appended,
-forged ``nhi.*`` dropped). Convergence events cannot be added to a trace batch, so they leave
+Per call: Rotel's batch is copied whole into an OTLP protobuf request (``convert.py``), processed
+by the same batch path as ``serve`` (masked, enriched, forged ``nhi.*`` dropped; metrics masked),
+and written back in place. Convergence events cannot be added to a trace batch, so they leave
 through this module's own OTLP exporter, on a background thread with a bounded queue. Nothing may
-escape a processor function (an exception aborts Rotel): any error leaves the batch as it came
-and is counted. No reference to Rotel's objects is kept after a call returns.
+escape a processor function (an exception aborts Rotel): a batch that fails is still masked, or
+emptied if even that fails, and counted. No reference to Rotel's objects is kept after a call.
 
 What Rotel's acknowledgement means: Rotel answers the sender once a request is queued, before
 the processor runs, so a crash of the Rotel process can lose what it had accepted. ``serve``
@@ -29,118 +29,14 @@ import sys
 import threading
 import time
 
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-
-from ...anyvalue import set_value
-from ...identity.credentials import CREDENTIAL_ATTRIBUTES
-from ...outputs.enrich import OUR_ATTRIBUTES
+from ...errors import ConfigError
+from .convert import to_request, write_back
 
 log = logging.getLogger(__name__)
 
 ENV_CONFIG = "NHI_CONFIG_JSON"
 PROCESSOR_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "processors")
 MAX_QUEUED_EVENT_BATCHES = 1000
-
-
-# -- Rotel objects <-> OTLP protobuf ------------------------------------------------------------
-def _rotel_to_python(value):
-    """A Rotel AnyValue's ``.value`` as plain Python (its ArrayValue and KeyValueList iterate)."""
-    if value is None or isinstance(value, (str, bool, int, float, bytes, bytearray)):
-        return value
-    items = list(value)
-    if items and hasattr(items[0], "key"):
-        return {kv.key: _rotel_to_python(kv.value.value if kv.value is not None else None) for kv in items}
-    return [_rotel_to_python(item.value if item is not None else None) for item in items]
-
-
-def _copy_attributes(repeated, attributes) -> None:
-    for kv in attributes:
-        out = repeated.add()
-        out.key = kv.key
-        set_value(out.value, _rotel_to_python(kv.value.value if kv.value is not None else None))
-
-
-def _rotel_value(sdk, value):
-    """A protobuf AnyValue as a Rotel AnyValue (strings, numbers, string arrays: what we write)."""
-    kind = value.WhichOneof("value")
-    if kind == "array_value":
-        array = sdk.ArrayValue()
-        for v in value.array_value.values:
-            array.append(sdk.AnyValue(_plain(v)))
-        return sdk.AnyValue(array)
-    return sdk.AnyValue(_plain(value))
-
-
-def _plain(value):
-    kind = value.WhichOneof("value")
-    return getattr(value, kind) if kind else None
-
-
-def _write_back(sdk, rotel_attributes, proto_attributes) -> None:
-    """Make Rotel's attribute list match what the batch path produced."""
-    original = list(rotel_attributes)
-    if len(proto_attributes) >= len(original) and all(
-            kv.key == proto_attributes[i].key for i, kv in enumerate(original)):
-        for i, kv in enumerate(original):
-            if kv.key in CREDENTIAL_ATTRIBUTES:
-                kv.value = _rotel_value(sdk, proto_attributes[i].value)
-        for kv in proto_attributes[len(original):]:
-            rotel_attributes.append(sdk.KeyValue(kv.key, _rotel_value(sdk, kv.value)))
-        return
-    # Forged nhi.* attributes were dropped: rebuild the list (rare).
-    by_key = {kv.key: kv for kv in original}
-    rebuilt = []
-    for kv in proto_attributes:
-        kept = by_key.get(kv.key)
-        rebuilt.append(kept if kept is not None and kv.key not in OUR_ATTRIBUTES
-                       else sdk.KeyValue(kv.key, _rotel_value(sdk, kv.value)))
-    rotel_attributes[:] = rebuilt
-
-
-def spans_request(resource_spans) -> tuple[ExportTraceServiceRequest, list]:
-    request = ExportTraceServiceRequest()
-    rs = request.resource_spans.add()
-    if resource_spans.resource is not None:
-        _copy_attributes(rs.resource.attributes, resource_spans.resource.attributes)
-    spans = []
-    for scope_spans in resource_spans.scope_spans:
-        ss = rs.scope_spans.add()
-        for span in scope_spans.spans:
-            out = ss.spans.add()
-            out.trace_id = bytes(span.trace_id)
-            out.span_id = bytes(span.span_id)
-            out.name = span.name
-            out.kind = int(span.kind)
-            out.start_time_unix_nano = span.start_time_unix_nano
-            out.end_time_unix_nano = span.end_time_unix_nano
-            if span.status is not None:
-                out.status.code = int(span.status.code)
-            _copy_attributes(out.attributes, span.attributes)
-            spans.append((span, out))
-    return request, spans
-
-
-def logs_request(resource_logs) -> tuple[ExportLogsServiceRequest, list]:
-    request = ExportLogsServiceRequest()
-    rl = request.resource_logs.add()
-    if resource_logs.resource is not None:
-        _copy_attributes(rl.resource.attributes, resource_logs.resource.attributes)
-    records = []
-    for scope_logs in resource_logs.scope_logs:
-        sl = rl.scope_logs.add()
-        for record in scope_logs.log_records:
-            out = sl.log_records.add()
-            out.time_unix_nano = record.time_unix_nano
-            out.observed_time_unix_nano = record.observed_time_unix_nano
-            out.trace_id = bytes(record.trace_id)
-            out.span_id = bytes(record.span_id)
-            name = getattr(record, "event_name", None)
-            if name:
-                out.event_name = name
-            _copy_attributes(out.attributes, record.attributes)
-            records.append((record, out))
-    return request, records
 
 
 # -- the shared engine and its event exporter ---------------------------------------------------
@@ -161,6 +57,7 @@ class RotelEngine:
         self._forwarder = make_forwarder(self.config.events_target, self.config.service.forward_timeout_s)
         self._events: queue.Queue = queue.Queue(maxsize=MAX_QUEUED_EVENT_BATCHES)
         self.errors = 0
+        self.dropped_batches = 0
         self.dropped_event_batches = 0
         self._state_path = (os.path.join(self.config.state_dir, "engine-state.json.gz")
                             if self.config.state_dir else None)
@@ -170,24 +67,44 @@ class RotelEngine:
         if self._state_path:
             threading.Thread(target=self._snapshots, name="nhi-snapshot", daemon=True).start()
 
-    def process_spans(self, resource_spans) -> None:
-        self._process(resource_spans, spans_request, self.processor.process_traces, "span")
+    def process(self, signal: str, batch) -> None:
+        """One Rotel batch through the batch path, in place. Masked whatever fails: a batch that
+        cannot be processed is scrubbed, and one that cannot even be scrubbed is emptied (counted
+        and logged) rather than exported with a credential in it."""
+        from rotel_sdk.open_telemetry.common import v1 as sdk
 
-    def process_logs(self, resource_logs) -> None:
-        self._process(resource_logs, logs_request, self.processor.process_logs, "log")
-
-    def _process(self, batch, to_request, process, what: str) -> None:
         try:
-            from rotel_sdk.open_telemetry.common import v1 as sdk
-
-            request, pairs = to_request(batch)
-            result = process(request)
-            for item, out in pairs:
-                _write_back(sdk, item.attributes, out.attributes)
-            self._queue_events(result.events)
+            request, scopes, records = to_request(signal, batch)
         except Exception:  # noqa: BLE001 - an exception escaping would abort Rotel
+            return self._drop(signal, batch, "could not be read")
+        events = []
+        try:
+            if signal == "metrics":
+                self.processor.process_metrics(request)
+            else:
+                result = (self.processor.process_traces if signal == "traces" else self.processor.process_logs)(request)
+                events = result.events
+        except Exception:  # noqa: BLE001
             self.errors += 1
-            log.exception("%s batch left unchanged", what)
+            log.exception("%s batch could not be processed; exported masked", signal)
+            try:
+                self.processor.scrub(request)
+            except Exception:  # noqa: BLE001
+                return self._drop(signal, batch, "could not be masked")
+        try:
+            write_back(sdk, signal, batch, request, scopes, records)
+        except Exception:  # noqa: BLE001
+            return self._drop(signal, batch, "could not be written back")
+        self._queue_events(events)
+
+    def _drop(self, signal: str, batch, why: str) -> None:
+        self.errors += 1
+        self.dropped_batches += 1
+        log.exception("%s batch %s; it is emptied rather than exported unmasked", signal, why)
+        try:
+            setattr(batch, {"traces": "scope_spans", "logs": "scope_logs"}.get(signal, "scope_metrics"), [])
+        except Exception:  # noqa: BLE001
+            log.error("%s batch could not be emptied either", signal)
 
     def _queue_events(self, events) -> None:
         if not events:
@@ -219,8 +136,7 @@ class RotelEngine:
         while True:
             time.sleep(self.config.snapshot_interval_s)
             try:
-                with self.processor._lock:
-                    self.engine.snapshot_to(self._state_path)
+                self.engine.snapshot_to(self._state_path)
             except Exception:  # noqa: BLE001
                 log.exception("state snapshot failed")
 
@@ -263,13 +179,27 @@ def _otlp_url(endpoint: str) -> tuple[str, str]:
     return f"http://{endpoint}", "grpc"
 
 
+def check_supported(config) -> None:
+    """What Rotel 0.0.1a15's receivers cannot do is refused, not silently left undone."""
+    svc = config.service
+    if svc.tls.enabled or svc.auth.bearer_tokens_file:
+        raise ConfigError("Rotel's receivers take neither TLS nor bearer tokens: put `nhi-processor serve` "
+                          "at the edge, or Rotel behind a proxy that terminates them", "service.tls/service.auth")
+
+
 def rotel_command(config) -> list[str]:
     svc = config.service
     url, protocol = _otlp_url(svc.forward_target.endpoint)
     cmd = [rotel_binary(), "start", "--exporter", "otlp", "--otlp-exporter-endpoint", url,
            "--otlp-exporter-protocol", protocol,
            "--otlp-with-trace-processor", os.path.join(PROCESSOR_DIR, "traces.py"),
-           "--otlp-with-logs-processor", os.path.join(PROCESSOR_DIR, "logs.py")]
+           "--otlp-with-logs-processor", os.path.join(PROCESSOR_DIR, "logs.py"),
+           "--otlp-with-metrics-processor", os.path.join(PROCESSOR_DIR, "metrics.py")]
+    tls = svc.forward_target.tls
+    for flag, path in (("--otlp-exporter-tls-ca-file", tls.ca_file), ("--otlp-exporter-tls-cert-file", tls.cert_file),
+                       ("--otlp-exporter-tls-key-file", tls.key_file)):
+        if path:
+            cmd += [flag, path]
     if svc.listen_grpc:
         cmd += ["--otlp-grpc-endpoint", svc.listen_grpc]
     if svc.listen_http:
@@ -286,11 +216,15 @@ def rotel_environment(config) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([project, *site])
     env[ENV_CONFIG] = json.dumps(dataclasses.asdict(config))
+    headers = config.service.forward_target.resolved_headers()
+    if headers:  # in the environment, not on the command line that any local user can list
+        env["ROTEL_OTLP_EXPORTER_CUSTOM_HEADERS"] = ",".join(f"{k}={v}" for k, v in headers.items())
     return env
 
 
 def run_cli(args, config) -> int:
     """Start Rotel with the processor wired in; forward SIGTERM/SIGINT; exit with its code."""
+    check_supported(config)
     proc = subprocess.Popen(rotel_command(config), env=rotel_environment(config))
     print(f"nhi-processor: Rotel (pid {proc.pid}) listening on {config.service.listen_grpc} (gRPC) / "
           f"{config.service.listen_http} (HTTP); forwarding to {config.service.forward_target.describe()}; "

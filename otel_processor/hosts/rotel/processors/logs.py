@@ -3,8 +3,8 @@
 from otel_processor.hosts.rotel import host as rotel_host
 
 
-def process_logs(resource_logs):
+def process_logs(batch):
     try:
-        rotel_host.instance().process_logs(resource_logs)
+        rotel_host.instance().process("logs", batch)
     except Exception:  # noqa: BLE001 - nothing may escape into Rotel
         pass

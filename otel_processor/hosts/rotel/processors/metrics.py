@@ -1,0 +1,10 @@
+"""Rotel metrics processor file: hands every batch to the shared engine (otel_processor.hosts.rotel.host)."""
+
+from otel_processor.hosts.rotel import host as rotel_host
+
+
+def process_metrics(batch):
+    try:
+        rotel_host.instance().process("metrics", batch)
+    except Exception:  # noqa: BLE001 - nothing may escape into Rotel
+        pass
