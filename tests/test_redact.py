@@ -201,3 +201,17 @@ def test_a_megabyte_of_hostile_text_is_masked_in_linear_time():
         mask_text(text)
         assert time.perf_counter() - started < 1.0, text[:20]
     assert re2  # the rules run on RE2
+
+
+@settings(max_examples=1500, deadline=None)
+@given(texts, st.binary(max_size=3), st.binary(max_size=3))
+def test_the_request_level_trigger_picks_every_string_the_per_string_trigger_picks(text, before, after):
+    """Pure Python mode decides from a request's bytes whether any string needs checking: whatever
+    bytes stand around a string (lengths, tags, other strings), that decision may not miss one."""
+    from otel_processor.outputs.redact import BYTES_TRIGGER
+
+    if TRIGGER.search(text):
+        assert BYTES_TRIGGER.search(before + text.encode() + after), text
+    raw = before + text.encode() + after  # an AnyValue's bytes, not always UTF-8
+    if TRIGGER.search(raw.decode("utf-8", "replace")):
+        assert BYTES_TRIGGER.search(raw)

@@ -73,7 +73,7 @@ def test_wire_reader_matches_protobuf_reader_and_flags_what_needs_masking(attrib
         record = _record(Span(name="GET /x", trace_id=b"\x01" * 16, kind=2), attributes)
         record.events.add(name="e").attributes.add(key="user.id").value.string_value = text
         schema = SCHEMAS["traces"]
-    got, special, flags = _wire.read_record(record.SerializeToString(), schema, _wire.KeyTable(table), _keys())
+    got, special, flags, dirty = _wire.read_record(record.SerializeToString(), schema, _wire.KeyTable(table), _keys())
     assert (got, special) == read_attributes(record.attributes, table)
     if _needs_masking(record):
         assert flags & DIRTY or special
@@ -149,12 +149,12 @@ def test_an_empty_group_appended_to_a_request_is_read_not_refused():
     parsed.DiscardUnknownFields()
     assert parsed == request
     reads, _dirty, unknown = _wire.read_request(data, SCHEMAS["traces"], _wire.KeyTable(_KEY_ACTION), _keys())
-    assert unknown and reads[0][1] and reads[0][2] & DIRTY
+    assert unknown and reads[0][1] and reads[0][2] & DIRTY and reads[0][3] == [0]
 
 
 # -- the C triggers are outputs.redact.TRIGGER --------------------------------------------------
 FRAGMENTS = ["eyJ", "ghp_", "github_pat_", "glpat-", "xoxb-", "sk_live_", "rk_test_", "AIza", "npm_", "sk-", "SG.",
-             "-----BEGIN", "://", "password", "PassWord", "secret", "token", "TOKEN", "apikey", "key", "sig",
+             "-----BEGIN", "://", "u:p@", "@", "/", "\n", "password", "PassWord", "secret", "token", "TOKEN", "apikey", "key", "sig",
              "authorization", "auth", "code", "session", "cookie", "bearer", "Basic", "--password", "-secret", "-api-key", "-client_secret", "identified by", "IDENTIFIED", " by", "=", ":", " ", "  ", "\t", '"',
              "'", "a", "_", "-", "x", "é", "ü", "\u212a", "0", "/", "@", "?", "&"]
 texts = st.lists(st.sampled_from(FRAGMENTS) | st.text(max_size=3), max_size=12).map("".join)

@@ -106,7 +106,7 @@ SQL_WORDS = ("password", "identified by")
 TRIGGER = re.compile(
     r"\b(?:" + "|".join(re.escape(p) for p in TOKEN_PREFIXES) + r")"
     r"|-----BEGIN"
-    r"|://"
+    r"|://[^/\s@]{1,600}@"
     r"|(?i:" + "|".join(ASSIGN_SUFFIXES) + r")[\"']{0,2} {0,2}[=:]"
     r"|(?i:" + "|".join(SPACE_WORDS + FLAG_WORDS + SQL_WORDS) + r")[ \t]",
     re.ASCII,
@@ -149,6 +149,17 @@ def _is_mask(text: str) -> bool:
 # The same triggers on RE2, for long strings: Python's engine tries every alternative at every
 # position, about half a second a megabyte; RE2 is linear with a small constant.
 _TRIGGER_LONG = re2.compile(TRIGGER.pattern)
+
+
+# The triggers over a whole serialized request: a string's bytes stand in it as they are, but what
+# precedes a string is a length byte, which may be a word character, so the token prefixes go
+# without their word boundary here (a superset: it may pick a request the per-string check would
+# not, never the reverse).
+# Latin-1: every byte is one character, so bytes that are not UTF-8 (an AnyValue's bytes) match
+# the negated classes as the per-string check's replacement characters do.
+_LATIN1 = re2.Options()
+_LATIN1.encoding = re2.Options.Encoding.LATIN1
+BYTES_TRIGGER = re2.compile(TRIGGER.pattern.replace(r"\b(?:", "(?:", 1).encode(), _LATIN1)
 
 
 def triggered(text: str) -> bool:
@@ -243,8 +254,12 @@ class Redactor:
         return out
 
     # AnyValue and attribute lists -------------------------------------------------------------
-    def _any(self, value) -> None:
+    def _any(self, value, strings: bool = True) -> None:
+        """Masks what an AnyValue holds; ``strings`` False checks only the keys of maps inside it
+        (the caller knows no string of the request can hold a secret the rules find)."""
         kind = value.WhichOneof("value")
+        if not strings and kind != "array_value" and kind != "kvlist_value":
+            return
         if kind == "string_value":
             text = value.string_value
             new = self.text(text)
@@ -257,9 +272,9 @@ class Redactor:
                 value.string_value = new  # a masked byte string is a string from here on
         elif kind == "array_value":
             for item in value.array_value.values:
-                self._any(item)
+                self._any(item, strings)
         elif kind == "kvlist_value":
-            self.attributes(value.kvlist_value.values, strip=False)
+            self.attributes(value.kvlist_value.values, strip=False, strings=strings)
 
     def _hide(self, value, how: int) -> None:
         """Replace a credential-bearing value whole, whatever its type."""
@@ -285,7 +300,7 @@ class Redactor:
         value.Clear()
         value.string_value = _replacement(raw, how) if raw else ""
 
-    def attributes(self, kvs, strip: bool) -> None:
+    def attributes(self, kvs, strip: bool, strings: bool = True) -> None:
         """Mask a repeated KeyValue field; ``strip`` also drops forged ``nhi.*`` attributes."""
         doomed = []
         for i, kv in enumerate(kvs):
@@ -297,12 +312,29 @@ class Redactor:
             if how:
                 self._hide(kv.value, how)
             elif kv.HasField("value"):
-                self._any(kv.value)
+                self._any(kv.value, strings)
         for i in reversed(doomed):
             del kvs[i]
 
+    def attributes_at(self, kvs, indices, strip: bool) -> set[str]:
+        """Masks the attributes at ``indices`` (what the compiled reader found), then drops forged
+        ``nhi.*`` ones when ``strip``; returns the keys whose values changed."""
+        changed = set()
+        for i in indices:
+            kv = kvs[i]
+            how = self.key_action(kv.key)
+            if how:
+                self._hide(kv.value, how)
+            elif kv.HasField("value"):
+                self._any(kv.value)
+            changed.add(kv.key)
+        if strip:
+            for i in reversed([i for i, kv in enumerate(kvs) if kv.key in OUR_ATTRIBUTES]):
+                del kvs[i]
+        return changed
+
     # messages ---------------------------------------------------------------------------------
-    def message(self, msg, skip_records: bool = False) -> None:
+    def message(self, msg, skip_records: bool = False, strings: bool = True) -> None:
         """Every string, KeyValue and AnyValue of ``msg`` and what it holds. Driven by the protobuf
         descriptors, so a field added to OTLP is covered without a change here. With
         ``skip_records``, spans and log records are left to ``message`` calls of their own."""
@@ -312,6 +344,8 @@ class Redactor:
             if kind is None:
                 kind = _FIELD_KIND[fd] = _kind_of(fd)
             if kind == _TEXT:
+                if not strings:
+                    continue
                 if fd.is_repeated:
                     for i, item in enumerate(value):
                         new = self.text(item)
@@ -322,19 +356,25 @@ class Redactor:
                     if new != value:
                         setattr(msg, fd.name, new)
             elif kind == _ATTRIBUTES:
-                self.attributes(value, strip and fd.name == "attributes")
+                self.attributes(value, strip and fd.name == "attributes", strings)
             elif kind == _ANY:
-                self._any(value)
+                self._any(value, strings)
             elif kind == _MESSAGE:
                 if not fd.is_repeated:
-                    self.message(value, skip_records)
+                    self.message(value, skip_records, strings)
                 elif not (skip_records and fd.name in _RECORD_FIELDS):
                     for item in value:
-                        self.message(item, skip_records)
+                        self.message(item, skip_records, strings)
 
-    def request(self, request) -> None:
-        """A whole export request: resources, scopes, records and everything below them."""
-        self.message(request)
+    def request(self, request, data: bytes | None = None) -> None:
+        """A whole export request: resources, scopes, records and everything below them.
+
+        With the request's wire bytes, one linear pass over them (``BYTES_TRIGGER``) decides
+        whether any of its strings needs checking at all; the keys are always checked."""
+        strings = True
+        if data is not None and not self._extra:
+            strings = BYTES_TRIGGER.search(data) is not None
+        self.message(request, strings=strings)
 
 
 def redactor_for(config) -> Redactor:

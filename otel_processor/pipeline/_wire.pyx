@@ -16,9 +16,10 @@ This walks the serialized request instead and, in the same pass:
 The schema comes from the protobuf descriptors (``attributes.wire_schema``), so a field OTLP adds
 is covered by the next build. Every protobuf wire type is read or skipped, groups included.
 
-Contract per record: (wanted attributes, whether a credential or ``nhi.*`` key is present, flags)
-with flags DIRTY (something to mask) and UNKNOWN; a later duplicate key wins, as in
-``read_attributes``. A record whose KeyValue carries its value twice (protobuf would merge the
+Contract per record: (wanted attributes, special: 1 a credential key, 2 a forged ``nhi.*`` key, flags,
+indices of the record's own attributes to mask or None) with flags DIRTY (something to mask),
+ELSEWHERE (some of it outside the record's own attributes) and UNKNOWN; a later duplicate key
+wins, as in ``read_attributes``. A record whose KeyValue carries its value twice (protobuf would merge the
 two) raises ``ReadAsPython``: the caller reads that request with the protobuf runtime instead.
 tests/test_wire.py checks that both readers and both trigger implementations agree.
 """
@@ -43,6 +44,7 @@ cdef enum:
     K_KEY = 5             # KeyValue.key: classified
     F_DIRTY = 1
     F_UNKNOWN = 2
+    F_ELSEWHERE = 4       # something to mask in a record outside its own attributes
     KEY_SLOTS = 8192
     KEY_ARENA = 262144
     MAX_KEY_CACHED = 512
@@ -154,6 +156,7 @@ cdef inline bint _ends_with(const unsigned char* s, Py_ssize_t k, const char* wo
 cdef bint _assigned(const unsigned char* s, Py_ssize_t i) noexcept:
     """At an '=' or ':' at i: a credential word, up to two quotes, up to two spaces, before it."""
     cdef Py_ssize_t k = i, skipped = 0
+    cdef unsigned char last
     while skipped < 2 and k > 0 and s[k - 1] == 32:
         k -= 1
         skipped += 1
@@ -161,69 +164,129 @@ cdef bint _assigned(const unsigned char* s, Py_ssize_t i) noexcept:
     while skipped < 2 and k > 0 and (s[k - 1] == 34 or s[k - 1] == 39):
         k -= 1
         skipped += 1
-    return (_ends_with(s, k, "password", 8) or _ends_with(s, k, "passwd", 6) or _ends_with(s, k, "pwd", 3)
-            or _ends_with(s, k, "passphrase", 10) or _ends_with(s, k, "secret", 6) or _ends_with(s, k, "token", 5)
-            or _ends_with(s, k, "apikey", 6) or _ends_with(s, k, "key", 3) or _ends_with(s, k, "authorization", 13)
-            or _ends_with(s, k, "auth", 4) or _ends_with(s, k, "sig", 3) or _ends_with(s, k, "signature", 9)
-            or _ends_with(s, k, "credential", 10) or _ends_with(s, k, "credentials", 11)
-            or _ends_with(s, k, "code", 4) or _ends_with(s, k, "session", 7) or _ends_with(s, k, "cookie", 6))
+    if k == 0:
+        return False
+    last = s[k - 1] | 32  # lower case (for letters)
+    # By the last letter, only the words that end with it (JSON keys make this check frequent).
+    if last == 100:  # d
+        return _ends_with(s, k, "password", 8) or _ends_with(s, k, "passwd", 6) or _ends_with(s, k, "pwd", 3)
+    if last == 101:  # e
+        return (_ends_with(s, k, "passphrase", 10) or _ends_with(s, k, "signature", 9) or _ends_with(s, k, "code", 4)
+                or _ends_with(s, k, "cookie", 6))
+    if last == 116:  # t
+        return _ends_with(s, k, "secret", 6)
+    if last == 110:  # n
+        return (_ends_with(s, k, "token", 5) or _ends_with(s, k, "authorization", 13)
+                or _ends_with(s, k, "session", 7))
+    if last == 121:  # y
+        return _ends_with(s, k, "key", 3)  # apikey ends with key too
+    if last == 104:  # h
+        return _ends_with(s, k, "auth", 4)
+    if last == 103:  # g
+        return _ends_with(s, k, "sig", 3)
+    if last == 108:  # l
+        return _ends_with(s, k, "credential", 10)
+    if last == 115:  # s
+        return _ends_with(s, k, "credentials", 11)
+    return False
+
+
+cdef bint _userinfo(const unsigned char* s, Py_ssize_t n, Py_ssize_t i) noexcept:
+    """After '://' at i: 1 to 600 bytes other than '/', '@' and white space, then '@'."""
+    cdef Py_ssize_t k = i
+    cdef unsigned char c
+    while k < n and k - i <= 600:
+        c = s[k]
+        if c == 64:  # '@'
+            return k > i
+        if c == 47 or c == 32 or (c >= 9 and c <= 13):  # '/', ' ', \t \n \v \f \r
+            return False
+        k += 1
+    return False
+
+
+# Byte classes for _suspicious: most bytes of most strings are plain word characters, which cost
+# one table look-up each.
+cdef enum:
+    B_WORD = 0        # a word character that starts no trigger
+    B_OTHER = 1       # a non-word byte that starts no trigger
+    B_SEPARATOR = 2   # '=', ':', ' ', '\t': an assignment, a URL or a scheme word may end here
+    B_DASH = 3        # '-': '-----BEGIN'
+    B_START = 4       # a word character a token format starts with (e g x s r A n S)
+
+cdef unsigned char _CLASS[256]
+
+
+cdef void _init_classes() noexcept:
+    cdef int c
+    for c in range(256):
+        _CLASS[c] = B_WORD if _is_word(<unsigned char>c) else B_OTHER
+    for c in (61, 58, 32, 9):
+        _CLASS[c] = B_SEPARATOR
+    _CLASS[45] = B_DASH
+    for c in (101, 103, 120, 115, 114, 65, 110, 83):
+        _CLASS[c] = B_START
+
+
+_init_classes()
+
+
+cdef inline bint _token_at(const unsigned char* s, Py_ssize_t n, Py_ssize_t i, unsigned char c) noexcept:
+    """Whether a token format starts at i (a word start)."""
+    if c == 101:  # 'e'
+        return _at(s, n, i, "eyJ", 3)
+    if c == 103:  # 'g'
+        return (_at(s, n, i, "ghp_", 4) or _at(s, n, i, "gho_", 4) or _at(s, n, i, "ghu_", 4)
+                or _at(s, n, i, "ghs_", 4) or _at(s, n, i, "ghr_", 4) or _at(s, n, i, "github_pat_", 11)
+                or _at(s, n, i, "glpat-", 6))
+    if c == 120:  # 'x'
+        return (_at(s, n, i, "xoxa-", 5) or _at(s, n, i, "xoxb-", 5) or _at(s, n, i, "xoxe-", 5)
+                or _at(s, n, i, "xoxp-", 5) or _at(s, n, i, "xoxr-", 5) or _at(s, n, i, "xoxs-", 5))
+    if c == 115:  # 's'
+        return _at(s, n, i, "sk_live_", 8) or _at(s, n, i, "sk_test_", 8) or _at(s, n, i, "sk-", 3)
+    if c == 114:  # 'r'
+        return _at(s, n, i, "rk_live_", 8) or _at(s, n, i, "rk_test_", 8)
+    if c == 65:  # 'A'
+        return _at(s, n, i, "AIza", 4)
+    if c == 110:  # 'n'
+        return _at(s, n, i, "npm_", 4)
+    return _at(s, n, i, "SG.", 3)  # 'S'
 
 
 cdef bint _suspicious(const unsigned char* s, Py_ssize_t n) noexcept:
     """Whether ``outputs.redact.TRIGGER`` would match these bytes (tests check both agree)."""
-    cdef Py_ssize_t i
-    cdef unsigned char c
-    cdef bint boundary
-    for i in range(n):
+    cdef Py_ssize_t i = 0, c_at
+    cdef unsigned char c, k
+    while i < n:
         c = s[i]
-        if c == 61:  # '='
-            if _assigned(s, i):
+        k = _CLASS[c]
+        if k == B_WORD or k == B_START:  # a word starts here: only its first letter can matter
+            if k == B_START and _token_at(s, n, i, c):
+                return True
+            i += 1
+            while i < n and (_CLASS[s[i]] == B_WORD or _CLASS[s[i]] == B_START):
+                i += 1
+            continue
+        i += 1
+        if k == B_OTHER:
+            continue
+        c_at = i - 1
+        if k == B_DASH:
+            if _at(s, n, c_at, "-----BEGIN", 10):
+                return True
+        elif c == 61:  # '='
+            if _assigned(s, c_at):
                 return True
         elif c == 58:  # ':'
-            if _at(s, n, i, "://", 3) or _assigned(s, i):
+            if (_at(s, n, c_at, "://", 3) and _userinfo(s, n, c_at + 3)) or _assigned(s, c_at):
                 return True
-        elif c == 32 or c == 9:  # ' ', '\t'
-            if (_ends_with(s, i, "bearer", 6) or _ends_with(s, i, "basic", 5) or _ends_with(s, i, "token", 5)
-                    or _ends_with(s, i, "apikey", 6) or _ends_with(s, i, "-password", 9)
-                    or _ends_with(s, i, "-passwd", 7) or _ends_with(s, i, "-secret", 7)
-                    or _ends_with(s, i, "-api-key", 8) or _ends_with(s, i, "-api_key", 8)
-                    or _ends_with(s, i, "-client-secret", 14) or _ends_with(s, i, "-client_secret", 14)
-                    or _ends_with(s, i, "password", 8) or _ends_with(s, i, "identified by", 13)):
-                return True
-        elif c == 45:  # '-'
-            if _at(s, n, i, "-----BEGIN", 10):
-                return True
-        else:
-            boundary = i == 0 or not _is_word(s[i - 1])
-            if not boundary:
-                continue
-            if c == 101:  # 'e'
-                if _at(s, n, i, "eyJ", 3):
-                    return True
-            elif c == 103:  # 'g'
-                if (_at(s, n, i, "ghp_", 4) or _at(s, n, i, "gho_", 4) or _at(s, n, i, "ghu_", 4)
-                        or _at(s, n, i, "ghs_", 4) or _at(s, n, i, "ghr_", 4) or _at(s, n, i, "github_pat_", 11)
-                        or _at(s, n, i, "glpat-", 6)):
-                    return True
-            elif c == 120:  # 'x'
-                if (_at(s, n, i, "xoxa-", 5) or _at(s, n, i, "xoxb-", 5) or _at(s, n, i, "xoxe-", 5)
-                        or _at(s, n, i, "xoxp-", 5) or _at(s, n, i, "xoxr-", 5) or _at(s, n, i, "xoxs-", 5)):
-                    return True
-            elif c == 115:  # 's'
-                if _at(s, n, i, "sk_live_", 8) or _at(s, n, i, "sk_test_", 8) or _at(s, n, i, "sk-", 3):
-                    return True
-            elif c == 114:  # 'r'
-                if _at(s, n, i, "rk_live_", 8) or _at(s, n, i, "rk_test_", 8):
-                    return True
-            elif c == 65:  # 'A'
-                if _at(s, n, i, "AIza", 4):
-                    return True
-            elif c == 110:  # 'n'
-                if _at(s, n, i, "npm_", 4):
-                    return True
-            elif c == 83:  # 'S'
-                if _at(s, n, i, "SG.", 3):
-                    return True
+        elif (_ends_with(s, c_at, "bearer", 6) or _ends_with(s, c_at, "basic", 5) or _ends_with(s, c_at, "token", 5)
+                or _ends_with(s, c_at, "apikey", 6) or _ends_with(s, c_at, "-passwd", 7)
+                or _ends_with(s, c_at, "-secret", 7) or _ends_with(s, c_at, "-api-key", 8)
+                or _ends_with(s, c_at, "-api_key", 8) or _ends_with(s, c_at, "-client-secret", 14)
+                or _ends_with(s, c_at, "-client_secret", 14) or _ends_with(s, c_at, "password", 8)
+                or _ends_with(s, c_at, "identified by", 13)):
+            return True  # ' ' or '\t' after a scheme word, a command-line flag or SQL
     return False
 
 
@@ -286,8 +349,7 @@ cdef class KeyClassifier:
         for i in range(KEY_SLOTS):
             self.hashes[i] = 0
 
-    cdef int answer(self, const unsigned char* p, Py_ssize_t n) except -1:
-        cdef uint64_t h = _fnv(p, n)
+    cdef int answer(self, const unsigned char* p, Py_ssize_t n, uint64_t h) except -1:
         cdef Py_ssize_t i = h & (KEY_SLOTS - 1)
         cdef int found
         while self.hashes[i] != 0:
@@ -367,7 +429,7 @@ cdef int _field(const unsigned char* buf, Py_ssize_t* pos, Py_ssize_t end, int t
     if kind == K_MSG:
         return _walk(buf, start, field_end, sc.child[t][number], depth + 1, sc, keys)
     if kind == K_KEY:
-        return F_DIRTY if keys.answer(buf + start, field_end - start) else 0
+        return F_DIRTY if keys.answer(buf + start, field_end - start, _fnv(buf + start, field_end - start)) else 0
     return 0
 
 
@@ -404,24 +466,31 @@ cdef object _value(const unsigned char* buf, Py_ssize_t start, Py_ssize_t end):
 
 cdef tuple _read(bytes data, Py_ssize_t pos, Py_ssize_t end, int t, Schema sc, KeyTable table,
                  KeyClassifier keys, int depth):
-    """A record: its wanted attributes, ``special`` and flags of the whole record."""
+    """A record: its wanted attributes, ``special``, flags of the whole record, and the indices of
+    its own attributes that hold something to mask (None when none do)."""
     cdef const unsigned char* buf = data
-    cdef Py_ssize_t kv_end, p, key_start = 0, key_len = 0, value_start, value_end
+    cdef Py_ssize_t kv_end, p, key_start = 0, key_len = 0, value_start, value_end, index = -1
     cdef uint64_t tag, inner, want = sc.attributes_field, h
     cdef dict out = {}
-    cdef bint special = False
-    cdef int flags = 0, values
+    cdef list dirty = None
+    cdef int special = 0
+    cdef int flags = 0, values, kv_flags, other
     cdef int kv_type = sc.child[t][want] if want < MAX_FIELD else 0
     cdef object action
     while pos < end:
         pos = _varint(buf, pos, end, &tag)
         if (tag >> 3) != want or (tag & 7) != 2:
-            flags |= _field(buf, &pos, end, t, tag, depth, sc, keys)
+            other = _field(buf, &pos, end, t, tag, depth, sc, keys)
+            if other & F_DIRTY:
+                other |= F_ELSEWHERE
+            flags |= other
             continue
         p = _length(buf, pos, end, &kv_end)
         pos = kv_end
+        index += 1
         key_len = -1
         values = 0
+        kv_flags = 0
         value_start = value_end = 0
         while p < kv_end:  # KeyValue: key = 1, value = 2, anything else checked by the schema
             p = _varint(buf, p, kv_end, &inner)
@@ -433,29 +502,35 @@ cdef tuple _read(bytes data, Py_ssize_t pos, Py_ssize_t end, int t, Schema sc, K
                 value_start = _length(buf, p, kv_end, &value_end)
                 p = value_end
                 values += 1
-                flags |= _walk(buf, value_start, value_end, sc.anyvalue, depth + 2, sc, keys)
+                kv_flags |= _walk(buf, value_start, value_end, sc.anyvalue, depth + 2, sc, keys)
             else:
-                flags |= _field(buf, &p, kv_end, kv_type, inner, depth + 1, sc, keys)
+                kv_flags |= _field(buf, &p, kv_end, kv_type, inner, depth + 1, sc, keys)
         if values > 1:
             raise ReadAsPython("a KeyValue with two values (protobuf merges them)")
+        if key_len >= 0:
+            h = _fnv(buf + key_start, key_len)
+            if keys.answer(buf + key_start, key_len, h):
+                kv_flags |= F_DIRTY
+        if kv_flags & F_DIRTY:
+            if dirty is None:
+                dirty = []
+            dirty.append(index)
+        flags |= kv_flags
         if key_len < 0:
             continue
-        if keys.answer(buf + key_start, key_len):
-            flags |= F_DIRTY
-        h = _fnv(buf + key_start, key_len)
         if not table.maybe(h):
             continue
         action = table.actions.get(buf[key_start:key_start + key_len])
         if action is None:
             continue
         if action == 3:
-            special = True
+            special |= 2
             continue
         if action == 2:
-            special = True
+            special |= 1
         out[buf[key_start:key_start + key_len].decode("utf-8", "surrogatepass")] = (
             _value(buf, value_start, value_end) if values else None)
-    return out, special, flags
+    return out, special, flags, dirty
 
 
 def read_request(bytes data, Schema sc, KeyTable table, KeyClassifier keys):

@@ -30,7 +30,7 @@ from ..outputs.enrich import OUR_ATTRIBUTES
 log = logging.getLogger(__name__)
 
 DECODE, CREDENTIAL, OURS = 1, 2, 3
-DIRTY, UNKNOWN = 1, 2  # flags of a record read by the compiled reader
+DIRTY, UNKNOWN, ELSEWHERE = 1, 2, 4  # flags of a record read by the compiled reader
 REQUESTS = {"traces": ExportTraceServiceRequest, "logs": ExportLogsServiceRequest,
             "metrics": ExportMetricsServiceRequest}
 
@@ -49,13 +49,17 @@ KEYS_FOR_RESOLUTION = key_actions(IDENTITY_KEYS | RESOLUTION_CONTEXT_KEYS)
 wire = optional_extension("otel_processor.pipeline._wire")
 
 
-def read_attributes(attributes, table: dict[str, int] = KEYS_FOR_DETECTION) -> tuple[dict, bool]:
-    """The wanted attributes as Python values; and whether any credential or nhi.* key is present.
+HAS_CREDENTIAL, HAS_OURS = 1, 2  # bits of read_attributes' second value
+
+
+def read_attributes(attributes, table: dict[str, int] = KEYS_FOR_DETECTION) -> tuple[dict, int]:
+    """The wanted attributes as Python values; and which special keys are present (HAS_CREDENTIAL,
+    HAS_OURS: a forged copy of an attribute this processor writes).
 
     A later duplicate key wins, as it does for the protobuf-to-dict readers downstream.
     """
     out = {}
-    special = False
+    special = 0
     action_of = table.get
     for kv in attributes:
         key = kv.key
@@ -63,13 +67,13 @@ def read_attributes(attributes, table: dict[str, int] = KEYS_FOR_DETECTION) -> t
         if action is None:
             continue
         if action == OURS:
-            special = True
+            special |= HAS_OURS
             continue
         value = kv.value
         text = value.string_value
         out[key] = text if text else to_python(value)
         if action == CREDENTIAL:
-            special = True
+            special |= HAS_CREDENTIAL
     return out, special
 
 
@@ -140,7 +144,8 @@ def _descriptor(root, full_name: str):
 class Scan:
     """What the compiled reader found in one request."""
 
-    reads: list | None          # per record: (wanted attributes, special, flags); None for metrics
+    reads: list | None          # per record: (wanted attributes, special, flags, dirty attribute
+                                # indices or None); None for metrics
     dirty_entries: list[int]    # resource entries whose own parts hold something to mask
     unknown: bool               # a field the schema does not know somewhere in the request
 

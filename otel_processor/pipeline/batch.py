@@ -39,7 +39,8 @@ from ..observe.record import (
 from ..observe.record import observe as make_observation
 from ..outputs.enrich import LOG_ATTRIBUTES_FIELD, SPAN_ATTRIBUTES_FIELD, enrich
 from ..outputs.redact import redactor_for
-from .attributes import DIRTY, KEYS_FOR_DETECTION, KEYS_FOR_RESOLUTION, RequestReader, read_attributes
+from ..anyvalue import to_python
+from .attributes import DIRTY, ELSEWHERE, HAS_OURS, KEYS_FOR_DETECTION, KEYS_FOR_RESOLUTION, RequestReader, read_attributes
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +81,12 @@ class BatchProcessor:
         reader's per-record results (records it flagged are masked by the caller, in the loop),
         or None when everything was masked here and records are to be read with protobuf."""
         scan = None
+        if data is None:
+            data = request.SerializeToString()
         if self._reader.available and not self.redactor.checks_every_string:
-            scan = self._reader.scan(signal, data if data is not None else request.SerializeToString(), records)
+            scan = self._reader.scan(signal, data, records)
         if scan is None:
-            self.scrub(request)
+            self.scrub(request, data)
             return None
         if scan.unknown:
             request.DiscardUnknownFields()
@@ -92,10 +95,25 @@ class BatchProcessor:
             self.redactor.message(entries[i], skip_records=True)
         return iter(scan.reads) if scan.reads is not None else None
 
-    def scrub(self, request) -> None:
+    def _mask_record(self, record, read: tuple) -> tuple:
+        """Masks one record the compiled reader flagged; returns its reading, masked."""
+        rec, special, flags, dirty = read
+        if flags & ELSEWHERE:
+            self.redactor.message(record)  # events, links, names, bodies...: the whole record
+            return read_attributes(record.attributes, self._keys) + (0, None)
+        changed = self.redactor.attributes_at(record.attributes, dirty or (), strip=bool(special & HAS_OURS))
+        stale = changed.intersection(rec)
+        if stale:  # what the observation reads must be what is forwarded: read those again
+            for kv in record.attributes:
+                if kv.key in stale:
+                    rec[kv.key] = to_python(kv.value)
+        return read
+
+    def scrub(self, request, data: bytes | None = None) -> None:
         """Masks a whole request with the protobuf runtime: credentials, forged ``nhi.*``
-        attributes, fields too new to be checked. What a host calls when processing failed."""
-        self.redactor.request(request)
+        attributes, fields too new to be checked. What a host calls when processing failed
+        (without ``data``: the request may have changed since it arrived)."""
+        self.redactor.request(request, data)
         request.DiscardUnknownFields()
 
     def process_metrics(self, request, data: bytes | None = None) -> None:
@@ -124,8 +142,8 @@ class BatchProcessor:
                     for span in ss.spans:
                         read = next(reads) if reads is not None else None
                         if read is not None and (read[1] or read[2] & DIRTY):
-                            redact(span)  # outside the guard: a record that cannot be masked fails the batch
-                            read = None   # read again, masked
+                            # outside the guard: a record that cannot be masked fails the batch
+                            read = self._mask_record(span, read)
                         result.records += 1
                         try:
                             self._one_span(span, read, res, by_resource, result)
@@ -182,8 +200,8 @@ class BatchProcessor:
                     for record in sl.log_records:
                         read = next(reads) if reads is not None else None
                         if read is not None and (read[1] or read[2] & DIRTY):
-                            redact(record)
-                            read = None
+                            # outside the guard: a record that cannot be masked fails the batch
+                            read = self._mask_record(record, read)
                         result.records += 1
                         try:
                             self._one_log(record, read, res, by_resource, result)
