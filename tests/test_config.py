@@ -31,3 +31,35 @@ def test_bad_config_or_catalog_names_file_line_and_problem(tmp_path, load, text,
     message = str(info.value)
     assert message.startswith(f"{path}:{line}:"), message
     assert words in message
+
+
+def test_the_readme_settings_table_lists_every_setting():
+    """Every field of every config section appears in the README's settings table, so the table
+    cannot fall behind the code."""
+    import dataclasses
+    import os
+
+    from otel_processor.config import ProcessorConfig
+
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md"), encoding="utf-8").read()
+    table = readme[readme.index("## Settings"):readme.index("### Identity catalog")]
+
+    def names(cls, prefix=""):
+        for f in dataclasses.fields(cls):
+            if f.name.startswith("_"):
+                continue
+            hint = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+            nested = {"ServiceConfig", "ServerTLSConfig", "AuthConfig", "EngineConfig", "MaskingConfig",
+                      "EventsConfig", "TelemetryConfig"}
+            if hint in nested:
+                import otel_processor.config as c
+                import otel_processor.engine.config as e
+                yield from names(getattr(c, hint, None) or getattr(e, hint), f"{prefix}{f.name}.")
+            else:
+                yield f"{prefix}{f.name}"
+
+    # a row names a setting in full (`service.tls.cert_file`) or, beside its sibling, by its last
+    # part (`service.tls.cert_file` / `.key_file`)
+    missing = [n for n in names(ProcessorConfig)
+               if f"`{n}`" not in table and f"{n.rsplit('.', 1)[-1]}`" not in table]
+    assert not missing, missing
