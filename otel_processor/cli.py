@@ -1,4 +1,5 @@
-"""``nhi-processor``: serve (standalone OTLP service), rotel (inside the Rotel collector), check-config.
+"""``nhi-processor``: serve (standalone OTLP service), rotel (inside the Rotel collector), check-config,
+convert (vendor audit-log files to OTLP JSON lines).
 
 Every problem a user can fix (a bad config, catalog, rules or token file, unreadable TLS files, a
 busy port, a corrupt snapshot, a state directory that is a file) is one line naming the file and
@@ -109,12 +110,12 @@ def serve(config: ProcessorConfig) -> int:
     ) if x)
     security = ("TLS" + (" with client certificates" if svc.tls.client_ca_file else "") if svc.tls.enabled
                 else "plaintext") + (", bearer tokens" if svc.auth.bearer_tokens_file else "")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):  # before "listening": a supervisor may act on that line
+        signal.signal(sig, lambda *_: stop.set())
     print(f"nhi-processor {__version__}: listening on {where} ({security}); forwarding to "
           f"{svc.forward_target.describe()}; events to {config.events_target.describe()}; state "
           f"{config.state_dir or 'in memory only'}; {hot_path()}", flush=True)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
     while not stop.wait(0.5):
         pass
     service.stop()
@@ -132,7 +133,17 @@ def main(argv: list[str] | None = None) -> int:
     _add_common(p_rotel)
     p_check = sub.add_parser("check-config", help="validate a config and every file it names, and exit")
     p_check.add_argument("file")
+    p_convert = sub.add_parser(
+        "convert", help="vendor audit-log files and folders (CloudTrail, Entra ID, Microsoft 365, GitHub, "
+                        "Kubernetes, Google Cloud) -> OTLP JSON lines")
+    p_convert.add_argument("paths", nargs="+", metavar="PATH", help="files or folders (read recursively; .gz too)")
+    p_convert.add_argument("--out", required=True, help="output file, or - for stdout")
+    p_convert.add_argument("--profile", help="read every record with this profile instead of recognising it")
     args = parser.parse_args(argv)
+    if args.command == "convert":
+        from .inputs.convert import main as convert_main
+
+        return convert_main(args.paths, args.out, args.profile)
     from .engine.state import StateError
 
     try:

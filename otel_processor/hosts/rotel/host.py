@@ -226,13 +226,13 @@ def run_cli(args, config) -> int:
     """Start Rotel with the processor wired in; forward SIGTERM/SIGINT; exit with its code."""
     check_supported(config)
     proc = subprocess.Popen(rotel_command(config), env=rotel_environment(config))
-    print(f"nhi-processor: Rotel (pid {proc.pid}) listening on {config.service.listen_grpc} (gRPC) / "
-          f"{config.service.listen_http} (HTTP); forwarding to {config.service.forward_target.describe()}; "
-          f"events to {config.events_target.describe()}", flush=True)
 
     def forward(signum, _frame):
         proc.send_signal(signum)
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in (signal.SIGTERM, signal.SIGINT):  # before the line a supervisor may act on
         signal.signal(sig, forward)
+    print(f"nhi-processor: Rotel (pid {proc.pid}) listening on {config.service.listen_grpc} (gRPC) / "
+          f"{config.service.listen_http} (HTTP); forwarding to {config.service.forward_target.describe()}; "
+          f"events to {config.events_target.describe()}", flush=True)
     return proc.wait()
