@@ -33,6 +33,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from otel_processor._compiled import compiled_modules, hot_path
+from otel_processor.anyvalue import set_value
 from otel_processor.config import ProcessorConfig, ServiceConfig
 from otel_processor.engine import Engine, EngineConfig
 from otel_processor.model import Identity, Observation
@@ -54,12 +55,48 @@ def _kv(attrs, key, value):
         kv.value.string_value = value
 
 
+def _vendor_record(rec, rnd: random.Random, r: int, cloudtrail: bool) -> None:
+    """A vendor audit record as a Collector delivers it: the record is the body, no attributes.
+    CloudTrail as a map (CloudWatch Logs / S3 routes), Kubernetes audit as the JSON text (filelog
+    without a parser)."""
+    role = f"role-{r}"
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(rec.time_unix_nano // 10**9))
+    if cloudtrail:
+        service, method = API_CALLS[r % 4]
+        set_value(rec.body, {
+            "eventVersion": "1.09", "eventTime": when, "eventSource": service, "eventName": method,
+            "awsRegion": "us-east-1", "sourceIPAddress": f"10.20.{rnd.randrange(4)}.{rnd.randrange(255)}",
+            "userAgent": rnd.choice(UAS),
+            "userIdentity": {"type": "AssumedRole", "principalId": f"AROA{r:016d}:i-{rnd.getrandbits(64):016x}",
+                             "arn": f"arn:aws:sts::111122223333:assumed-role/{role}/i-{rnd.getrandbits(64):016x}",
+                             "accountId": "111122223333", "accessKeyId": f"ASIA{rnd.getrandbits(64):016X}",
+                             "sessionContext": {"sessionIssuer": {"type": "Role", "arn": f"arn:aws:iam::111122223333:role/{role}"},
+                                                "attributes": {"mfaAuthenticated": "false"}}},
+            "requestParameters": {"secretId": f"prod/{rnd.choice(['db', 'api', 'queue'])}/{(r * 7 + rnd.randrange(3)) % 500}"},
+            "responseElements": None, "requestID": f"{rnd.getrandbits(128):032x}", "eventID": f"{rnd.getrandbits(128):032x}",
+            "readOnly": True, "eventType": "AwsApiCall", "managementEvent": True, "recipientAccountId": "111122223333",
+            "eventCategory": "Management"})
+    else:
+        ns = f"ns-{zlib.crc32(role.encode()) % 30}"
+        rec.body.string_value = json.dumps({
+            "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata", "auditID": f"{rnd.getrandbits(128):032x}",
+            "stage": "ResponseComplete", "requestURI": f"/api/v1/namespaces/{ns}/configmaps/app-config", "verb": "get",
+            "user": {"username": f"system:serviceaccount:{ns}:{role}", "groups": ["system:serviceaccounts", "system:authenticated"],
+                     "extra": {"authentication.kubernetes.io/credential-id": [f"JTI={rnd.getrandbits(64):016x}"]}},
+            "sourceIPs": [f"10.0.{rnd.randrange(4)}.{rnd.randrange(255)}"], "userAgent": "kube-client/v1.30.2",
+            "objectRef": {"resource": "configmaps", "namespace": ns, "name": "app-config", "apiVersion": "v1"},
+            "responseStatus": {"metadata": {}, "code": 200},
+            "requestReceivedTimestamp": when, "stageTimestamp": when})
+
+
 def make_batches(records: int, batch_size: int, identities: int, seed: int = 7,
-                 start_ns: int = T0) -> list[tuple[str, bytes]]:
+                 start_ns: int = T0, vendor: bool = True) -> list[tuple[str, bytes]]:
     """~1 KB records: client/server spans of services, API-key calls, CloudTrail and sign-in logs.
 
     ``identities`` services, API keys and roles (each role with one Kubernetes service account in
-    one namespace) act in the stream, in event time from ``start_ns``.
+    one namespace) act in the stream, in event time from ``start_ns``. With ``vendor``, one log
+    record in four is a vendor audit record as the Collector leaves it (the body, read by an
+    input profile): half CloudTrail as a map, half Kubernetes audit as JSON text.
     """
     rnd = random.Random(seed)
     out = []
@@ -131,6 +168,9 @@ def make_batches(records: int, batch_size: int, identities: int, seed: int = 7,
                 a = rec.attributes
                 r = rnd.randrange(identities)
                 role = f"role-{r}"
+                if i % 4 == 2 and vendor:
+                    _vendor_record(rec, rnd, r, i % 8 == 2)
+                    continue
                 if i % 4 == 0:
                     _kv(a, "event.category", "authentication")
                     _kv(a, "event.action", "token.issued")
@@ -267,13 +307,15 @@ def main(argv=None) -> int:
     p.add_argument("--warmup-records", type=int, default=None,
                    help="records of earlier history fed before measuring (default: --records)")
     p.add_argument("--json", help="write the figures here too")
+    p.add_argument("--no-vendor", action="store_true",
+                   help="leave vendor audit bodies out of the stream (the stream before issue 11)")
     args = p.parse_args(argv)
 
-    batches = make_batches(args.records, args.batch_size, args.stream_identities)
+    batches = make_batches(args.records, args.batch_size, args.stream_identities, vendor=not args.no_vendor)
     warm_n = args.records if args.warmup_records is None else args.warmup_records
     # The preceding history ends before the measured stream starts (~0.25 s per record).
     warmup = make_batches(warm_n, args.batch_size, args.stream_identities, seed=8,
-                          start_ns=T0 - 2 * 86_400 * 10**9) if warm_n else []
+                          start_ns=T0 - 2 * 86_400 * 10**9, vendor=not args.no_vendor) if warm_n else []
     size = sum(len(d) for _, d in batches) / args.records
     print(f"{args.records} records in {len(batches)} batches, {size:.0f} bytes per record on the wire; "
           f"{warm_n} records of history first; {hot_path()}")

@@ -29,7 +29,10 @@ def set_value(target: AnyValue, data) -> None:
     if isinstance(data, bool):
         target.bool_value = data
     elif isinstance(data, int):
-        target.int_value = data
+        if -(1 << 63) <= data < (1 << 63):
+            target.int_value = data
+        else:  # JSON numbers have no bound; OTLP's int_value is 64-bit
+            target.string_value = str(data)
     elif isinstance(data, float):
         target.double_value = data
     elif isinstance(data, str):

@@ -35,6 +35,7 @@ cdef class Engine:
     cdef public object _peers
     cdef public object _chain
     cdef public object _credentials
+    cdef public object _credential_book
     cdef public list _events
     cdef public list _pending
     cdef public tuple _caps

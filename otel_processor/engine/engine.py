@@ -15,6 +15,7 @@ import threading
 
 from ..model import NEUTRAL_VERDICT, ConvergenceEvent, Finding, Identity, Observation, Verdict
 from .config import EngineConfig
+from .credentials import CredentialBook, CredentialFacts
 from .correlator import MIN_FACET, Case, Incident, case_from_state, case_state, incident_id
 from .detectors import (
     FailureBurstDetector,
@@ -133,6 +134,7 @@ class Engine:
         self._peers = PeerRegistry(int(self.config.peer_window_s * 1e9))
         self._chain = ChainTracker(int(self.config.chain_window_s * 1e9))
         self._credentials = CredentialTracker(int(self.config.credential_window_s * 1e9))
+        self._credential_book = CredentialBook()
         self._events: list[ConvergenceEvent] = []
         self._pending: list[tuple[int, str]] = []  # (decide at, identity): held incidents
         c = self.config
@@ -212,12 +214,19 @@ class Engine:
         ident = obs.identity
         if ident.expected_networks or ident.expected_actions or ident.expected_targets:
             findings += catalog_findings(f)
-        if "aws.session" in obs.details or "aws.access_key.id" in obs.details:
-            findings += self._credentials.observe(f)
+        details = obs.details
         related: tuple[str, ...] = ()
+        if details:
+            if "aws.session" in details or "aws.access_key.id" in details:
+                findings += self._credentials.observe(f)
+            if "nhi.credential.id" in details or "nhi.credential.created" in details:
+                self._credential_facts(obs, f)
+            if "nhi.identity.related" in details:
+                related = tuple(details["nhi.identity.related"].split(","))
         if obs.signal in _CHAIN_SIGNALS or ident.kind == "oauth_app":
-            chain_findings, related = self._chain.observe(obs)
+            chain_findings, linked = self._chain.observe(obs)
             findings += chain_findings
+            related += linked
 
         p.count += 1
         if t > p.last_ns:
@@ -238,6 +247,21 @@ class Engine:
                 return _NEUTRAL
             return Verdict(trust)
         return self._correlate(p, f, findings, related, group)
+
+    def _credential_facts(self, obs: Observation, f: Features) -> None:
+        details = obs.details
+        created = details.get("nhi.credential.created")
+        if created:
+            self._credential_book.issued(created, obs.time_ns, details.get("nhi.credential.issued_to") or obs.identity.id,
+                                         details.get("nhi.credential.issued_by") or obs.identity.id, f.network)
+        used = details.get("nhi.credential.id")
+        if used and used != created:
+            self._credential_book.used(used, obs.time_ns, obs.identity.id, f.network, f.ua)
+
+    def credential(self, credential_id: str) -> CredentialFacts | None:
+        """What is known about one credential (issuance, first use, networks, clients)."""
+        with self._lock:
+            return self._credential_book.get(credential_id)
 
     def _trust(self, p: Profile, t: int) -> float:
         drop = p.drop * 0.5 ** (max(0, t - p.drop_ns) / self._half_life_ns)

@@ -76,6 +76,8 @@ def ua_family(user_agent: str) -> str:
     Versions are dropped on purpose: an SDK upgrade is not a new client.
     """
     ua = user_agent.strip()
+    if ua[:1] == "[":  # CloudTrail brackets some agents: [aws-cli/1.18.136 ...] is aws-cli
+        ua = ua.strip("[] ")
     if ua.startswith("Mozilla/"):
         return "browser"
     m = _UA_TOKEN.match(ua)

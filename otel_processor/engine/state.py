@@ -89,6 +89,7 @@ def _write(engine, path: str, deadline: float | None) -> bool:
                         out.write(_dump({"peers": group}))
                 with engine._lock:
                     tail = [_dump({"chain": engine._chain.state()}), _dump({"credentials": engine._credentials.state()}),
+                            _dump({"credential_facts": engine._credential_book.state()}),
                             _dump({"pending": engine._pending, "evictions": roster.evicted})]
                 out.write(b"".join(tail))
                 out.write(_dump({"end": {"profiles": written}}))
@@ -164,6 +165,7 @@ def _read(engine, path: str, Profile) -> None:  # noqa: N803
     with engine._lock:
         _install(engine, profiles, groups, tables.get("chain", [[], []]), tables.get("credentials", []),
                  tables.get("pending", []), tables.get("evictions", {}))
+        engine._credential_book.restore(tables.get("credential_facts", []))
 
 
 def _restore_v1(engine, path, data, Profile) -> None:
@@ -189,6 +191,7 @@ def _install(engine, profiles, groups, chain, credentials, pending, evictions) -
     engine._peers.restore(groups)
     engine._chain.restore(chain)
     engine._credentials.restore(credentials)
+    engine._credential_book.restore([])
     engine._pending = [tuple(x) for x in pending]
     heapq.heapify(engine._pending)
     if isinstance(evictions, dict):

@@ -84,13 +84,18 @@ class Resolver:
         self._store(key, ident)
         return ident
 
-    def identity(self, kind: str, principal: str, source: str, group: str | None) -> Identity:
+    def identity(self, kind: str, principal: str, source: str, group: str | None,
+                 owner: str | None = None) -> Identity:
+        """``owner``: who a credential identity belongs to, when the record says it (a GitHub
+        token's human); the catalog's owner wins."""
         principal = bounded_principal(principal)
-        key = (kind, principal, source, group)
+        key = (kind, principal, source, group, owner)
         hit = self._cache.get(key)
         if hit is not None:
             return hit
-        owner = environment = None
+        environment = None
+        if owner is not None:
+            owner = bounded_principal(owner)
         exp_a: tuple[str, ...] = ()
         exp_t: tuple[str, ...] = ()
         exp_n: tuple[str, ...] = ()
@@ -99,7 +104,7 @@ class Resolver:
             entry = self.catalog.lookup(f"{kind}:{principal}")
         if entry is not None:
             kind = entry.kind or kind
-            owner, environment = entry.owner, entry.environment
+            owner, environment = entry.owner or owner, entry.environment
             group = entry.group or group
             exp_a, exp_t, exp_n = entry.expected_actions, entry.expected_targets, entry.expected_networks
         if group is None and kind in _GROUPED_KINDS:

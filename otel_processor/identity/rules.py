@@ -42,7 +42,8 @@ class RecordContext:
 
 
 class IdentityMaker(Protocol):
-    def identity(self, kind: str, principal: str, source: str, group: str | None) -> Identity: ...
+    def identity(self, kind: str, principal: str, source: str, group: str | None,
+                 owner: str | None = None) -> Identity: ...
 
     def by_value(self, value: str, source: str) -> Identity: ...
 

@@ -1,113 +1,120 @@
-"""AWS CloudTrail records as OTLP log records, as the Collector's AWS logs encoding extension maps them.
+"""AWS CloudTrail, as delivered to S3 (``{"Records": [...]}``), CloudTrail Lake and SIEM exports (JSON
+lines, sometimes with ``@timestamp`` in place of ``eventTime``), and as the Collector's AWS logs
+encoding extension maps it (``rpc.service`` = eventSource, ``rpc.method`` = eventName, the caller
+in ``aws.principal.*``; that shape is read natively, without this profile).
 
-The OpenTelemetry Collector (contrib ``awslogsencodingextension``, CloudTrail format) puts
-``eventSource`` in ``rpc.service``, ``eventName`` in ``rpc.method``, the caller in
-``aws.principal.*``, and the event time in the record's time. This module does the same for
-CloudTrail delivery files (``{"Records": [...]}``) so that captures can be replayed through the
-processor, and so tests can use public real-world data.
-
-    python -m otel_processor.inputs.cloudtrail FILE_OR_DIR ... --out trail.otlp.jsonl
-
-writes OTLP JSON lines (the Collector file exporter's format) that ``nhi-sim replay --from``
-replays.
+Identity: ``userIdentity.arn`` (an assumed-role session resolves to its role). Credentials an AWS
+service issues (``AssumeRole`` by ``ec2.amazonaws.com``, which hands an instance its role session)
+are attributed to the session they issue, from ``responseElements``, with the issued key as the
+credential: that is how the processor learns which key belongs to which instance. CloudTrail
+wraps some user agents in brackets (``[aws-cli/1.18.136 ...]``): the client is what is inside.
 """
 
 from __future__ import annotations
 
-import argparse
-import datetime as dt
-import glob
-import json
-import os
-import sys
-from collections.abc import Iterable, Iterator
+from .record import Issuance, Mapped, Skipped, VendorRecord
 
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-
-from ..anyvalue import set_value
-from ..otlp_json import to_otlp_json
+NAME = "cloudtrail"
+ISSUING = frozenset({"AssumeRole", "AssumeRoleWithSAML", "AssumeRoleWithWebIdentity", "GetSessionToken",
+                     "GetFederationToken", "GetRoleCredentials"})
 
 
-def event_time_ns(text: str) -> int:
-    return int(dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1e9)
+def user_agent(value: str | None) -> str | None:
+    """CloudTrail's ``[aws-cli/1.18.136 Python/3.8.5 ...]`` is the client ``aws-cli/1.18.136 ...``."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.startswith("[") and value.endswith("]"):
+        value = value[1:-1].strip()
+    return value or None
 
 
-def record_attributes(event: dict) -> dict:
-    ident = event.get("userIdentity") or {}
+def _text(value) -> str | None:
+    if value is None or value == "" or isinstance(value, (dict, list)):
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def attributes(r: VendorRecord) -> dict:
+    """The attributes the Collector's AWS logs encoding extension writes for a CloudTrail record.
+
+    CloudTrail is the busiest source and its field names never change case: read with plain
+    dictionary look-ups rather than ``VendorRecord.get``."""
+    d = r.data
+    who = d.get("userIdentity")
+    if not isinstance(who, dict):
+        who = {}
     attrs = {
         "rpc.system": "aws-api",
-        "rpc.service": event.get("eventSource"),
-        "rpc.method": event.get("eventName"),
-        "source.address": event.get("sourceIPAddress"),
-        "user_agent.original": event.get("userAgent"),
-        "aws.principal.arn": ident.get("arn"),
-        "aws.principal.id": ident.get("principalId"),
-        "aws.principal.type": ident.get("type"),
-        "aws.access_key.id": ident.get("accessKeyId"),
-        "aws.error.code": event.get("errorCode"),
-        "aws.error.message": event.get("errorMessage"),
-        "aws.request.parameters": event.get("requestParameters"),
-        "aws.resources": event.get("resources"),
-        "aws.cloudtrail.event_id": event.get("eventID"),
-        "aws.request_id": event.get("requestID"),
-        "aws.event.type": event.get("eventType"),
-        "cloud.region": event.get("awsRegion"),
+        "rpc.service": _text(d.get("eventSource")),
+        "rpc.method": _text(d.get("eventName")),
+        "source.address": _text(d.get("sourceIPAddress")),
+        "user_agent.original": user_agent(_text(d.get("userAgent"))),
+        "aws.principal.arn": _text(who.get("arn")),
+        "aws.principal.id": _text(who.get("principalId")),
+        "aws.principal.type": _text(who.get("type")),
+        "aws.access_key.id": _text(who.get("accessKeyId")),
+        "aws.error.code": _text(d.get("errorCode")),
+        "aws.error.message": _text(d.get("errorMessage")),
+        "aws.request.parameters": d.get("requestParameters"),
+        "aws.resources": d.get("resources"),
+        "aws.cloudtrail.event_id": _text(d.get("eventID")),
+        "aws.request_id": _text(d.get("requestID")),
+        "aws.event.type": _text(d.get("eventType")),
+        "cloud.region": _text(d.get("awsRegion")),
+        "cloud.account.id": _text(d.get("recipientAccountId")) or _text(who.get("accountId")),
     }
-    return {k: v for k, v in attrs.items() if v not in (None, "", [], {})}
+    return {k: v for k, v in attrs.items() if v is not None and v != "" and v != [] and v != {}}
 
 
-def to_requests(events: Iterable[dict], batch_size: int = 512) -> Iterator[ExportLogsServiceRequest]:
-    """Events (in any order) as OTLP requests in event-time order, one resource per account."""
-    ordered = sorted(events, key=lambda e: e.get("eventTime", ""))
-    for start in range(0, len(ordered), batch_size):
-        request = ExportLogsServiceRequest()
-        by_account: dict[str, object] = {}
-        for event in ordered[start:start + batch_size]:
-            account = event.get("recipientAccountId") or (event.get("userIdentity") or {}).get("accountId") or ""
-            scope = by_account.get(account)
-            if scope is None:
-                rl = request.resource_logs.add()
-                for key, value in (("cloud.provider", "aws"), ("cloud.platform", "aws_cloudtrail"),
-                                   ("cloud.account.id", account)):
-                    kv = rl.resource.attributes.add()
-                    kv.key, kv.value.string_value = key, value
-                scope = by_account[account] = rl.scope_logs.add()
-                scope.scope.name = "awslogsencodingextension/cloudtrail"
-            record = scope.log_records.add()
-            if event.get("eventTime"):
-                record.time_unix_nano = event_time_ns(event["eventTime"])
-            record.observed_time_unix_nano = record.time_unix_nano
-            for key, value in record_attributes(event).items():
-                kv = record.attributes.add()
-                kv.key = key
-                set_value(kv.value, value)
-        yield request
+def map_record(r: VendorRecord) -> Mapped | Skipped:
+    when = r.time("eventTime", "@timestamp")
+    attrs = attributes(r)
+    issued = None
+    kind = attrs.get("aws.principal.type")
+    if kind == "AWSService" and not attrs.get("aws.principal.arn"):
+        session = r.text("responseElements.assumedRoleUser.arn") or _session_arn(
+            r.text("requestParameters.roleArn"), r.text("requestParameters.roleSessionName"))
+        service = r.text("userIdentity.invokedBy", "sourceIPAddress") or "an AWS service"
+        if not session:
+            # A service acting on its own account's behalf: no identity of ours did this.
+            return Skipped(NAME, f"performed by {service} itself", when)
+        key = r.text("responseElements.credentials.accessKeyId")
+        attrs["aws.principal.arn"] = session
+        # The service's name in sourceIPAddress and userAgent is no network and no client of
+        # the session's: kept out of its baselines.
+        attrs.pop("source.address", None)
+        attrs.pop("user_agent.original", None)
+        if key:
+            attrs["aws.access_key.id"] = key
+            issued = Issuance(key, session, service)
+    elif attrs.get("rpc.method") in ISSUING and r.text("responseElements.credentials.accessKeyId"):
+        # A principal assuming a role: the new key belongs to the session it opened.
+        key = r.text("responseElements.credentials.accessKeyId")
+        issued = Issuance(key, r.text("responseElements.assumedRoleUser.arn") or _session_arn(
+            r.text("requestParameters.roleArn"), r.text("requestParameters.roleSessionName")) or "",
+                          attrs.get("aws.principal.arn", ""), attrs.get("source.address"))
+    if not attrs.get("aws.principal.arn") and kind == "IAMUser" and r.text("userIdentity.userName"):
+        # Console sign-in steps (CheckMfa...) name the user without its ARN.
+        attrs["aws.principal.arn"] = (f"arn:aws:iam::{r.text('userIdentity.accountId', 'recipientAccountId')}:"
+                                      f"user/{r.text('userIdentity.userName')}")
+    if not attrs.get("aws.principal.arn"):
+        if r.text("userIdentity.invokedBy"):
+            return Skipped(NAME, f"{r.text('eventType') or 'event'} by {r.text('userIdentity.invokedBy')}", when)
+        return Skipped(NAME, f"no principal ARN (userIdentity type {r.text('userIdentity.type') or 'absent'})", when)
+    if attrs.get("aws.access_key.id"):
+        attrs["nhi.credential.id"] = attrs["aws.access_key.id"]
+    return Mapped(NAME, attrs, when, record_id=r.text("eventID"), issued=issued)
 
 
-def read_events(paths: Iterable[str]) -> list[dict]:
-    events: list[dict] = []
-    for path in paths:
-        files = sorted(glob.glob(os.path.join(path, "*.json"))) if os.path.isdir(path) else [path]
-        for name in files:
-            with open(name, encoding="utf-8") as fh:
-                data = json.load(fh)
-            events.extend(data.get("Records", []) if isinstance(data, dict) else data)
-    return events
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="CloudTrail JSON -> OTLP JSON lines")
-    p.add_argument("paths", nargs="+")
-    p.add_argument("--out", required=True)
-    args = p.parse_args(argv)
-    count = 0
-    with open(args.out, "w", encoding="utf-8") as out:
-        for request in to_requests(read_events(args.paths)):
-            out.write(json.dumps({"resourceLogs": to_otlp_json(request).get("resourceLogs", [])}) + "\n")
-            count += sum(len(sl.log_records) for rl in request.resource_logs for sl in rl.scope_logs)
-    print(f"{count} CloudTrail events written to {args.out}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def _session_arn(role_arn: str | None, session: str | None) -> str | None:
+    """The session an ``AssumeRole`` opens, when the record does not say it (EC2 and Lambda
+    record only the credentials): ``arn:aws:iam::1:role/path/r`` + ``s`` ->
+    ``arn:aws:sts::1:assumed-role/r/s``."""
+    if not role_arn or not session or ":role/" not in role_arn:
+        return None
+    head, _, path = role_arn.partition(":role/")
+    partition_and_account = head.split(":iam:", 1)
+    if len(partition_and_account) != 2:
+        return None
+    return f"{partition_and_account[0]}:sts:{partition_and_account[1]}:assumed-role/{path.rsplit('/', 1)[-1]}/{session}"

@@ -60,7 +60,10 @@ CONSENT_ACTION = "oauth.consent.granted"
 AUDIT_CATEGORIES = frozenset({"authentication", "iam", "email"})
 DETAIL_KEYS = ("oauth.client.id", "oauth.scopes", "email.to.address", "email.from.address",
                "process.command_line", "process.executable.name", "gen_ai.tool.name",
-               "http.response.status_code", "aws.access_key.id")
+               "http.response.status_code", "aws.access_key.id",
+               # what vendor profiles (inputs/) add: credential facts and the identities involved
+               "nhi.credential.id", "nhi.credential.created", "nhi.credential.issued_to",
+               "nhi.credential.issued_by", "nhi.target.identity", "nhi.identity.related")
 
 
 # Every text an observation keeps is at most this long: work per record stays bounded whatever
@@ -330,6 +333,8 @@ def details(rec: dict) -> dict[str, str]:
             text = as_text(rec[key])
             if text is not None:
                 out[key] = text
+    if "nhi.credential.id" not in out and "aws.access_key.id" in out:
+        out["nhi.credential.id"] = out["aws.access_key.id"]  # the contract's credential id for AWS
     arn = rec.get("aws.principal.arn")
     if isinstance(arn, str) and ":assumed-role/" in arn:
         out["aws.session"] = arn  # the role session (instance id, run id): one holder of the key
@@ -370,5 +375,5 @@ def observe(identity: Identity, rec: dict, res: dict, signal: str, action: str, 
         volume(rec),
         trace_id,
         span_id,
-        details(rec) if signal != "app" or "aws.principal.arn" in rec else {},
+        details(rec) if signal != "app" or "aws.principal.arn" in rec or "nhi.credential.id" in rec else {},
     )

@@ -21,7 +21,7 @@ from ..model import NEUTRAL_VERDICT, Identity, Verdict
 # (collector-config-scaleout.yaml); it is dropped too, so it never reaches the backend.
 OUR_ATTRIBUTES = frozenset({"nhi.identity.id", "nhi.identity.kind", "nhi.identity.source",
                             "nhi.identity.owner", "nhi.trust.score", "nhi.anomaly", "nhi.convergence.id",
-                            "nhi.route.key"})
+                            "nhi.credential.id", "nhi.route.key"})
 # Field numbers of ``attributes`` in Span and LogRecord (opentelemetry/proto/*/v1/*.proto).
 SPAN_ATTRIBUTES_FIELD = 9
 LOG_ATTRIBUTES_FIELD = 6
@@ -90,15 +90,17 @@ def identity_attributes(identity: Identity) -> IdentityAttributes:
     return found
 
 
-def enrich(record, field_number: int, identity: Identity, verdict: Verdict) -> None:
-    """Append ``nhi.*`` attributes to a span (field 9) or log record (field 6)."""
+def enrich(record, field_number: int, identity: Identity, verdict: Verdict, credential: str | None = None) -> None:
+    """Append ``nhi.*`` attributes to a span (field 9) or log record (field 6); ``credential``:
+    the ``nhi.credential.id`` the record used, when it names one."""
     cached = identity_attributes(identity)
+    tail = _credential_wire(credential, field_number) if credential else b""
     if verdict is NEUTRAL_VERDICT or (verdict.trust_score == 1.0 and not verdict.anomalies
                                       and not verdict.convergence_id):
-        record.MergeFromString(cached.trusted[field_number])
+        record.MergeFromString(cached.trusted[field_number] + tail if tail else cached.trusted[field_number])
         return
     record.MergeFromString(cached.plain[field_number] + _TRUST_HEAD[field_number]
-                           + _DOUBLE.pack(verdict.trust_score))
+                           + _DOUBLE.pack(verdict.trust_score) + tail)
     attributes = record.attributes
     if verdict.anomalies:
         kv = attributes.add()
@@ -110,3 +112,18 @@ def enrich(record, field_number: int, identity: Identity, verdict: Verdict) -> N
         kv = attributes.add()
         kv.key = "nhi.convergence.id"
         kv.value.string_value = verdict.convergence_id
+
+
+_CREDENTIAL_KEY = _varint(1 << 3 | 2) + _varint(len(b"nhi.credential.id")) + b"nhi.credential.id"
+
+
+def _credential_wire(credential: str, field_number: int) -> bytes:
+    """``nhi.credential.id`` = ``credential`` as attribute wire bytes: appended in the same merge as
+    the identity's, instead of building a KeyValue object per record."""
+    value = credential.encode("utf-8", "surrogatepass")
+    n = len(value)
+    if n < 100:  # every length below fits one byte: KeyValue = key (19 bytes) + 0x12 len 0x0A len value
+        return bytes((field_number << 3 | 2, n + 23)) + _CREDENTIAL_KEY + bytes((0x12, n + 2, 0x0A, n)) + value
+    any_value = _varint(1 << 3 | 2) + _varint(len(value)) + value          # AnyValue.string_value = 1
+    kv = _CREDENTIAL_KEY + _varint(2 << 3 | 2) + _varint(len(any_value)) + any_value  # KeyValue.value = 2
+    return _varint(field_number << 3 | 2) + _varint(len(kv)) + kv

@@ -45,6 +45,7 @@ cdef enum:
     F_DIRTY = 1
     F_UNKNOWN = 2
     F_ELSEWHERE = 4       # something to mask in a record outside its own attributes
+    F_OBJECT_BODY = 8     # a log record whose body is a map, or text that starts like a JSON object
     KEY_SLOTS = 8192
     KEY_ARENA = 262144
     MAX_KEY_CACHED = 512
@@ -373,17 +374,18 @@ cdef class Schema:
 
     Type 0 is the export request. ``entry`` (resource_*), ``scope`` (scope_*) and ``record``
     (spans, log_records) are type indices, ``scopes_field``/``records_field``/``attributes_field``
-    field numbers; a request without records (metrics) has ``record`` -1.
+    field numbers; a request without records (metrics) has ``record`` -1. ``body_field``: the
+    record's body (log records; 0 for spans).
     """
 
     cdef unsigned char kind[MAX_TYPES][MAX_FIELD]
     cdef unsigned char wt[MAX_TYPES][MAX_FIELD]
     cdef unsigned char wt_alt[MAX_TYPES][MAX_FIELD]
     cdef unsigned char child[MAX_TYPES][MAX_FIELD]
-    cdef public int entry, scope, record, scopes_field, records_field, attributes_field, anyvalue
+    cdef public int entry, scope, record, scopes_field, records_field, attributes_field, anyvalue, body_field
 
     def __cinit__(self, list types, int entry, int scope, int record, int scopes_field, int records_field,
-                  int attributes_field, int anyvalue):
+                  int attributes_field, int anyvalue, int body_field=0):
         cdef int t, f
         if len(types) > MAX_TYPES:
             raise ValueError("too many message types for the wire schema")
@@ -404,6 +406,7 @@ cdef class Schema:
         self.entry, self.scope, self.record = entry, scope, record
         self.scopes_field, self.records_field, self.attributes_field = scopes_field, records_field, attributes_field
         self.anyvalue = anyvalue
+        self.body_field = body_field
 
 
 # -- walking ------------------------------------------------------------------------------------
@@ -464,6 +467,120 @@ cdef object _value(const unsigned char* buf, Py_ssize_t start, Py_ssize_t end):
     return to_python(AnyValue.FromString(buf[start:end]))
 
 
+cdef object _any(const unsigned char* buf, Py_ssize_t pos, Py_ssize_t end, int depth):
+    """A whole AnyValue as a plain Python value (``anyvalue.to_python`` without a protobuf object
+    per value): what a vendor record in a log body is read as. Unknown fields are skipped; of
+    the oneof, the last value set wins, as in protobuf."""
+    cdef uint64_t tag, n
+    cdef Py_ssize_t inner_end, p, q, kv_end, key_start, key_end, value_start, value_end
+    cdef double d
+    cdef object out = None, key
+    cdef list items
+    cdef dict mapping
+    if depth > MAX_DEPTH:
+        raise ValueError("value nested too deeply")
+    while pos < end:
+        pos = _varint(buf, pos, end, &tag)
+        if tag == 0x0A or tag == 0x3A:  # string_value, bytes_value
+            pos = _length(buf, pos, end, &inner_end)
+            out = (buf[pos:inner_end].decode("utf-8", "surrogatepass") if tag == 0x0A
+                   else bytes(buf[pos:inner_end]))
+            pos = inner_end
+        elif tag == 0x10:  # bool_value
+            pos = _varint(buf, pos, end, &n)
+            out = n != 0
+        elif tag == 0x18:  # int_value (int64, two's complement)
+            pos = _varint(buf, pos, end, &n)
+            out = <long long>n
+        elif tag == 0x21:  # double_value
+            if pos + 8 > end:
+                raise ValueError("double beyond its message")
+            memcpy(&d, buf + pos, 8)
+            out = d
+            pos += 8
+        elif tag == 0x2A:  # array_value: ArrayValue { repeated AnyValue values = 1 }
+            pos = _length(buf, pos, end, &inner_end)
+            items = []
+            p = pos
+            while p < inner_end:
+                p = _varint(buf, p, inner_end, &tag)
+                if tag == 0x0A:
+                    p = _length(buf, p, inner_end, &value_end)
+                    items.append(_any(buf, p, value_end, depth + 1))
+                    p = value_end
+                else:
+                    p = _skip(buf, p, inner_end, tag, depth + 1)
+            out = items
+            pos = inner_end
+        elif tag == 0x32:  # kvlist_value: KeyValueList { repeated KeyValue values = 1 }
+            pos = _length(buf, pos, end, &inner_end)
+            mapping = {}
+            p = pos
+            while p < inner_end:
+                p = _varint(buf, p, inner_end, &tag)
+                if tag != 0x0A:
+                    p = _skip(buf, p, inner_end, tag, depth + 1)
+                    continue
+                p = _length(buf, p, inner_end, &kv_end)
+                key_start = key_end = p
+                value_start = value_end = -1
+                q = p
+                while q < kv_end:  # KeyValue { string key = 1; AnyValue value = 2 }; the last wins
+                    q = _varint(buf, q, kv_end, &tag)
+                    if tag == 0x0A:
+                        key_start = _length(buf, q, kv_end, &key_end)
+                        q = key_end
+                    elif tag == 0x12:
+                        value_start = _length(buf, q, kv_end, &value_end)
+                        q = value_end
+                    else:
+                        q = _skip(buf, q, kv_end, tag, depth + 1)
+                key = buf[key_start:key_end].decode("utf-8", "surrogatepass")
+                mapping[key] = _any(buf, value_start, value_end, depth + 1) if value_start >= 0 else None
+                p = kv_end
+            out = mapping
+            pos = inner_end
+        else:
+            pos = _skip(buf, pos, end, tag, depth + 1)
+    return out
+
+
+def any_value(bytes data):
+    """A serialized AnyValue as str, int, float, bool, bytes, list or dict (None when unset)."""
+    cdef const unsigned char* buf = data
+    return _any(buf, 0, len(data), 0)
+
+
+cdef bint _object_body(const unsigned char* buf, Py_ssize_t pos, Py_ssize_t end) except -1:
+    """Whether the AnyValue body whose length prefix is at ``pos`` is a map (kvlist_value) or a
+    string whose first non-blank byte is '{': what a vendor record looks like. The last value
+    field decides, as it does for protobuf (a oneof keeps the last one set)."""
+    cdef Py_ssize_t body_end, p, text_start = -1, text_end = 0
+    cdef uint64_t tag
+    cdef int last = 0
+    p = _length(buf, pos, end, &body_end)
+    while p < body_end:
+        p = _varint(buf, p, body_end, &tag)
+        if tag == 0x0A:  # string_value
+            text_start = _length(buf, p, body_end, &text_end)
+            p = text_end
+            last = 1
+        elif tag == 0x32:  # kvlist_value
+            _length(buf, p, body_end, &p)
+            last = 6
+        else:
+            if (tag >> 3) >= 1 and (tag >> 3) <= 7:
+                last = <int>(tag >> 3)
+            p = _skip(buf, p, body_end, tag, 0)
+    if last == 6:
+        return True
+    if last != 1:
+        return False
+    while text_start < text_end and (buf[text_start] == 32 or (buf[text_start] >= 9 and buf[text_start] <= 13)):
+        text_start += 1
+    return text_start < text_end and buf[text_start] == 123  # '{'
+
+
 cdef tuple _read(bytes data, Py_ssize_t pos, Py_ssize_t end, int t, Schema sc, KeyTable table,
                  KeyClassifier keys, int depth):
     """A record: its wanted attributes, ``special``, flags of the whole record, and the indices of
@@ -480,6 +597,8 @@ cdef tuple _read(bytes data, Py_ssize_t pos, Py_ssize_t end, int t, Schema sc, K
     while pos < end:
         pos = _varint(buf, pos, end, &tag)
         if (tag >> 3) != want or (tag & 7) != 2:
+            if (tag >> 3) == <uint64_t>sc.body_field and (tag & 7) == 2 and _object_body(buf, pos, end):
+                flags |= F_OBJECT_BODY
             other = _field(buf, &pos, end, t, tag, depth, sc, keys)
             if other & F_DIRTY:
                 other |= F_ELSEWHERE

@@ -30,7 +30,7 @@ from ..outputs.enrich import OUR_ATTRIBUTES
 log = logging.getLogger(__name__)
 
 DECODE, CREDENTIAL, OURS = 1, 2, 3
-DIRTY, UNKNOWN, ELSEWHERE = 1, 2, 4  # flags of a record read by the compiled reader
+DIRTY, UNKNOWN, ELSEWHERE, OBJECT_BODY = 1, 2, 4, 8  # flags of a record read by the compiled reader
 REQUESTS = {"traces": ExportTraceServiceRequest, "logs": ExportLogsServiceRequest,
             "metrics": ExportMetricsServiceRequest}
 
@@ -125,7 +125,8 @@ def wire_schema(request_cls) -> dict:
                 record=index[record.full_name] if record else -1, scopes_field=scopes.number,
                 records_field=records.number if records else -1,
                 attributes_field=record.fields_by_name["attributes"].number if record else -1,
-                anyvalue=index[_ANYVALUE])
+                anyvalue=index[_ANYVALUE],
+                body_field=record.fields_by_name["body"].number if record and "body" in record.fields_by_name else 0)
 
 
 def _descriptor(root, full_name: str):

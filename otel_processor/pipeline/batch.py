@@ -40,7 +40,18 @@ from ..observe.record import observe as make_observation
 from ..outputs.enrich import LOG_ATTRIBUTES_FIELD, SPAN_ATTRIBUTES_FIELD, enrich
 from ..outputs.redact import redactor_for
 from ..anyvalue import to_python
-from .attributes import DIRTY, ELSEWHERE, HAS_OURS, KEYS_FOR_DETECTION, KEYS_FOR_RESOLUTION, RequestReader, read_attributes
+from ..inputs.record import Mapped
+from .attributes import (
+    DIRTY,
+    ELSEWHERE,
+    HAS_OURS,
+    KEYS_FOR_DETECTION,
+    KEYS_FOR_RESOLUTION,
+    OBJECT_BODY,
+    RequestReader,
+    read_attributes,
+)
+from .vendor import looks_like_object, read_vendor_record
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +65,8 @@ class BatchResult:
     attributed: int = 0        # records an identity was resolved for
     unattributed: int = 0      # records forwarded unchanged
     failed: int = 0            # records whose processing raised (forwarded unchanged)
+    vendor: dict[str, int] = field(default_factory=dict)  # profile -> log records whose body it mapped
+    vendor_skipped: dict[str, int] = field(default_factory=dict)  # "<profile>: <reason>" -> records (64 reasons)
     events: list[ConvergenceEvent] = field(default_factory=list)
 
 
@@ -100,7 +113,7 @@ class BatchProcessor:
         rec, special, flags, dirty = read
         if flags & ELSEWHERE:
             self.redactor.message(record)  # events, links, names, bodies...: the whole record
-            return read_attributes(record.attributes, self._keys) + (0, None)
+            return read_attributes(record.attributes, self._keys) + (flags & OBJECT_BODY, None)
         changed = self.redactor.attributes_at(record.attributes, dirty or (), strip=bool(special & HAS_OURS))
         stale = changed.intersection(rec)
         if stale:  # what the observation reads must be what is forwarded: read those again
@@ -134,7 +147,6 @@ class BatchProcessor:
             self._learn = learn
             reads = self._mask("traces", request, data, sum(
                 len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans))
-            redact = self.redactor.message
             for rs in request.resource_spans:
                 res = read_attributes(rs.resource.attributes)[0]
                 by_resource: dict = {}
@@ -182,7 +194,7 @@ class BatchProcessor:
             span.span_id,
         )
         enrich(span, SPAN_ATTRIBUTES_FIELD, identity, self.engine.observe_unlocked(obs) if self._learn
-               else self.engine.peek(identity.id, obs.time_ns))
+               else self.engine.peek(identity.id, obs.time_ns), obs.details.get("nhi.credential.id"))
 
     # -- logs --------------------------------------------------------------------------------
     def process_logs(self, request: ExportLogsServiceRequest, data: bytes | None = None,
@@ -192,7 +204,6 @@ class BatchProcessor:
             self._learn = learn
             reads = self._mask("logs", request, data, sum(
                 len(sl.log_records) for rl in request.resource_logs for sl in rl.scope_logs))
-            redact = self.redactor.message
             for rl in request.resource_logs:
                 res = read_attributes(rl.resource.attributes)[0]
                 by_resource: dict = {}
@@ -214,6 +225,12 @@ class BatchProcessor:
 
     def _one_log(self, record, read: tuple | None, res: dict, by_resource: dict, result: BatchResult) -> None:
         rec = read[0] if read is not None else read_attributes(record.attributes, self._keys)[0]
+        if rec.keys().isdisjoint(IDENTITY_KEYS) and (
+                read[2] & OBJECT_BODY if read is not None else looks_like_object(record)):
+            vendor = read_vendor_record(record)
+            if vendor is not None:
+                self._one_vendor(record, vendor, rec, result)
+                return
         event_name = record.event_name or rec.get("event.name") or None
         action = log_action(rec, event_name)
         category = rec.get("event.category")
@@ -245,7 +262,45 @@ class BatchProcessor:
             record.span_id,
         )
         enrich(record, LOG_ATTRIBUTES_FIELD, identity, self.engine.observe_unlocked(obs) if self._learn
-               else self.engine.peek(identity.id, obs.time_ns))
+               else self.engine.peek(identity.id, obs.time_ns), obs.details.get("nhi.credential.id"))
+
+    def _one_vendor(self, record, vendor, rec: dict, result: BatchResult) -> None:
+        """A log record whose body a vendor profile read: attributed and observed from what the
+        profile mapped (its event time, its identity), forwarded with only ``nhi.*`` added."""
+        if not isinstance(vendor, Mapped):
+            key = f"{vendor.source}: {vendor.reason}"[:200]
+            if key in result.vendor_skipped or len(result.vendor_skipped) < 64:
+                result.vendor_skipped[key] = result.vendor_skipped.get(key, 0) + 1
+            result.unattributed += 1
+            return
+        result.vendor[vendor.source] = result.vendor.get(vendor.source, 0) + 1
+        attrs = {**rec, **vendor.attrs} if rec else vendor.attrs
+        issued = vendor.issued
+        if issued is not None:
+            attrs["nhi.credential.created"] = issued.credential_id
+            attrs["nhi.credential.issued_to"] = issued.issued_to
+            attrs["nhi.credential.issued_by"] = issued.issued_by
+        if vendor.related:
+            attrs["nhi.identity.related"] = ",".join(vendor.related)
+        action = log_action(attrs, None)
+        hint = vendor.identity
+        if hint is not None:
+            identity = self.resolver.identity(hint.kind, hint.principal, hint.source, hint.group, hint.owner)
+        else:  # the contract's rules, on what the profile mapped; the shipper is not the actor
+            identity = self.resolver.resolve(attrs, _NO_RESOURCE, is_span=False,
+                                             is_consent=action == CONSENT_ACTION, audit_log=True)
+        if identity is None:
+            result.unattributed += 1
+            return
+        result.attributed += 1
+        if not self.detect:
+            enrich(record, LOG_ATTRIBUTES_FIELD, identity, NEUTRAL_VERDICT, attrs.get("nhi.credential.id"))
+            return
+        obs = make_observation(identity, attrs, _NO_RESOURCE, log_signal(attrs, _NO_RESOURCE, None), action,
+                               vendor.time_ns, log_outcome(attrs), False, record.trace_id, record.span_id)
+        enrich(record, LOG_ATTRIBUTES_FIELD, identity, self.engine.observe_unlocked(obs) if self._learn
+               else self.engine.peek(identity.id, obs.time_ns), obs.details.get("nhi.credential.id"))
 
 
+_NO_RESOURCE: dict = {}
 _ENTRIES = {"traces": "resource_spans", "logs": "resource_logs", "metrics": "resource_metrics"}

@@ -70,6 +70,9 @@ class ProcessorMetrics:
                                                  description="Records no identity could be resolved for")
         self.record_errors = meter.create_counter("nhi.processor.records.failed", unit="{record}",
                                                   description="Records whose processing raised; forwarded unchanged")
+        self.vendor = meter.create_counter(
+            "nhi.processor.vendor.records", unit="{record}",
+            description="Log records whose body is a vendor audit record, per source and outcome (mapped, skipped)")
         self.batches = meter.create_counter("nhi.processor.batches.forwarded", unit="{batch}")
         self.downstream_failures = meter.create_counter("nhi.processor.downstream.failures", unit="{batch}",
                                                         description="Export attempts refused as retryable")

@@ -115,6 +115,7 @@ class Service:
         self._slots = threading.BoundedSemaphore(svc.max_concurrent_batches)
         self._pending_events: deque = deque(maxlen=MAX_PENDING_EVENTS)
         self._events_lock = threading.Lock()
+        self._vendor_logged = -60.0  # when skipped vendor records were last logged (monotonic)
         self._grpc = None
         self._http = None
         self._stopping = threading.Event()
@@ -275,7 +276,22 @@ class Service:
             self.metrics.unattributed.add(result.unattributed, {"signal": signal})
         if result.failed:
             self.metrics.record_errors.add(result.failed, {"signal": signal})
+        for source, n in result.vendor.items():
+            self.metrics.vendor.add(n, {"source": source, "outcome": "mapped"})
+        if result.vendor_skipped:
+            self._vendor_skipped(result.vendor_skipped)
         return result
+
+    def _vendor_skipped(self, skipped: dict[str, int]) -> None:
+        """Counted per source (a reason holds the sender's text: never a metric attribute), and
+        the reasons logged at most once a minute."""
+        for key, n in skipped.items():
+            self.metrics.vendor.add(n, {"source": key.split(":", 1)[0], "outcome": "skipped"})
+        now = time.monotonic()
+        if now - self._vendor_logged >= 60:
+            self._vendor_logged = now
+            log.info("vendor records forwarded unmapped: %s",
+                     "; ".join(f"{key} ({n})" for key, n in sorted(skipped.items(), key=lambda kv: -kv[1])[:5]))
 
     def malformed(self, signal: str) -> None:
         self.metrics.malformed.add(1, {"signal": signal})
