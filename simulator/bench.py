@@ -74,9 +74,9 @@ def _trust_point(series, identities, attributes, t) -> None:
 
 def run_bench(scenarios: list[Scenario], identities: int = 120, days: int = 7, seed: int = 7,
               endpoint: str | None = None, sink_listen: str | None = None, speed: float = 0.0,
-              config: ProcessorConfig | None = None, progress: bool = True) -> BenchResult:
+              config: ProcessorConfig | None = None, progress: bool = True, shapes: str = "otel") -> BenchResult:
     started = time.monotonic()
-    world = build_world(scenarios, identities, days, seed)
+    world = build_world(scenarios, identities, days, seed, shapes)
     host, _, port = (sink_listen or "127.0.0.1:0").rpartition(":")
     with OtlpSink(host, int(port)) as sink:
         service = None

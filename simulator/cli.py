@@ -16,6 +16,9 @@ def _world_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--identities", type=int, default=120, help="fleet size (default 120)")
     p.add_argument("--days", type=int, default=7, help="days of history before the scenarios (default 7)")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--shapes", choices=("otel", "vendor"), default="otel",
+                   help="otel: every record as the contract's attributes (default); vendor: records that have an "
+                        "audit log of their own (CloudTrail, Kubernetes, GCP, Entra ID, Microsoft 365) in its shape")
 
 
 def _duration(seconds: float) -> str:
@@ -76,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             from .report import write_report
             config = load_config(args.config) if args.config else None
             result = run_bench(scenarios, args.identities, args.days, args.seed, args.endpoint,
-                               args.sink_listen, args.speed, config, not args.no_progress)
+                               args.sink_listen, args.speed, config, not args.no_progress, args.shapes)
             print(table(result))
             if args.json:
                 write_json(result, args.json)
@@ -86,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         from .encode import batches
         from .world import build_world
-        world = build_world(scenarios, args.identities, args.days, args.seed)
+        world = build_world(scenarios, args.identities, args.days, args.seed, args.shapes)
         if args.command == "export":
             from .replay import write_jsonl
             n = write_jsonl(batches(world.records), args.out)

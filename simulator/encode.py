@@ -54,7 +54,9 @@ def encode(records: list[SimRecord], signal: str):
             rec.trace_id, rec.span_id = r.trace_id, r.span_id
             if r.name:
                 rec.event_name = r.name
-            if r.body:
+            if r.body_object is not None:
+                set_value(rec.body, r.body_object)
+            elif r.body:
                 rec.body.string_value = r.body
             rec.severity_number = 9
             _add_attributes(rec.attributes, r.attributes.items())

@@ -21,6 +21,7 @@ class SimRecord:
     span_kind: int = CLIENT
     error: bool = False                # span status ERROR
     body: str = ""
+    body_object: dict | None = None    # a vendor record as the body (a map), in place of ``body``
     trace_id: bytes = b""
     span_id: bytes = b""
     duration_ns: int = 5_000_000

@@ -19,8 +19,13 @@ from otel_processor.yamlbind import load_file
 
 from .behaviour import DAY, HOUR, S, Call, normal_calls
 from .fleet import ARCHETYPES, FleetBuilder, SimIdentity
+from .vendor_shapes import OTEL, SOURCES
 
 SCENARIO_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scenarios")
+# The audit logs each archetype's records really arrive in (besides OpenTelemetry).
+SOURCES_OF = {"ci_role": ("cloudtrail",), "rotation_role": ("cloudtrail",), "k8s_sa": ("kubernetes",),
+              "gcp_sa": ("gcp_audit",), "oauth_app": ("entra_signin",), "mailbox": ("m365", "entra_audit"),
+              "human": ("m365", "entra_audit")}
 STEP_KINDS = ("calls", "forwarding_rule", "consent", "routine", "outage", "retire")
 ACTORS = ("target", "app", "new", "group")
 
@@ -45,8 +50,11 @@ class Step:
     to: str | None = None
     scopes: str | None = None
     hours: float = 24.0
+    source: str = ""            # the audit log the step's records arrive in (default: the world's)
 
     def validate(self) -> None:
+        if self.source and self.source not in SOURCES:
+            raise ValueError(f"steps.source: {self.source!r} is not one of {', '.join(SOURCES)}")
         if self.do not in STEP_KINDS:
             raise ValueError(f"steps.do: {self.do!r} is not one of {', '.join(STEP_KINDS)}")
         if self.actor not in ACTORS:
@@ -90,6 +98,11 @@ class Scenario:
             raise ValueError("day must be 1 or 2 (after the history) and hour within 0-24")
         if self.kind == "attack" and not self.references:
             raise ValueError("references: an attack needs MITRE ATT&CK and OWASP NHI references")
+        for step in self.steps:
+            archetype = "oauth_app" if step.actor == "app" else self.targets
+            if step.source and step.source != OTEL and step.source not in SOURCES_OF.get(archetype, ()):
+                raise ValueError(f"steps.source: {archetype} records do not arrive in {step.source} "
+                                 f"(they do in: {', '.join((OTEL,) + SOURCES_OF.get(archetype, ()))})")
 
 
 @dataclass
@@ -249,7 +262,7 @@ class Player:
                      "email.subject": "Forward all"}
             address = f"{network or r.choice(h.networks)}{r.randrange(2, 250)}"
             return [(ident, Call(t0, "mailbox.forwarding_rule.created", "", address, ua or h.user_agent,
-                                 extra={"attrs": attrs}))]
+                                 extra={"attrs": attrs, "source": step.source}))]
         if step.do == "consent":
             app = self.builder.oauth_app()
             app.active_from_ns = t0
@@ -257,7 +270,7 @@ class Player:
             attrs = {"oauth.client.id": app.attrs["oauth.client.id"], "oauth.scopes": step.scopes or "Mail.Read"}
             address = f"{network or r.choice(h.networks)}{r.randrange(2, 250)}"
             return [(ident, Call(t0, "oauth.consent.granted", "", address, ua or h.user_agent,
-                                 extra={"attrs": attrs}))], app
+                                 extra={"attrs": attrs, "source": step.source}))], app
         # calls: a burst of activity
         actions = step.actions or h.actions
         targets = list(step.targets)
@@ -278,5 +291,6 @@ class Player:
             out.append((ident, Call(t, actions[k % len(actions)], targets[k % len(targets)], r.choice(addresses),
                                     ua or h.user_agent, outcome, int(h.volume * step.volume_x),
                                     step.country or h.country, {"session": session, "access_key": key,
-                                                                "run": str(r.randrange(10**9))})))
+                                                                "run": str(r.randrange(10**9)),
+                                                                "source": step.source})))
         return out

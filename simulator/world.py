@@ -13,6 +13,9 @@ from .behaviour import DAY, normal_calls, render
 from .fleet import START_NS, SimIdentity, build_fleet
 from .records import SimRecord
 from .scenarios import Label, Player, Scenario
+from .vendor_shapes import OTEL, native_source, reshape
+
+SHAPES = (OTEL, "vendor")
 
 EVALUATION_DAYS = 2
 
@@ -30,7 +33,18 @@ class World:
         return [i.identity_id for i in self.fleet]
 
 
-def build_world(scenarios: list[Scenario], identities: int = 120, days: int = 7, seed: int = 7) -> World:
+def _shaped(ident: SimIdentity, call, record: SimRecord, shapes: str) -> SimRecord:
+    """The record in the shape its step asks for, else in the world's: ``otel`` (the contract's
+    attributes) or ``vendor`` (every record that has an audit log of its own, in that log's shape)."""
+    source = (call.extra or {}).get("source") or (native_source(record, ident.archetype) if shapes == "vendor"
+                                                  else OTEL)
+    return reshape(record, ident.archetype, source) if source and source != OTEL else record
+
+
+def build_world(scenarios: list[Scenario], identities: int = 120, days: int = 7, seed: int = 7,
+                shapes: str = OTEL) -> World:
+    if shapes not in SHAPES:
+        raise ValueError(f"shapes: {shapes!r} is not one of {', '.join(SHAPES)}")
     rnd = random.Random(seed)
     fleet = build_fleet(identities, seed)
     history_end = START_NS + days * DAY
@@ -52,8 +66,8 @@ def build_world(scenarios: list[Scenario], identities: int = 120, days: int = 7,
             spans = [(START_NS, override[0]), (override[1], end)]
         for lo, hi in spans:
             for call in normal_calls(ident, lo, hi, rnd):
-                records.append(render(ident, call, rnd))
+                records.append(_shaped(ident, call, render(ident, call, rnd), shapes))
     for ident, call in played:
-        records.append(render(ident, call, rnd))
+        records.append(_shaped(ident, call, render(ident, call, rnd), shapes))
     records.sort(key=lambda r: r.time_ns)
     return World(fleet, records, labels, history_end, end)

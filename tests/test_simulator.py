@@ -129,8 +129,11 @@ def test_export_then_replay_from_file_round_trips(tmp_path):
     assert {r.trace_id for r in world.records if r.signal == "traces"} == ids
 
 
-def test_bench_on_a_small_fleet_detects_every_attack_and_no_benign_identity():
-    result = run_bench(load_scenarios(), identities=60, days=3, seed=9, progress=False)
+@pytest.mark.parametrize("shapes", ["otel", "vendor"])
+def test_bench_on_a_small_fleet_detects_every_attack_and_no_benign_identity(shapes):
+    """The same behaviour, found whether it arrives as the contract's attributes or as the vendors'
+    audit records read by the input profiles."""
+    result = run_bench(load_scenarios(), identities=60, days=3, seed=9, progress=False, shapes=shapes)
     assert result.records_received == result.records_sent == len(result.world.records)
     rows = {row.name: row for row in result.score.scenarios}
     assert set(rows) == {s.name for s in load_scenarios()}
@@ -143,6 +146,50 @@ def test_bench_on_a_small_fleet_detects_every_attack_and_no_benign_identity():
             assert row.time_to_detect_s is not None and 0 <= row.time_to_detect_s <= 3600
     # the events the bench counted are the sink's convergence events, with explanations
     assert result.events and all(e.body and e.findings and e.rule for e in result.events)
+
+
+def test_vendor_shaped_records_resolve_to_the_same_identities_as_their_attribute_twins():
+    from otel_processor.anyvalue import to_python
+    from otel_processor.inputs.dispatch import profile_of
+    from otel_processor.pipeline import BatchProcessor
+
+    scenarios = load_scenarios()
+    plain, shaped = build_world(scenarios, 40, 1, seed=4), build_world(scenarios, 40, 1, seed=4, shapes="vendor")
+    assert len(plain.records) == len(shaped.records)
+    vendor = [r for r in shaped.records if r.body_object is not None or r.body.startswith("{")]
+    assert len(vendor) > len(shaped.records) // 10
+    identities = []
+    sources = set()
+    for world in (plain, shaped):
+        processor, ids = BatchProcessor(), []
+        for signal, request, _ in batches(world.records):
+            if signal == "logs":
+                processor.process_logs(request)
+                for rl in request.resource_logs:
+                    for record in rl.scope_logs[0].log_records:
+                        attrs = {kv.key: kv.value.string_value for kv in record.attributes}
+                        ids.append((record.trace_id, attrs.get("nhi.identity.id")))
+                        if world is shaped and record.body.WhichOneof("value") is not None and not attrs.keys() - {
+                                k for k in attrs if k.startswith("nhi.")}:
+                            body = to_python(record.body)
+                            sources.add(profile_of(body if isinstance(body, dict) else __import__("json").loads(body)))
+            else:
+                processor.process_traces(request)
+        identities.append(dict(ids))
+    assert identities[0] == identities[1]
+    assert None not in identities[1].values() or list(identities[0].values()).count(None) == list(
+        identities[1].values()).count(None)
+    assert sources >= {"cloudtrail", "kubernetes", "gcp_audit", "entra_signin", "entra_audit", "m365"}
+
+
+def test_a_step_names_its_source_and_a_wrong_one_is_refused(tmp_path):
+    data = {**GOOD, "steps": [{**GOOD["steps"][0], "source": "cloudtrail"}]}
+    scenario = load_scenario(write(tmp_path, data))
+    world = build_world([scenario], 30, 1, seed=2)
+    assert any(r.body_object and r.body_object.get("eventSource") for r in world.records)
+    bad = {**GOOD, "steps": [{**GOOD["steps"][0], "source": "m365"}]}
+    with pytest.raises(ConfigError, match="ci_role records do not arrive in m365"):
+        load_scenario(write(tmp_path, bad, "bad.yaml"))
 
 
 def test_scenario_folder_has_a_readme_documenting_every_field():
