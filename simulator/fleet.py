@@ -174,7 +174,9 @@ class FleetBuilder:
 
     def oauth_app(self, client_id: str | None = None, vendor_prefix: str | None = None) -> SimIdentity:
         r = self.rnd
-        client_id = client_id or f"{r.getrandbits(128):032x}"
+        if client_id is None:  # an application (client) id is a GUID, as Entra ID gives them
+            h = f"{r.getrandbits(128):032x}"
+            client_id = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
         routes = r.sample(["/v1/invoices", "/v1/contacts", "/v1/calendar/events", "/v1/files", "/v1/reports"], 2)
         habits = Habits(["token.issued"] + [f"GET {x}" for x in routes], ["graph.northwind.example"],
                         [vendor_prefix or self.public_prefix()], f"{self.word().title()}Connector/{r.randint(1, 9)}.{r.randint(0, 20)}",
