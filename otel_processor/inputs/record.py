@@ -141,9 +141,10 @@ class VendorRecord:
             return self.fallback_ns
         return time_ns(value, " or ".join(paths))
 
-    def inner(self, data: dict) -> "VendorRecord":
-        """A nested object read the same way, with the same fallback time."""
-        return VendorRecord(data, self.fallback_ns, self.fold_case)
+    def inner(self, data) -> "VendorRecord":
+        """A nested object read the same way, with the same fallback time (an empty one when
+        the field holds no object: ``"protoPayload": 1`` reads as nothing, not as an error)."""
+        return VendorRecord(data if isinstance(data, dict) else {}, self.fallback_ns, self.fold_case)
 
 
 _PARTS: dict[str, tuple[str, ...]] = {}
