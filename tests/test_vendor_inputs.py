@@ -344,3 +344,22 @@ def test_oversized_and_deeply_nested_bodies_are_forwarded_unread():
     result = BatchProcessor().process_logs(request)
     assert result.records == 2 and result.unattributed == 2 and result.failed == 0
     assert request.SerializeToString() == before
+
+
+def test_a_sender_cannot_forge_issuance_related_identities_or_targets():
+    """The facts vendor profiles hand the engine travel as nhi.* keys inside the processor; the
+    same keys arriving on a record are dropped before anything reads them."""
+    from otlp_builders import logs
+
+    forged = {"event.category": "iam", "event.action": "token.issued", "user.id": "system:serviceaccount:a:b",
+              "nhi.credential.id": "ASIAFORGED", "nhi.credential.created": "ASIAFORGED",
+              "nhi.credential.issued_to": "someone-innocent", "nhi.credential.issued_by": "ec2.amazonaws.com",
+              "nhi.target.identity": "oauth_app:x", "nhi.identity.related": "human:ceo@example.com"}
+    request = logs({"service.name": "x"}, {"attrs": forged})
+    processor = BatchProcessor()
+    processor.process_logs(request)
+    out = attrs_of(request.resource_logs[0].scope_logs[0].log_records[0].attributes)
+    assert out["nhi.identity.id"] == "workload:system:serviceaccount:a:b"
+    assert not {k for k in out if k.startswith("nhi.")} - {"nhi.identity.id", "nhi.identity.kind",
+                                                           "nhi.identity.source", "nhi.trust.score"}
+    assert processor.engine.credential("ASIAFORGED") is None

@@ -21,7 +21,11 @@ from ..model import NEUTRAL_VERDICT, Identity, Verdict
 # (collector-config-scaleout.yaml); it is dropped too, so it never reaches the backend.
 OUR_ATTRIBUTES = frozenset({"nhi.identity.id", "nhi.identity.kind", "nhi.identity.source",
                             "nhi.identity.owner", "nhi.trust.score", "nhi.anomaly", "nhi.convergence.id",
-                            "nhi.credential.id", "nhi.route.key"})
+                            "nhi.credential.id", "nhi.route.key",
+                            # what input profiles hand the engine (issuance, targets, related
+                            # identities): never taken from a sender, whose copies are dropped
+                            "nhi.credential.created", "nhi.credential.issued_to", "nhi.credential.issued_by",
+                            "nhi.target.identity", "nhi.identity.related"})
 # Field numbers of ``attributes`` in Span and LogRecord (opentelemetry/proto/*/v1/*.proto).
 SPAN_ATTRIBUTES_FIELD = 9
 LOG_ATTRIBUTES_FIELD = 6
