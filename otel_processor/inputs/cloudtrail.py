@@ -12,7 +12,7 @@ wraps some user agents in brackets (``[aws-cli/1.18.136 ...]``): the client is w
 
 from __future__ import annotations
 
-from .record import Issuance, Mapped, Skipped, VendorRecord
+from .record import Issuance, Mapped, Skipped, VendorRecord, present, text_of
 
 NAME = "cloudtrail"
 ISSUING = frozenset({"AssumeRole", "AssumeRoleWithSAML", "AssumeRoleWithWebIdentity", "GetSessionToken",
@@ -29,12 +29,6 @@ def user_agent(value: str | None) -> str | None:
     return value or None
 
 
-def _text(value) -> str | None:
-    if value is None or value == "" or isinstance(value, (dict, list)):
-        return None
-    return value if isinstance(value, str) else str(value)
-
-
 def attributes(r: VendorRecord) -> dict:
     """The attributes the Collector's AWS logs encoding extension writes for a CloudTrail record.
 
@@ -46,25 +40,25 @@ def attributes(r: VendorRecord) -> dict:
         who = {}
     attrs = {
         "rpc.system": "aws-api",
-        "rpc.service": _text(d.get("eventSource")),
-        "rpc.method": _text(d.get("eventName")),
-        "source.address": _text(d.get("sourceIPAddress")),
-        "user_agent.original": user_agent(_text(d.get("userAgent"))),
-        "aws.principal.arn": _text(who.get("arn")),
-        "aws.principal.id": _text(who.get("principalId")),
-        "aws.principal.type": _text(who.get("type")),
-        "aws.access_key.id": _text(who.get("accessKeyId")),
-        "aws.error.code": _text(d.get("errorCode")),
-        "aws.error.message": _text(d.get("errorMessage")),
+        "rpc.service": text_of(d.get("eventSource")),
+        "rpc.method": text_of(d.get("eventName")),
+        "source.address": text_of(d.get("sourceIPAddress")),
+        "user_agent.original": user_agent(text_of(d.get("userAgent"))),
+        "aws.principal.arn": text_of(who.get("arn")),
+        "aws.principal.id": text_of(who.get("principalId")),
+        "aws.principal.type": text_of(who.get("type")),
+        "aws.access_key.id": text_of(who.get("accessKeyId")),
+        "aws.error.code": text_of(d.get("errorCode")),
+        "aws.error.message": text_of(d.get("errorMessage")),
         "aws.request.parameters": d.get("requestParameters"),
         "aws.resources": d.get("resources"),
-        "aws.cloudtrail.event_id": _text(d.get("eventID")),
-        "aws.request_id": _text(d.get("requestID")),
-        "aws.event.type": _text(d.get("eventType")),
-        "cloud.region": _text(d.get("awsRegion")),
-        "cloud.account.id": _text(d.get("recipientAccountId")) or _text(who.get("accountId")),
+        "aws.cloudtrail.event_id": text_of(d.get("eventID")),
+        "aws.request_id": text_of(d.get("requestID")),
+        "aws.event.type": text_of(d.get("eventType")),
+        "cloud.region": text_of(d.get("awsRegion")),
+        "cloud.account.id": text_of(d.get("recipientAccountId")) or text_of(who.get("accountId")),
     }
-    return {k: v for k, v in attrs.items() if v is not None and v != "" and v != [] and v != {}}
+    return present(attrs)
 
 
 def map_record(r: VendorRecord) -> Mapped | Skipped:

@@ -22,7 +22,7 @@ import threading
 from collections import OrderedDict
 
 from ..model import OAUTH_APP, WORKLOAD
-from .record import IdentityHint, Issuance, Mapped, Skipped, VendorRecord, time_ns
+from .record import IdentityHint, Issuance, Mapped, Skipped, VendorRecord, present, time_ns
 
 SIGNIN = "entra_signin"
 AUDIT = "entra_audit"
@@ -145,7 +145,7 @@ def map_signin(r: VendorRecord) -> Mapped | Skipped:
         if not user:
             return Skipped(SIGNIN, "user sign-in without userPrincipalName", when)
         attrs["user.id"] = user
-    return Mapped(SIGNIN, _clean(attrs), when, identity, record_id=b.text("id", "Id") or r.text("correlationId"))
+    return Mapped(SIGNIN, present(attrs), when, identity, record_id=b.text("id", "Id") or r.text("correlationId"))
 
 
 # -- audit ---------------------------------------------------------------------------------------
@@ -259,7 +259,7 @@ def _audit(source: str, when: int, activity: str, initiator_user: str | None, in
         identity = IdentityHint(OAUTH_APP, initiator_app, "entra.initiatedBy.app")
     else:
         return Skipped(source, f"{activity or 'audit record'} without an initiator", when)
-    return Mapped(source, _clean(attrs), when, identity, record_id=record_id, issued=issued)
+    return Mapped(source, present(attrs), when, identity, record_id=record_id, issued=issued)
 
 
 def _key_id(target: dict | None) -> str | None:
@@ -270,6 +270,3 @@ def _key_id(target: dict | None) -> str | None:
     found = re.search(r"KeyIdentifier=([0-9a-fA-F-]{36})", text) or _GUID.search(text)
     return found.group(1) if found and found.groups() else (found.group(0) if found else None)
 
-
-def _clean(attrs: dict) -> dict:
-    return {k: v for k, v in attrs.items() if v not in (None, "", [], {})}

@@ -11,7 +11,7 @@ read as Kubernetes.
 
 from __future__ import annotations
 
-from .record import Issuance, Mapped, Skipped, VendorRecord
+from .record import Issuance, Mapped, Skipped, VendorRecord, present
 
 NAME = "gcp_audit"
 AUTH_METHODS = ("GenerateAccessToken", "GenerateIdToken", "SignBlob", "SignJwt")
@@ -58,7 +58,7 @@ def map_record(r: VendorRecord) -> Mapped | Skipped:
         if key:
             attrs["nhi.credential.created"] = key
             issued = Issuance(key, p.text("request.name", "resourceName") or "", principal, attrs["source.address"])
-    return Mapped(NAME, {k: v for k, v in attrs.items() if v not in (None, "", [], {})}, when,
+    return Mapped(NAME, present(attrs), when,
                   record_id=r.text("insertId"), related=tuple(_identity_of(x) for x in related), issued=issued)
 
 

@@ -15,7 +15,7 @@ import threading
 from collections import OrderedDict
 
 from ..model import API_KEY, SERVICE_ACCOUNT
-from .record import IdentityHint, Issuance, Mapped, Skipped, VendorRecord
+from .record import IdentityHint, Issuance, Mapped, Skipped, VendorRecord, present
 
 NAME = "github"
 IAM_PREFIXES = ("personal_access_token.", "oauth_access.", "oauth_authorization.", "public_key.", "deploy_key.",
@@ -96,5 +96,5 @@ def map_record(r: VendorRecord) -> Mapped | Skipped:
         if created:
             attrs["nhi.credential.created"] = created
             issued = Issuance(created, f"{API_KEY}:github-token:{created}", actor or "", attrs["source.address"])
-    return Mapped(NAME, {k: v for k, v in attrs.items() if v not in (None, "", [], {})}, when, identity,
+    return Mapped(NAME, present(attrs), when, identity,
                   record_id=r.text("_document_id", "document_id"), issued=issued)

@@ -15,7 +15,7 @@ same request again.
 
 from __future__ import annotations
 
-from .record import Mapped, Skipped, VendorRecord, parse_json_text
+from .record import Mapped, Skipped, VendorRecord, parse_json_text, present, text_of
 
 NAME = "kubernetes"
 RBAC = frozenset({"roles", "rolebindings", "clusterroles", "clusterrolebindings", "serviceaccounts/token",
@@ -46,12 +46,6 @@ def _first(value):
     return value
 
 
-def _text(value) -> str | None:
-    if value is None or value == "" or isinstance(value, (dict, list)):
-        return None
-    return value if isinstance(value, str) else str(value)
-
-
 def _dict(value) -> dict:
     return value if isinstance(value, dict) else {}
 
@@ -64,21 +58,21 @@ def map_record(r: VendorRecord) -> Mapped | Skipped:
         return Skipped(NAME, "no Kubernetes audit event inside")
     e = r.inner(event)
     when = e.time("stageTimestamp", "requestReceivedTimestamp", "timestamp")
-    stage = _text(event.get("stage")) or "ResponseComplete"
+    stage = text_of(event.get("stage")) or "ResponseComplete"
     if stage != "ResponseComplete":
         return Skipped(NAME, f"stage {stage}: only ResponseComplete is observed", when)
     user_info = _dict(event.get("user"))
-    user = _text(user_info.get("username"))
+    user = text_of(user_info.get("username"))
     if not user:
         return Skipped(NAME, "no user.username", when)
     ref = _dict(event.get("objectRef"))
-    resource = _text(ref.get("resource")) or ""
-    sub = _text(ref.get("subresource"))
+    resource = text_of(ref.get("resource")) or ""
+    sub = text_of(ref.get("subresource"))
     what = f"{resource}/{sub}" if sub else resource
-    verb = _text(event.get("verb")) or ""
+    verb = text_of(event.get("verb")) or ""
     code = _dict(event.get("responseStatus")).get("code")
-    namespace, name = _text(ref.get("namespace")), _text(ref.get("name"))
-    uri = _text(event.get("requestURI"))
+    namespace, name = text_of(ref.get("namespace")), text_of(ref.get("name"))
+    uri = text_of(event.get("requestURI"))
     target = "/".join(x for x in (namespace, what, name) if x) or uri
     extra = _dict(user_info.get("extra"))
     status = int(code) if isinstance(code, int) and not isinstance(code, bool) else (
@@ -87,21 +81,21 @@ def map_record(r: VendorRecord) -> Mapped | Skipped:
         "event.category": "iam" if what in RBAC or resource in RBAC else "api",
         "event.action": f"{verb} {what}".strip(),
         "user.id": user,
-        "source.address": _text(_first(event.get("sourceIPs"))),
-        "user_agent.original": _text(event.get("userAgent")),
+        "source.address": text_of(_first(event.get("sourceIPs"))),
+        "user_agent.original": text_of(event.get("userAgent")),
         "cloud.resource_id": target,
         "url.path": uri,
         "http.response.status_code": status,
         "event.outcome": "failure" if status is not None and status >= 400 else "success",
-        "nhi.credential.id": _text(_first(extra.get(EXTRA_CREDENTIAL))),
-        "k8s.pod.name": _text(_first(extra.get(EXTRA_POD))),
-        "k8s.node.name": _text(_first(extra.get(EXTRA_NODE))),
+        "nhi.credential.id": text_of(_first(extra.get(EXTRA_CREDENTIAL))),
+        "k8s.pod.name": text_of(_first(extra.get(EXTRA_POD))),
+        "k8s.node.name": text_of(_first(extra.get(EXTRA_NODE))),
     }
     if verb == "create" and what == "serviceaccounts/token":
         attrs["event.action"] = "token.issued"
         attrs["nhi.target.identity"] = f"workload:system:serviceaccount:{namespace}:{name}"
-    return Mapped(NAME, {k: v for k, v in attrs.items() if v is not None and v != ""}, when,
-                  record_id=_text(event.get("auditID")))
+    return Mapped(NAME, present(attrs), when,
+                  record_id=text_of(event.get("auditID")))
 
 
 def map_gke(r: VendorRecord) -> Mapped | Skipped:
@@ -126,5 +120,5 @@ def map_gke(r: VendorRecord) -> Mapped | Skipped:
         "event.outcome": "failure" if code else "success",
         "error.type": "PERMISSION_DENIED" if code == 7 else (str(code) if code else None),
     }
-    return Mapped(NAME, {k: v for k, v in attrs.items() if v not in (None, "", [], {})}, when,
+    return Mapped(NAME, present(attrs), when,
                   record_id=r.text("insertId"))

@@ -14,7 +14,7 @@ events the unified log also carries (``Workload: AzureActiveDirectory``) are rea
 from __future__ import annotations
 
 from ..model import OAUTH_APP
-from .record import IdentityHint, Mapped, Skipped, VendorRecord
+from .record import IdentityHint, Mapped, Skipped, VendorRecord, present
 
 NAME = "m365"
 RULE_OPERATIONS = frozenset({"new-inboxrule", "set-inboxrule", "updateinboxrules", "set-mailbox",
@@ -95,7 +95,7 @@ def map_record(r: VendorRecord) -> Mapped | Skipped:
         if not user:
             return Skipped(NAME, f"{operation or 'record'} without UserId", when)
         attrs["user.id"] = user
-    return Mapped(NAME, {k: v for k, v in attrs.items() if v not in (None, "", [], {})}, when, identity,
+    return Mapped(NAME, present(attrs), when, identity,
                   record_id=r.text("Id", "OfficeId"))
 
 

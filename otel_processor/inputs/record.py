@@ -164,6 +164,19 @@ _JSON_COLUMNS = frozenset(name.lower() for name in (
     "ModifiedProperties", "OperationProperties", "Folders", "properties"))
 
 
+def text_of(value) -> str | None:
+    """A field's value as text; None when it is missing, empty, or an object or a list (the
+    profiles that read the vendor's dict directly use this in place of ``VendorRecord.text``)."""
+    if value is None or value == "" or isinstance(value, (dict, list)):
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def present(attrs: dict) -> dict:
+    """``attrs`` without the keys whose value is missing or empty: what every profile maps."""
+    return {k: v for k, v in attrs.items() if v is not None and v != "" and v != [] and v != {}}
+
+
 def parse_json_text(text: str):
     try:
         return orjson.loads(text)
