@@ -175,7 +175,8 @@ def test_key_classification(key, how):
 
 texts = st.lists(st.sampled_from(["eyJ", "eyJhbGciOiJI", ".", "ghp_", "a" * 20, "sk-", "password", "=", ":", " ",
                                   "Bearer", "://", "u", "@", "-----BEGIN RSA PRIVATE KEY-----", "x", "\n", "'", '"',
-                                  "--password", "token", "sig"]) | st.text(max_size=4), max_size=14).map("".join)
+                                  "--password", "token", "sig", "code", "Code", "200", "0.AXoA1b2", "é", ",", "}",
+                                  "\x0b", "\x0c"]) | st.text(max_size=4), max_size=14).map("".join)
 
 
 @settings(max_examples=1500, deadline=None)

@@ -34,7 +34,8 @@ SECRETISH = ["Bearer eyJhbGciOi.eyJzdWIiOi.c2ln", "ghp_" + "a" * 36, "password=h
 scalars = (st.none() | st.text(max_size=40) | st.sampled_from(SECRETISH) | st.integers(-(2**63), 2**63 - 1)
            | st.booleans() | st.floats(allow_nan=False) | st.binary(max_size=20))
 values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3)
-                      | st.dictionaries(st.sampled_from(["a", "token", "password", "b"]), inner, max_size=3),
+                      | st.dictionaries(st.sampled_from(["a", "token", "password", "b", "ü", "eventSource"])
+                                        | st.text(max_size=4), inner, max_size=3),
                       max_leaves=6)
 SCHEMAS = {"traces": _wire.Schema(**wire_schema(ExportTraceServiceRequest)) if _wire else None,
            "logs": _wire.Schema(**wire_schema(ExportLogsServiceRequest)) if _wire else None,
@@ -73,7 +74,7 @@ def test_wire_reader_matches_protobuf_reader_and_flags_what_needs_masking(attrib
         record = _record(Span(name="GET /x", trace_id=b"\x01" * 16, kind=2), attributes)
         record.events.add(name="e").attributes.add(key="user.id").value.string_value = text
         schema = SCHEMAS["traces"]
-    got, special, flags, dirty = _wire.read_record(record.SerializeToString(), schema, _wire.KeyTable(table), _keys())
+    got, special, flags, dirty, _ = _wire.read_record(record.SerializeToString(), schema, _wire.KeyTable(table), _keys())
     assert (got, special) == read_attributes(record.attributes, table)
     if _needs_masking(record):
         assert flags & DIRTY or special
@@ -156,7 +157,8 @@ def test_an_empty_group_appended_to_a_request_is_read_not_refused():
 FRAGMENTS = ["eyJ", "ghp_", "github_pat_", "glpat-", "xoxb-", "sk_live_", "rk_test_", "AIza", "npm_", "sk-", "SG.",
              "-----BEGIN", "://", "u:p@", "@", "/", "\n", "password", "PassWord", "secret", "token", "TOKEN", "apikey", "key", "sig",
              "authorization", "auth", "code", "session", "cookie", "bearer", "Basic", "--password", "-secret", "-api-key", "-client_secret", "identified by", "IDENTIFIED", " by", "=", ":", " ", "  ", "\t", '"',
-             "'", "a", "_", "-", "x", "é", "ü", "\u212a", "0", "/", "@", "?", "&"]
+             "'", "a", "_", "-", "x", "é", "ü", "\u212a", "0", "/", "@", "?", "&", "200", "0.AXoA1b2", "abcd1234",
+             ",", "}", "]", "\x0b", "\x0c", "\r", "😀"]
 texts = st.lists(st.sampled_from(FRAGMENTS) | st.text(max_size=3), max_size=12).map("".join)
 
 
@@ -189,3 +191,46 @@ def test_any_value_decoder_matches_to_python(value, seed, unknown):
         except Exception:  # noqa: BLE001 - protobuf refuses it: so must we, with an error
             with pytest.raises(ValueError):
                 _wire.any_value(cut)
+
+
+def _length_prefixed(field: int, payload: bytes) -> bytes:
+    n, head = len(payload), bytes([field << 3 | 2])
+    while n > 0x7F:
+        head += bytes([n & 0x7F | 0x80])
+        n >>= 7
+    return head + bytes([n]) + payload
+
+
+@settings(max_examples=300, deadline=None)
+@given(parts=st.lists(values, min_size=1, max_size=3), bodies=st.integers(1, 2))
+def test_a_map_body_read_off_the_request_bytes_is_what_protobuf_reads(parts, bodies):
+    """A vendor record in a log body is read straight from the request's bytes (not serialized
+    again). Bytes can say one value several times, which protobuf merges (two maps in one
+    AnyValue are one map; two body fields are one body): the reader then declines, and never
+    reads something other than what protobuf, and everything downstream, reads."""
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+    from otel_processor.anyvalue import to_python
+
+    encoded = []
+    for value in parts:
+        any_value = AnyValue()
+        set_value(any_value, value)
+        encoded.append(any_value.SerializeToString())
+    body = b"".join(encoded)  # concatenated messages: protobuf merges them
+    head = LogRecord(time_unix_nano=5).SerializeToString()
+    data = head + b"".join(_length_prefixed(5, body) for _ in range(bodies))
+    parsed = LogRecord.FromString(data)
+    *_, body_at = _wire.read_record(data, SCHEMAS["logs"], _wire.KeyTable(_KEY_ACTION), _keys())
+    expected = to_python(parsed.body)
+    if body_at < 0:  # only a single map body is read from the bytes
+        assert bodies > 1 or parsed.body.WhichOneof("value") != "kvlist_value"
+        return
+    assert bodies == 1 and data[body_at - 1] == 5 << 3 | 2
+    try:
+        got = _wire.body_value(data, body_at, 1 << 20)
+    except _wire.ReadAsPython:
+        assert len(parts) > 1  # only merged encodings are declined
+        return
+    assert got == expected
+    assert _wire.body_value(data, body_at, 0) is None or not body

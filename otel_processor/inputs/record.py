@@ -118,7 +118,7 @@ class VendorRecord:
                 if obj is _MISSING:
                     break
             else:
-                if obj is not None and obj != "" and obj != [] and obj != {}:
+                if not is_empty(obj):
                     if isinstance(obj, str) and obj[:1] in ("{", "[") and parts[-1].lower() in _JSON_COLUMNS:
                         obj = parse_json_text(obj)
                     return obj
@@ -167,14 +167,23 @@ _JSON_COLUMNS = frozenset(name.lower() for name in (
 def text_of(value) -> str | None:
     """A field's value as text; None when it is missing, empty, or an object or a list (the
     profiles that read the vendor's dict directly use this in place of ``VendorRecord.text``)."""
-    if value is None or value == "" or isinstance(value, (dict, list)):
+    if isinstance(value, str):
+        return value or None
+    if value is None or isinstance(value, (dict, list)):
         return None
-    return value if isinstance(value, str) else str(value)
+    return str(value)
+
+
+def is_empty(value) -> bool:
+    """None, or an empty text, list or object (0 and False are values). Type tests rather than
+    ``value != []``, which builds a list to compare with, on every field of every record."""
+    return value is None or (isinstance(value, (str, list, dict)) and not value)
 
 
 def present(attrs: dict) -> dict:
     """``attrs`` without the keys whose value is missing or empty: what every profile maps."""
-    return {k: v for k, v in attrs.items() if v is not None and v != "" and v != [] and v != {}}
+    return {k: v for k, v in attrs.items()
+            if v is not None and (v or not isinstance(v, (str, list, dict)))}  # is_empty, inline
 
 
 def parse_json_text(text: str):

@@ -122,7 +122,11 @@ TRIGGER = re.compile(
     r"\b(?:" + "|".join(re.escape(p) for p in TOKEN_PREFIXES) + r")"
     r"|-----BEGIN"
     r"|://[^/\s@]{1,600}@"
-    r"|(?i:" + "|".join(ASSIGN_SUFFIXES) + r")[\"']{0,2} {0,2}[=:]"
+    r"|(?i:" + "|".join(s for s in ASSIGN_SUFFIXES if s not in _ASSIGN_WHOLE_WORD) + r")[\"']{0,2} {0,2}[=:]"
+    # ``code`` with eight characters of a value that may be a code after it: not ``"code": 200``,
+    # which is in every Kubernetes audit record. The class is the rule's value class spelled out
+    # (RE2's \s, which has no \v, so never stricter than the rule).
+    r"|(?i:" + "|".join(_ASSIGN_WHOLE_WORD) + r")[\"']{0,2} {0,2}[=:] {0,2}[\"']?[^\t\n\f\r \"'&,;}{\]\[]{8}"
     r"|(?i:" + "|".join(SPACE_WORDS + FLAG_WORDS + SQL_WORDS) + r")[ \t]",
     re.ASCII,
 )

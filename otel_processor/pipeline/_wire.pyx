@@ -17,15 +17,22 @@ The schema comes from the protobuf descriptors (``attributes.wire_schema``), so 
 is covered by the next build. Every protobuf wire type is read or skipped, groups included.
 
 Contract per record: (wanted attributes, special: 1 a credential key, 2 a forged ``nhi.*`` key, flags,
-indices of the record's own attributes to mask or None) with flags DIRTY (something to mask),
-ELSEWHERE (some of it outside the record's own attributes) and UNKNOWN; a later duplicate key
+indices of the record's own attributes to mask or None, where a map body's length prefix is or -1)
+with flags DIRTY (something to mask), ELSEWHERE (some of it outside the record's own attributes),
+UNKNOWN and OBJECT_BODY (a body a vendor profile may read); a later duplicate key
 wins, as in ``read_attributes``. A record whose KeyValue carries its value twice (protobuf would merge the
 two) raises ``ReadAsPython``: the caller reads that request with the protobuf runtime instead.
 tests/test_wire.py checks that both readers and both trigger implementations agree.
 """
 
+from cpython.unicode cimport PyUnicode_GET_LENGTH
 from libc.stdint cimport uint64_t
 from libc.string cimport memcmp, memcpy
+
+
+cdef extern from "Python.h":
+    bint PyUnicode_IS_COMPACT_ASCII(object o)
+    void* PyUnicode_DATA(object o)
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
@@ -46,7 +53,11 @@ cdef enum:
     F_UNKNOWN = 2
     F_ELSEWHERE = 4       # something to mask in a record outside its own attributes
     F_OBJECT_BODY = 8     # a log record whose body is a map, or text that starts like a JSON object
+    BODY_MAP = 1          # what _object_body found
+    BODY_JSON = 2
     KEY_SLOTS = 8192
+    NAME_SLOTS = 1024     # map keys of vendor bodies decoded once (``_name``)
+    MAX_NAME = 64
     KEY_ARENA = 262144
     MAX_KEY_CACHED = 512
 
@@ -154,8 +165,31 @@ cdef inline bint _ends_with(const unsigned char* s, Py_ssize_t k, const char* wo
     return True
 
 
-cdef bint _assigned(const unsigned char* s, Py_ssize_t i) noexcept:
-    """At an '=' or ':' at i: a credential word, up to two quotes, up to two spaces, before it."""
+cdef bint _code_value(const unsigned char* s, Py_ssize_t n, Py_ssize_t i) noexcept:
+    """After the '=' or ':' that follows ``code``: up to two spaces, a quote or none, then eight
+    characters (UTF-8 lead bytes) that may be part of an authorization code; ``"code": 200``
+    has three."""
+    cdef Py_ssize_t skipped = 0, chars = 0
+    cdef unsigned char c
+    while skipped < 2 and i < n and s[i] == 32:
+        i += 1
+        skipped += 1
+    if i < n and (s[i] == 34 or s[i] == 39):
+        i += 1
+    while i < n and chars < 8:
+        c = s[i]
+        if (c == 32 or c == 9 or c == 10 or c == 12 or c == 13 or c == 34 or c == 39 or c == 38 or c == 44
+                or c == 59 or c == 123 or c == 125 or c == 91 or c == 93):
+            return False
+        if (c & 0xC0) != 0x80:
+            chars += 1
+        i += 1
+    return chars == 8
+
+
+cdef bint _assigned(const unsigned char* s, Py_ssize_t n, Py_ssize_t i) noexcept:
+    """At an '=' or ':' at i: a credential word, up to two quotes, up to two spaces, before it
+    (``code`` only with a value that may be one after it)."""
     cdef Py_ssize_t k = i, skipped = 0
     cdef unsigned char last
     while skipped < 2 and k > 0 and s[k - 1] == 32:
@@ -172,8 +206,8 @@ cdef bint _assigned(const unsigned char* s, Py_ssize_t i) noexcept:
     if last == 100:  # d
         return _ends_with(s, k, "password", 8) or _ends_with(s, k, "passwd", 6) or _ends_with(s, k, "pwd", 3)
     if last == 101:  # e
-        return (_ends_with(s, k, "passphrase", 10) or _ends_with(s, k, "signature", 9) or _ends_with(s, k, "code", 4)
-                or _ends_with(s, k, "cookie", 6))
+        return (_ends_with(s, k, "passphrase", 10) or _ends_with(s, k, "signature", 9) or _ends_with(s, k, "cookie", 6)
+                or (_ends_with(s, k, "code", 4) and _code_value(s, n, i + 1)))
     if last == 116:  # t
         return _ends_with(s, k, "secret", 6)
     if last == 110:  # n
@@ -276,10 +310,10 @@ cdef bint _suspicious(const unsigned char* s, Py_ssize_t n) noexcept:
             if _at(s, n, c_at, "-----BEGIN", 10):
                 return True
         elif c == 61:  # '='
-            if _assigned(s, c_at):
+            if _assigned(s, n, c_at):
                 return True
         elif c == 58:  # ':'
-            if (_at(s, n, c_at, "://", 3) and _userinfo(s, n, c_at + 3)) or _assigned(s, c_at):
+            if (_at(s, n, c_at, "://", 3) and _userinfo(s, n, c_at + 3)) or _assigned(s, n, c_at):
                 return True
         elif (_ends_with(s, c_at, "bearer", 6) or _ends_with(s, c_at, "basic", 5) or _ends_with(s, c_at, "token", 5)
                 or _ends_with(s, c_at, "apikey", 6) or _ends_with(s, c_at, "-passwd", 7)
@@ -467,11 +501,44 @@ cdef object _value(const unsigned char* buf, Py_ssize_t start, Py_ssize_t end):
     return to_python(AnyValue.FromString(buf[start:end]))
 
 
+# Map keys of vendor bodies repeat on every record (``eventSource``, ``userIdentity``...): each
+# short ASCII key is decoded once and kept in a slot chosen by its hash, so a record's keys cost a
+# hash and a comparison instead of a new string each (and their dict hash is computed once).
+# Fixed size, overwritten on collision: hostile keys cost what they would without it.
+cdef uint64_t _name_hashes[NAME_SLOTS]
+cdef list _names = [None] * NAME_SLOTS
+
+
+cdef object _name(const unsigned char* buf, Py_ssize_t start, Py_ssize_t end):
+    cdef Py_ssize_t n = end - start
+    cdef uint64_t h
+    cdef Py_ssize_t slot
+    cdef object cached, text
+    if n > MAX_NAME:
+        return buf[start:end].decode("utf-8", "surrogatepass")
+    h = _fnv(buf + start, n)
+    slot = h & (NAME_SLOTS - 1)
+    cached = _names[slot]
+    if (cached is not None and _name_hashes[slot] == h and PyUnicode_GET_LENGTH(cached) == n
+            and memcmp(PyUnicode_DATA(cached), buf + start, n) == 0):
+        return cached
+    text = buf[start:end].decode("utf-8", "surrogatepass")
+    if PyUnicode_IS_COMPACT_ASCII(text):  # one byte per character: comparable with the bytes
+        _names[slot] = text
+        _name_hashes[slot] = h
+    return text
+
+
 cdef object _any(const unsigned char* buf, Py_ssize_t pos, Py_ssize_t end, int depth):
     """A whole AnyValue as a plain Python value (``anyvalue.to_python`` without a protobuf object
     per value): what a vendor record in a log body is read as. Unknown fields are skipped; of
-    the oneof, the last value set wins, as in protobuf."""
-    cdef uint64_t tag, n
+    the oneof, the last value set wins, as in protobuf.
+
+    Bytes straight off the wire may repeat a message field, which protobuf merges (two
+    ``kvlist_value``s are one map of both; a KeyValue with two values has their merge): those
+    raise ReadAsPython, and the caller reads the value through protobuf, so what is read is
+    always what protobuf, and everything downstream, sees."""
+    cdef uint64_t tag, n, member = 0  # the oneof member set last
     cdef Py_ssize_t inner_end, p, q, kv_end, key_start, key_end, value_start, value_end
     cdef double d
     cdef object out = None, key
@@ -481,6 +548,12 @@ cdef object _any(const unsigned char* buf, Py_ssize_t pos, Py_ssize_t end, int d
         raise ValueError("value nested too deeply")
     while pos < end:
         pos = _varint(buf, pos, end, &tag)
+        if tag == 0x0A or tag == 0x10 or tag == 0x18 or tag == 0x21 or tag == 0x3A:
+            member = tag
+        elif tag == 0x2A or tag == 0x32:
+            if tag == member:
+                raise ReadAsPython("a repeated map or list in one value (protobuf merges them)")
+            member = tag
         if tag == 0x0A or tag == 0x3A:  # string_value, bytes_value
             pos = _length(buf, pos, end, &inner_end)
             out = (buf[pos:inner_end].decode("utf-8", "surrogatepass") if tag == 0x0A
@@ -531,11 +604,13 @@ cdef object _any(const unsigned char* buf, Py_ssize_t pos, Py_ssize_t end, int d
                         key_start = _length(buf, q, kv_end, &key_end)
                         q = key_end
                     elif tag == 0x12:
+                        if value_start >= 0:
+                            raise ReadAsPython("a KeyValue with two values (protobuf merges them)")
                         value_start = _length(buf, q, kv_end, &value_end)
                         q = value_end
                     else:
                         q = _skip(buf, q, kv_end, tag, depth + 1)
-                key = buf[key_start:key_end].decode("utf-8", "surrogatepass")
+                key = _name(buf, key_start, key_end)
                 mapping[key] = _any(buf, value_start, value_end, depth + 1) if value_start >= 0 else None
                 p = kv_end
             out = mapping
@@ -551,10 +626,24 @@ def any_value(bytes data):
     return _any(buf, 0, len(data), 0)
 
 
-cdef bint _object_body(const unsigned char* buf, Py_ssize_t pos, Py_ssize_t end) except -1:
-    """Whether the AnyValue body whose length prefix is at ``pos`` is a map (kvlist_value) or a
-    string whose first non-blank byte is '{': what a vendor record looks like. The last value
-    field decides, as it does for protobuf (a oneof keeps the last one set)."""
+def body_value(bytes data, Py_ssize_t at, Py_ssize_t limit):
+    """The AnyValue whose length prefix is at ``at`` in ``data`` (a log record's body, where the
+    reader found it in the request), as ``any_value`` reads it; None when it is longer than
+    ``limit`` bytes. Saves serializing the body again to read it."""
+    cdef const unsigned char* buf = data
+    cdef Py_ssize_t end, start
+    if at < 0 or at >= len(data):
+        raise ValueError("no body at that position")
+    start = _length(buf, at, len(data), &end)
+    if end - start > limit:
+        return None
+    return _any(buf, start, end, 0)
+
+
+cdef int _object_body(const unsigned char* buf, Py_ssize_t pos, Py_ssize_t end) except -1:
+    """What the AnyValue body whose length prefix is at ``pos`` holds, when it looks like a vendor
+    record: BODY_MAP (kvlist_value), BODY_JSON (a string whose first non-blank byte is '{'), else
+    0. The last value field decides, as it does for protobuf (a oneof keeps the last one set)."""
     cdef Py_ssize_t body_end, p, text_start = -1, text_end = 0
     cdef uint64_t tag
     cdef int last = 0
@@ -573,20 +662,24 @@ cdef bint _object_body(const unsigned char* buf, Py_ssize_t pos, Py_ssize_t end)
                 last = <int>(tag >> 3)
             p = _skip(buf, p, body_end, tag, 0)
     if last == 6:
-        return True
+        return BODY_MAP
     if last != 1:
-        return False
+        return 0
     while text_start < text_end and (buf[text_start] == 32 or (buf[text_start] >= 9 and buf[text_start] <= 13)):
         text_start += 1
-    return text_start < text_end and buf[text_start] == 123  # '{'
+    return BODY_JSON if text_start < text_end and buf[text_start] == 123 else 0  # '{'
 
 
 cdef tuple _read(bytes data, Py_ssize_t pos, Py_ssize_t end, int t, Schema sc, KeyTable table,
                  KeyClassifier keys, int depth):
-    """A record: its wanted attributes, ``special``, flags of the whole record, and the indices of
-    its own attributes that hold something to mask (None when none do)."""
+    """A record: its wanted attributes, ``special``, flags of the whole record, the indices of
+    its own attributes that hold something to mask (None when none do), and where its body's
+    length prefix is when the body is a map (-1 otherwise, or when the body field repeats,
+    which protobuf merges)."""
     cdef const unsigned char* buf = data
     cdef Py_ssize_t kv_end, p, key_start = 0, key_len = 0, value_start, value_end, index = -1
+    cdef Py_ssize_t body_at = -1
+    cdef int bodies = 0, body_kind
     cdef uint64_t tag, inner, want = sc.attributes_field, h
     cdef dict out = {}
     cdef list dirty = None
@@ -597,8 +690,12 @@ cdef tuple _read(bytes data, Py_ssize_t pos, Py_ssize_t end, int t, Schema sc, K
     while pos < end:
         pos = _varint(buf, pos, end, &tag)
         if (tag >> 3) != want or (tag & 7) != 2:
-            if (tag >> 3) == <uint64_t>sc.body_field and (tag & 7) == 2 and _object_body(buf, pos, end):
-                flags |= F_OBJECT_BODY
+            if (tag >> 3) == <uint64_t>sc.body_field and (tag & 7) == 2:
+                bodies += 1
+                body_kind = _object_body(buf, pos, end)
+                if body_kind:
+                    flags |= F_OBJECT_BODY
+                body_at = pos if body_kind == BODY_MAP and bodies == 1 else -1
             other = _field(buf, &pos, end, t, tag, depth, sc, keys)
             if other & F_DIRTY:
                 other |= F_ELSEWHERE
@@ -649,7 +746,7 @@ cdef tuple _read(bytes data, Py_ssize_t pos, Py_ssize_t end, int t, Schema sc, K
             special |= 1
         out[buf[key_start:key_start + key_len].decode("utf-8", "surrogatepass")] = (
             _value(buf, value_start, value_end) if values else None)
-    return out, special, flags, dirty
+    return out, special, flags, dirty, body_at
 
 
 def read_request(bytes data, Schema sc, KeyTable table, KeyClassifier keys):

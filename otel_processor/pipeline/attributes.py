@@ -146,7 +146,8 @@ class Scan:
     """What the compiled reader found in one request."""
 
     reads: list | None          # per record: (wanted attributes, special, flags, dirty attribute
-                                # indices or None); None for metrics
+                                # indices or None, where a map body is in the request's bytes or
+                                # -1); None for metrics
     dirty_entries: list[int]    # resource entries whose own parts hold something to mask
     unknown: bool               # a field the schema does not know somewhere in the request
 

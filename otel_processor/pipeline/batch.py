@@ -87,6 +87,7 @@ class BatchProcessor:
         # One batch at a time through the engine keeps per-identity event-time order intact.
         self._lock = threading.Lock()
         self._learn = True
+        self._data = b""  # the wire bytes of the request being processed
 
     # -- masking ------------------------------------------------------------------------------
     def _mask(self, signal: str, request, data: bytes | None, records: int):
@@ -96,6 +97,7 @@ class BatchProcessor:
         scan = None
         if data is None:
             data = request.SerializeToString()
+        self._data = data  # where the reader found map bodies: read from these bytes
         if self._reader.available and not self.redactor.checks_every_string:
             scan = self._reader.scan(signal, data, records)
         if scan is None:
@@ -110,10 +112,11 @@ class BatchProcessor:
 
     def _mask_record(self, record, read: tuple) -> tuple:
         """Masks one record the compiled reader flagged; returns its reading, masked."""
-        rec, special, flags, dirty = read
+        rec, special, flags, dirty, body_at = read
         if flags & ELSEWHERE:
             self.redactor.message(record)  # events, links, names, bodies...: the whole record
-            return read_attributes(record.attributes, self._keys) + (flags & OBJECT_BODY, None)
+            # the body may have changed: read from the masked record, not from the bytes
+            return read_attributes(record.attributes, self._keys) + (flags & OBJECT_BODY, None, -1)
         changed = self.redactor.attributes_at(record.attributes, dirty or (), strip=bool(special & HAS_OURS))
         stale = changed.intersection(rec)
         if stale:  # what the observation reads must be what is forwarded: read those again
@@ -133,6 +136,7 @@ class BatchProcessor:
         """Metrics are only masked: no identity is resolved on them."""
         with self._lock:
             self._mask("metrics", request, data, 0)
+            self._data = b""
 
     # -- traces ------------------------------------------------------------------------------
     # process_traces and process_logs repeat one loop shape on purpose: a shared loop over
@@ -162,6 +166,7 @@ class BatchProcessor:
                         except Exception:  # noqa: BLE001 - a bad record must never lose the batch
                             result.failed += 1
                             log.exception("span could not be attributed; forwarded masked and otherwise unchanged")
+            self._data = b""
             if self.detect:
                 result.events = self.engine.take_events()
         return result
@@ -219,6 +224,7 @@ class BatchProcessor:
                         except Exception:  # noqa: BLE001
                             result.failed += 1
                             log.exception("log record could not be attributed; forwarded masked and otherwise unchanged")
+            self._data = b""
             if self.detect:
                 result.events = self.engine.take_events()
         return result
@@ -227,7 +233,7 @@ class BatchProcessor:
         rec = read[0] if read is not None else read_attributes(record.attributes, self._keys)[0]
         if rec.keys().isdisjoint(IDENTITY_KEYS) and (
                 read[2] & OBJECT_BODY if read is not None else looks_like_object(record)):
-            vendor = read_vendor_record(record)
+            vendor = read_vendor_record(record, self._data, read[4]) if read is not None else read_vendor_record(record)
             if vendor is not None:
                 self._one_vendor(record, vendor, rec, result)
                 return

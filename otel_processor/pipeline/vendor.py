@@ -31,38 +31,46 @@ def looks_like_object(record) -> bool:
     return kind == "string_value" and body.string_value.lstrip()[:1] == "{"
 
 
-def body_object(record) -> dict | None:
-    """The body as a dict, when it is a map or a JSON object of reasonable size."""
+def body_object(record, data: bytes | None = None, body_at: int = -1) -> dict | None:
+    """The body as a dict, when it is a map or a JSON object of reasonable size. ``data`` and
+    ``body_at``: the request's wire bytes and where the compiled reader found this record's map
+    body in them, which spares serializing the body again to read it."""
     body = record.body
     kind = body.WhichOneof("value")
     if kind == "kvlist_value":
         if wire is not None:  # one C pass over the body's bytes instead of a wrapper per value
-            data = body.SerializeToString()
-            return wire.any_value(data) if len(data) <= MAX_BODY else None
+            if body_at >= 0 and data:
+                try:
+                    value = wire.body_value(data, body_at, MAX_BODY)
+                    return value if isinstance(value, dict) else None
+                except wire.ReadAsPython:  # bytes protobuf merges: read what it made of them
+                    pass
+            serialized = body.SerializeToString()
+            return wire.any_value(serialized) if len(serialized) <= MAX_BODY else None
         return to_python(body) if body.ByteSize() <= MAX_BODY else None
     if kind == "string_value":
         text = body.string_value
         if len(text) > MAX_BODY:
             return None
         try:
-            data = orjson.loads(text)
+            parsed = orjson.loads(text)
         except orjson.JSONDecodeError:
             return None
-        return data if isinstance(data, dict) else None
+        return parsed if isinstance(parsed, dict) else None
     return None
 
 
-def read_vendor_record(record) -> Mapped | Skipped | None:
+def read_vendor_record(record, data: bytes | None = None, body_at: int = -1) -> Mapped | Skipped | None:
     """The profile's reading of a record's body; None when the body is no vendor record of ours.
     A record the profile cannot use (no time anywhere, not even the log record's) is Skipped."""
-    data = body_object(record)
-    if data is None:
+    body = body_object(record, data, body_at)
+    if body is None:
         return None
-    name = profile_of(data)
+    name = profile_of(body)
     if name is None:
         return None
     fallback = record.time_unix_nano or record.observed_time_unix_nano or None
     try:
-        return map_with(name, data, fallback)
+        return map_with(name, body, fallback)
     except Unusable as exc:
         return Skipped(name, str(exc))
