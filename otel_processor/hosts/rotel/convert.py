@@ -25,21 +25,35 @@ _POINT_KINDS = {"Gauge": "gauge", "Sum": "sum", "Histogram": "histogram",
 
 
 # -- Rotel -> protobuf ---------------------------------------------------------------------------
+def value_of(any_value):
+    """A Rotel AnyValue's ``.value``. Rotel 0.0.1a15's getter panics on an AnyValue that holds no
+    value (a JSON null in a map body, ``"responseElements": null`` in every CloudTrail record);
+    an uncaught panic kills the whole agent, so it is caught here and read as no value."""
+    if any_value is None:
+        return None
+    try:
+        return any_value.value
+    except BaseException as exc:  # noqa: BLE001 - pyo3's PanicException derives from BaseException
+        if type(exc).__name__ != "PanicException":
+            raise
+        return None
+
+
 def rotel_python(value):
     """A Rotel AnyValue's ``.value`` as plain Python (its ArrayValue and KeyValueList iterate)."""
     if value is None or isinstance(value, (str, bool, int, float, bytes, bytearray)):
         return value
     items = list(value)
     if items and hasattr(items[0], "key"):
-        return {kv.key: rotel_python(kv.value.value if kv.value is not None else None) for kv in items}
-    return [rotel_python(item.value if item is not None else None) for item in items]
+        return {kv.key: rotel_python(value_of(kv.value)) for kv in items}
+    return [rotel_python(value_of(item)) for item in items]
 
 
 def _copy_attributes(repeated, attributes) -> None:
     for kv in attributes or ():
         out = repeated.add()
         out.key = kv.key
-        set_value(out.value, rotel_python(kv.value.value if kv.value is not None else None))
+        set_value(out.value, rotel_python(value_of(kv.value)))
 
 
 def _copy_scope(proto_scope, rotel_scope) -> None:
@@ -87,7 +101,7 @@ def _copy_log(out, record) -> None:
     if name:
         out.event_name = name
     if record.body is not None:
-        set_value(out.body, rotel_python(record.body.value))
+        set_value(out.body, rotel_python(value_of(record.body)))
     _copy_attributes(out.attributes, record.attributes)
 
 
