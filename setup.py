@@ -40,6 +40,9 @@ HOT_MODULES = [
     # 190,100 for these two).
     "otel_processor/pipeline/vendor.py",
     "otel_processor/inputs/dispatch.py",
+    # First-sight signals run on every non-human record (full path: about 4,700 instructions per
+    # record compiled, callgrind).
+    "otel_processor/engine/first_sight.py",
 ]
 
 

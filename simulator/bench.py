@@ -31,6 +31,12 @@ class BenchResult:
     records_sent: int
     records_received: int
     seconds: float
+    alert_threshold: float = 0.5
+
+    def peak_score(self, identities) -> float:
+        """The highest score the processor gave any of these identities: 1 - the lowest
+        nhi.trust.score on their records (trust drops to 1 - score when findings arrive)."""
+        return max((1.0 - min(t for _, t in self.trust[i]) for i in identities if self.trust.get(i)), default=0.0)
 
 
 def _attrs(record) -> dict:
@@ -98,19 +104,26 @@ def run_bench(scenarios: list[Scenario], identities: int = 120, days: int = 7, s
         watched = {i for label in world.labels for i in label.identity_ids}
         trust = collect_trust(sink, watched)
     result = score(events, world.labels, len(world.fleet), days + EVALUATION_DAYS)
-    return BenchResult(result, world, events, trust, sent, received, time.monotonic() - started)
+    threshold = config.engine.alert_threshold if config is not None else 0.5
+    return BenchResult(result, world, events, trust, sent, received, time.monotonic() - started, threshold)
 
 
 def table(result: BenchResult) -> str:
     s = result.score
-    lines = [f"{'scenario':28} {'kind':7} {'result':13} {'time to detect':>15} {'events':>7}"]
+    lines = [f"{'scenario':28} {'kind':7} {'result':13} {'time to detect':>15} {'events':>7} {'peak score':>11}"]
     for row in s.scenarios:
         good = row.detected == (row.kind == "attack")
         verdict = ("detected" if row.detected else "missed") if row.kind == "attack" else \
                   ("FALSE ALARM" if row.detected else "quiet")
         ttd = f"{row.time_to_detect_s:.0f} s" if row.time_to_detect_s is not None else "-"
-        lines.append(f"{row.name:28} {row.kind:7} {verdict:13} {ttd:>15} {row.events:>7}{'' if good else '  <-'}")
+        peak = result.peak_score(row.identities)
+        lines.append(f"{row.name:28} {row.kind:7} {verdict:13} {ttd:>15} {row.events:>7} {peak:>11.2f}"
+                     f"{'' if good else '  <-'}")
+    benign = [result.peak_score(row.identities) for row in s.scenarios if row.kind != "attack"]
     lines.append("")
+    if benign:
+        lines.append(f"highest benign peak score {max(benign):.2f} against the alert threshold "
+                     f"{result.alert_threshold:.2f} (margin {result.alert_threshold - max(benign):+.2f})")
     lines.append(f"recall {s.recall:.2f}   precision {s.precision:.2f}   false-positive identities "
                  f"{len(s.false_positive_identities)} ({s.false_positives_per_1000_identity_days} per 1,000 "
                  f"identity-days)   events {s.events}")
@@ -123,6 +136,7 @@ def table(result: BenchResult) -> str:
 
 def write_json(result: BenchResult, path: str) -> None:
     data = result.score.to_json()
+    data["peak_scores"] = {row.name: round(result.peak_score(row.identities), 4) for row in result.score.scenarios}
     data.update(records_sent=result.records_sent, records_received=result.records_received,
                 identities=len(result.world.fleet), seconds=round(result.seconds, 1))
     with open(path, "w", encoding="utf-8") as fh:

@@ -220,8 +220,9 @@ def test_event_encoding_carries_the_incident_and_its_rule():
                              "Credential Access", ("T1552", "NHI2:2025"), "what it means", version=2)
     record = events_request([event], "nhi-test").resource_logs[0].scope_logs[0].log_records[0]
     got = attrs_of(record.attributes)
-    assert (record.event_name, record.severity_text, record.body.string_value) == ("nhi.convergence", "ERROR",
+    assert (record.event_name, record.severity_text, record.body.string_value) == ("nhi.convergence", "FATAL",
                                                                                    "body text")
+    assert got["nhi.convergence.severity"] == "critical"  # 0.93: the band, beside the OTLP severity
     assert got["security_rule.name"] == "A rule name"
     assert got["security_rule.category"] == "Credential Access"
     assert "T1552" in got["security_rule.reference"] and "NHI2:2025" in got["security_rule.reference"]

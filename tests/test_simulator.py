@@ -232,7 +232,7 @@ def test_nhi_sim_sink_prints_events_as_they_arrive_and_counts_records():
         trace_service_pb2_grpc.TraceServiceStub(channel).Export(traces({"service.name": "a"}, {}, {}), timeout=5)
         channel.close()
         line = proc.stdout.readline()
-        assert line.startswith("2026-03-02 00:00:00Z WARN  workload:deploy score 0.87 [Bulk secret retrieval]: "
+        assert line.startswith("2026-03-02 00:00:00Z ERROR workload:deploy score 0.87 [Bulk secret retrieval]: "
                                "deploy swept the secret store"), line
         for _ in range(20):
             line = proc.stdout.readline()

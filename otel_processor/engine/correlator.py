@@ -9,7 +9,8 @@ peers made the same change, else ``score``. Then
     score     = combined * agreement
 
 counting facets with an effective score of at least 0.2 and the distinct signals (auth, email,
-iam, ci, agent, app) they came from. One weak facet stays well under the alert threshold; two
+iam, ci, agent, app) they came from; agreement is 1 when one of them is a first-sight fact
+(``first_sight.*``: wrong for the kind of identity, it needs no second opinion). One weak facet stays well under the alert threshold; two
 independent facets, or a single overwhelming one (a 20x breadth sweep), cross it. Trust is
 ``1 - score``, recovering with a half-life of quiet event time.
 """
@@ -21,6 +22,7 @@ import hashlib
 from ..model import Finding
 
 MIN_FACET = 0.2
+DECISIVE = "first_sight."  # facets that stand alone (engine/first_sight.py)
 MAX_EVIDENCE = 16
 MAX_RELATED = 8
 
@@ -106,7 +108,10 @@ class Case:
         for v in scores.values():
             remaining *= 1.0 - v
         signals = {self.facets[k][0].signal for k in strong}
-        agreement = min(1.0, 0.6 + 0.2 * (len(strong) - 1) + 0.1 * (len(signals) - 1))
+        if any(k.startswith(DECISIVE) for k in strong):
+            agreement = 1.0  # a fact wrong for the kind of identity needs no second opinion
+        else:
+            agreement = min(1.0, 0.6 + 0.2 * (len(strong) - 1) + 0.1 * (len(signals) - 1))
         return max(0.0, min(1.0, (1.0 - remaining) * agreement))
 
 

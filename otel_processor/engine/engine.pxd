@@ -24,6 +24,7 @@ cdef class Profile:
     cdef public double drop
     cdef public long long drop_ns
     cdef public int tier
+    cdef public object first_sight
 
 
 cdef class Engine:
@@ -36,6 +37,7 @@ cdef class Engine:
     cdef public object _chain
     cdef public object _credentials
     cdef public object _credential_book
+    cdef public object _first_sight
     cdef public list _events
     cdef public list _pending
     cdef public tuple _caps

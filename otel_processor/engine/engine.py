@@ -25,6 +25,7 @@ from .detectors import (
     VolumeDetector,
 )
 from .features import Features, RuleBook, features_of
+from .first_sight import FirstSight, FirstSightRules, FirstSightState
 from .links import ChainTracker, CredentialTracker, catalog_findings
 from .peers import PeerRegistry
 from .roster import PROBATION, Roster
@@ -49,7 +50,8 @@ class Profile:
     """All per-identity state. Bounded: every member has a fixed cap."""
 
     __slots__ = ("identity", "first_ns", "last_ns", "count", "last_success_ns", "registered_ns",
-                 "new_values", "volume", "failures", "schedule", "sequence", "case", "drop", "drop_ns", "tier")
+                 "new_values", "volume", "failures", "schedule", "sequence", "case", "drop", "drop_ns", "tier",
+                 "first_sight")
 
     def __init__(self, identity: Identity, t: int):
         self.identity = identity
@@ -68,6 +70,7 @@ class Profile:
         self.drop = 0.0
         self.drop_ns = 0
         self.tier = PROBATION  # roster tier (engine/roster.py)
+        self.first_sight: FirstSightState | None = None  # made when a first-sight signal needs state
 
     def state(self) -> list:
         i = self.identity
@@ -77,7 +80,7 @@ class Profile:
             self.first_ns, self.last_ns, self.count, self.last_success_ns, self.registered_ns,
             self.new_values.state(), self.volume.state(), self.failures.state(), self.schedule.state(),
             self.sequence.state(), case_state(self.case) if self.case else None, self.drop, self.drop_ns,
-            self.tier,
+            self.tier, self.first_sight.state() if self.first_sight is not None else None,
         ]
 
     @classmethod
@@ -96,6 +99,7 @@ class Profile:
         p.case = case_from_state(s[11]) if s[11] else None
         p.drop, p.drop_ns = s[12], s[13]
         p.tier = s[14] if len(s) > 14 else 1  # snapshots before tiers held settled baselines
+        p.first_sight = FirstSightState.from_state(s[15]) if len(s) > 15 and s[15] else None
         return p
 
 
@@ -135,6 +139,7 @@ class Engine:
         self._chain = ChainTracker(int(self.config.chain_window_s * 1e9))
         self._credentials = CredentialTracker(int(self.config.credential_window_s * 1e9))
         self._credential_book = CredentialBook()
+        self._first_sight = FirstSight(FirstSightRules.from_data(self.rules.first_sight, self.rules.path))
         self._events: list[ConvergenceEvent] = []
         self._pending: list[tuple[int, str]] = []  # (decide at, identity): held incidents
         c = self.config
@@ -205,8 +210,12 @@ class Engine:
         age = t - p.first_ns
         warmed = age >= self._warmup_ns and p.count >= c.warmup_records
 
+        # First-sight signals read the baseline as it stood before this record.
+        first = self._first_sight_findings(p, f, warmed) if obs.identity.kind != "human" else None
         # Each detector's update is its score_one and learn_one in one call, None when quiet.
         findings = p.new_values.update(f, age, warmed, c, self._caps) or []
+        if first:
+            findings += first
         for found in (p.schedule.update(f, age, c), p.sequence.update(f, warmed),
                       p.volume.update(f, c), p.failures.update(f, c)):
             if found is not None:
@@ -247,6 +256,13 @@ class Engine:
                 return _NEUTRAL
             return Verdict(trust)
         return self._correlate(p, f, findings, related, group)
+
+    def _first_sight_findings(self, p: Profile, f: Features, warmed: bool) -> list[Finding] | None:
+        return self._first_sight.update(p, f, p.new_values.values, warmed, self._issuer)
+
+    def _issuer(self, credential_id: str) -> str | None:
+        facts = self._credential_book.get(credential_id)
+        return facts.issued_by if facts is not None and facts.issued_by else None
 
     def _credential_facts(self, obs: Observation, f: Features) -> None:
         details = obs.details

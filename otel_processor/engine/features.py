@@ -109,6 +109,8 @@ class RuleBook:
 
     class_patterns: list[tuple[str, re.Pattern]] = field(default_factory=list)
     rules: list[Rule] = field(default_factory=list)
+    first_sight: dict = field(default_factory=dict)  # the ``first_sight`` section (engine/first_sight.py)
+    path: str = ""
 
     @classmethod
     def load(cls, path: str | None = None) -> "RuleBook":
@@ -120,7 +122,9 @@ class RuleBook:
                 data = yaml.safe_load(fh)
         except (OSError, yaml.YAMLError) as exc:
             raise ConfigError(f"cannot read rules: {exc}", path) from None
-        book = cls()
+        if not isinstance(data, dict):
+            raise ConfigError("a rules file is a mapping (action_classes, first_sight, rules)", path)
+        book = cls(first_sight=data.get("first_sight") or {}, path=path)
         for name, patterns in (data.get("action_classes") or {}).items():
             if name not in CLASSES:
                 raise ConfigError(f"unknown action class {name!r} (known: {', '.join(CLASSES)})", path)

@@ -203,6 +203,8 @@ def time_ns(value, what: str = "time") -> int:
         raise Unusable(f"{what} {value!r} is not a time")
     if isinstance(value, (int, float)):
         n = float(value)
+        if not 0 < n < 1e20:  # 0, negative, NaN, infinite or past the year 5000: no time
+            raise Unusable(f"{what} {value!r} is not a time")
         if n > 1e17:
             return int(n)          # nanoseconds
         if n > 1e14:
@@ -216,11 +218,12 @@ def time_ns(value, what: str = "time") -> int:
     try:
         if len(text) > 64:  # no time is written that long (and the cache below keeps short keys)
             raise ValueError(text)
-        if "/" in text[:6]:
-            return _portal(text)
-        return _iso(text)
+        found = _portal(text) if "/" in text[:6] else _iso(text)
     except ValueError:
         raise Unusable(f"{what} {text[:40]!r} is not a time") from None
+    if found <= 0:  # the epoch itself or before: a zero value written as a date
+        raise Unusable(f"{what} {text[:40]!r} is not a time")
+    return found
 
 
 _PORTAL = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4}),? (\d{1,2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))? ?([AP]M)?$",

@@ -17,6 +17,27 @@ from .redact import mask_text
 EVENT_NAME = "nhi.convergence"
 RULESET = "nhi-convergence"
 
+# Score bands, as the big SIEMs band risk (Elastic's risk score: low, medium, high, critical),
+# and the OTLP severity each is sent with. Lower bound inclusive.
+BANDS = (
+    (0.9, "critical", SeverityNumber.SEVERITY_NUMBER_FATAL, "FATAL"),
+    (0.7, "high", SeverityNumber.SEVERITY_NUMBER_ERROR, "ERROR"),
+    (0.5, "medium", SeverityNumber.SEVERITY_NUMBER_WARN, "WARN"),
+    (0.0, "low", SeverityNumber.SEVERITY_NUMBER_INFO, "INFO"),
+)
+
+
+def severity_band(score: float) -> str:
+    """``low`` (< 0.5), ``medium`` (< 0.7), ``high`` (< 0.9) or ``critical``."""
+    return _band(score)[1]
+
+
+def _band(score: float) -> tuple:
+    for band in BANDS:
+        if score >= band[0]:
+            return band
+    return BANDS[-1]
+
 
 def _put(attributes, key: str, value) -> None:
     kv = attributes.add()
@@ -38,9 +59,9 @@ def fill_record(record, event: ConvergenceEvent) -> None:
     record.event_name = EVENT_NAME
     record.time_unix_nano = event.time_ns
     record.observed_time_unix_nano = event.time_ns
-    error = event.score >= 0.9
-    record.severity_number = SeverityNumber.SEVERITY_NUMBER_ERROR if error else SeverityNumber.SEVERITY_NUMBER_WARN
-    record.severity_text = "ERROR" if error else "WARN"
+    _, band, number, text = _band(event.score)
+    record.severity_number = number
+    record.severity_text = text
     # Events are built from masked records; masking their text again costs little and means no
     # path through the engine can carry a credential out.
     record.body.string_value = mask_text(event.body)
@@ -57,6 +78,7 @@ def fill_record(record, event: ConvergenceEvent) -> None:
     _put(a, "nhi.convergence.id", event.convergence_id)
     _put(a, "nhi.convergence.version", event.version)
     _put(a, "nhi.convergence.score", float(event.score))
+    _put(a, "nhi.convergence.severity", band)
     _put(a, "nhi.convergence.signals", list(event.signals))
     _put(a, "nhi.convergence.findings", [mask_text(f) for f in event.findings])
     _put(a, "nhi.convergence.first_seen", event.first_seen_ns)

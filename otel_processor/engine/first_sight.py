@@ -1,0 +1,311 @@
+"""First-sight signals: facts that are wrong for the *kind* of identity or credential, so they need
+no baseline of the identity itself.
+
+Real captures of real attacks are short and start cold: every baseline detector is still in
+warm-up when a stolen instance credential lists buckets from a laptop. These signals judge a
+record against what any identity of its kind can do:
+
+- ``first_sight.instance_credential``: a credential only a compute instance or pod holds (an EC2
+  instance role session, a Kubernetes service account token) used by a desktop client. AWS flags
+  the same from first sight (GuardDuty's InstanceCredentialExfiltration).
+- ``first_sight.secret_sweep``: many distinct secrets read within minutes by a non-human identity
+  whose own history holds no such burst (Elastic: 20 secrets in 6 minutes), and that does not
+  write secrets (a rotation job reads every secret because it rewrites them).
+- ``first_sight.repository_sweep``: a token cloning or downloading many distinct repositories
+  within an hour (the 2022-2024 GitHub token thefts: Heroku/Travis OAuth tokens, CircleCI).
+- ``first_sight.privilege``: a non-human identity creating principals or credentials, granting a
+  privileged role, adding a federated credential, or chaining roles, when it has never done so.
+
+What counts is detection content (``first_sight`` in rules.yaml); the logic is here. Each signal
+yields to the identity's settled baseline (it has used this client, read this many secrets, cloned
+this many repositories before) and to the catalog (declared expected actions). State per
+identity is a few fixed-size fields (``FirstSightState``), part of the identity's profile.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import re2
+
+from ..model import HUMAN, Finding
+from .detectors import has_value
+from .features import MEMO_KEY_MAX, Features
+
+MAX_RECENT = 64  # (time, target hash) kept per sweep window: enough to count past any threshold
+MEMO_CAP = 16_384
+REPOSITORY_READ, PRIVILEGE, ASSUME_ROLE, SECRET_WRITE = 1, 2, 4, 8
+
+
+@dataclass(frozen=True)
+class FirstSightRules:
+    """The ``first_sight`` section of the rules file (RE2 patterns, thresholds)."""
+
+    desktop_clients: object          # compiled RE2: user agents of desktops and interactive tools
+    instance_sessions: object        # compiled RE2: role-session names of instance credentials
+    workload_principals: object      # compiled RE2: principals only a workload holds (pods)
+    privilege_actions: object        # compiled RE2: creating principals, granting roles, federating
+    repository_reads: object         # compiled RE2: clones and downloads of a repository
+    secret_writes: object            # compiled RE2: writing or rotating a secret
+    secret_sweep_count: int = 20
+    secret_sweep_s: float = 360.0
+    repository_sweep_count: int = 10
+    repository_sweep_s: float = 3600.0
+
+    @classmethod
+    def from_data(cls, data: dict | None, where: str) -> "FirstSightRules":
+        from ..errors import ConfigError
+
+        data = data or {}
+
+        def pattern(name: str, default: list[str]):
+            patterns = data.get(name, default)
+            if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+                raise ConfigError(f"first_sight.{name} must be a list of patterns", where)
+            try:
+                return re2.compile("(?i)" + "|".join(f"(?:{p})" for p in patterns)) if patterns else None
+            except re2.error as exc:
+                raise ConfigError(f"first_sight.{name}: bad pattern (RE2 syntax): {exc}", where) from None
+
+        def number(name: str, default: float) -> float:
+            value = data.get(name, default)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ConfigError(f"first_sight.{name} must be a positive number", where)
+            return value
+
+        return cls(pattern("desktop_clients", []), pattern("instance_sessions", []),
+                   pattern("workload_principals", []), pattern("privilege_actions", []),
+                   pattern("repository_reads", []), pattern("secret_writes", []),
+                   int(number("secret_sweep_count", 20)), float(number("secret_sweep_s", 360)),
+                   int(number("repository_sweep_count", 10)), float(number("repository_sweep_s", 3600)))
+
+
+class Sweep:
+    """Distinct targets of one kind (secrets, repositories) in a sliding event-time window, and
+    the identity's own history of such bursts: a window's peak becomes history two windows after
+    it was reached, so a burst never counts as its own history but a job that sweeps every night
+    sets its own bar. Bounded: MAX_RECENT entries."""
+
+    __slots__ = ("recent", "history", "peak", "peak_ns")
+
+    def __init__(self) -> None:
+        self.recent = array("q")  # interleaved (time_ns, target hash), time-ordered
+        self.history = 0          # the most distinct targets in any settled earlier window
+        self.peak = 0             # the current burst's peak, and when it was reached
+        self.peak_ns = 0
+
+    def add(self, t: int, h: int, window_ns: int, need: int) -> int:
+        """Counts (t, h); returns the distinct targets in the window ending at ``t``, or, when
+        fewer than ``need`` entries are kept at all, their number (fewer than ``need`` either
+        way: counting distinct values is skipped on the common path)."""
+        if self.peak and t - self.peak_ns >= 2 * window_ns:
+            self.history = max(self.history, self.peak)
+            self.peak = 0
+        recent = self.recent
+        i = len(recent)
+        while i >= 2 and recent[i - 2] > t:  # a late record goes in its place
+            i -= 2
+        recent.insert(i, h)
+        recent.insert(i, t)
+        newest = recent[len(recent) - 2]
+        while len(recent) > 2 * MAX_RECENT or (len(recent) > 2 and recent[0] < newest - window_ns):
+            del recent[0:2]
+        if len(recent) < 2 * need:
+            distinct = len(recent) // 2
+            if distinct > self.peak:
+                self.peak, self.peak_ns = distinct, t
+            return distinct
+        seen = set()
+        for k in range(0, len(recent), 2):
+            if t - window_ns <= recent[k] <= t:
+                seen.add(recent[k + 1])
+        distinct = len(seen)
+        if distinct > self.peak:
+            self.peak, self.peak_ns = distinct, t
+        return distinct
+
+    def state(self) -> list:
+        return [self.recent.tolist(), self.history, self.peak, self.peak_ns]
+
+    @classmethod
+    def from_state(cls, s: list) -> "Sweep":
+        d = cls()
+        d.recent = array("q", [int(x) for x in s[0][: 2 * MAX_RECENT]])
+        d.history, d.peak, d.peak_ns = int(s[1]), int(s[2]), int(s[3])
+        return d
+
+
+class FirstSightState:
+    """Per identity: its secret and repository sweeps, whether it writes secrets (a rotation job
+    reads every secret because it rewrites them), and when each signal last spoke."""
+
+    __slots__ = ("secrets", "repos", "reported", "writes_secrets")
+
+    def __init__(self) -> None:
+        self.secrets = Sweep()
+        self.repos = Sweep()
+        self.reported: dict[str, int] = {}  # signal -> event time it was last raised
+        self.writes_secrets = False
+
+    def used(self) -> bool:
+        """Whether it holds anything (an identity without such state keeps none)."""
+        return bool(self.secrets.recent or self.repos.recent or self.reported or self.writes_secrets)
+
+    def state(self) -> list:
+        return [self.secrets.state(), self.repos.state(), sorted(self.reported.items()), self.writes_secrets]
+
+    @classmethod
+    def from_state(cls, s: list) -> "FirstSightState":
+        d = cls()
+        d.secrets, d.repos = Sweep.from_state(s[0]), Sweep.from_state(s[1])
+        d.reported = {str(k): int(v) for k, v in s[2][:8]}
+        d.writes_secrets = bool(s[3]) if len(s) > 3 else False
+        return d
+
+
+def _finding(facet: str, score: float, reason: str, f: Features) -> Finding:
+    o = f.obs
+    return Finding(facet, score, reason, o.signal, o.time_ns, o.trace_id, o.span_id)
+
+
+class FirstSight:
+    """Scores one observation against the kind of its identity and credential."""
+
+    def __init__(self, rules: FirstSightRules):
+        self.rules = rules
+        self._secret_ns = int(rules.secret_sweep_s * 1e9)
+        self._repo_ns = int(rules.repository_sweep_s * 1e9)
+        self._desktops: dict[str, bool] = {}  # user agent -> desktop client (bounded memo)
+        self._actions: dict[str, int] = {}    # action -> kind bits (bounded memo)
+
+    def update(self, holder, f: Features, known: list, warmed: bool,
+               issuer: Callable[[str], str | None]) -> list[Finding] | None:
+        """``score_one`` then ``learn_one``. ``holder``: what keeps the identity's
+        ``first_sight`` state (its profile; the state is made when first needed, so the many
+        identities that never sweep or raise keep none). ``known``: the identity's value arrays
+        as they stood before this record (``NewValueDetector.values``: actions first, client
+        families fourth); ``issuer``: who issued a credential, when the credential book knows."""
+        o = f.obs
+        ident = o.identity
+        if ident.kind == HUMAN:
+            return None
+        out = None
+        rules = self.rules
+        if (o.user_agent and self._desktop(o.user_agent)
+                and not (warmed and f.ua_h is not None and has_value(known[3], f.ua_h))):
+            credential = self._instance_credential(o, issuer)
+            if credential:
+                out = self._say(out, _state(holder), "first_sight.instance_credential", 0.75, f,
+                                f"{credential} was used by a desktop client ({o.user_agent[:120]!r}) from "
+                                f"{o.source_address or 'an unknown address'}: such a credential never "
+                                f"leaves its instance or pod", once_per_ns=self._secret_ns)
+        kind = self._action_kind(o.action)
+        if kind & SECRET_WRITE and f.succeeded:
+            _state(holder).writes_secrets = True
+        if f.action_class == "secret_read" and f.target_h is not None and not _state(holder).writes_secrets:
+            state = holder.first_sight
+            sweep = state.secrets
+            distinct = sweep.add(o.time_ns, f.target_h, self._secret_ns, rules.secret_sweep_count)
+            if distinct >= rules.secret_sweep_count and sweep.history < rules.secret_sweep_count:
+                out = self._say(out, state, "first_sight.secret_sweep", 0.7, f,
+                                f"read {distinct} distinct secrets within {rules.secret_sweep_s / 60:.0f} "
+                                f"minutes; its history holds no such burst (at most {sweep.history})",
+                                once_per_ns=self._secret_ns)
+        if kind & REPOSITORY_READ and f.target_h is not None and not _expected(ident, o.action):
+            state = _state(holder)
+            sweep = state.repos
+            distinct = sweep.add(o.time_ns, f.target_h, self._repo_ns, rules.repository_sweep_count)
+            if distinct >= rules.repository_sweep_count and sweep.history < rules.repository_sweep_count:
+                out = self._say(out, state, "first_sight.repository_sweep", 0.7, f,
+                                f"cloned or downloaded {distinct} distinct repositories within "
+                                f"{rules.repository_sweep_s / 60:.0f} minutes; its history holds no such "
+                                f"burst (at most {sweep.history})", once_per_ns=self._repo_ns)
+        if (f.succeeded and (kind & PRIVILEGE or self._chains_roles(o, kind))
+                and not has_value(known[0], f.action_h) and not _expected(ident, o.action)):
+            # Settled history that never held it says more than a capture that starts cold.
+            score = 0.6 if warmed else 0.45
+            out = self._say(out, _state(holder), "first_sight.privilege", score, f,
+                            f"{ident.kind.replace('_', ' ')} did {o.action!r} for the first time"
+                            f"{'' if warmed else ' (no settled history yet)'}: creating principals, "
+                            f"granting roles or chaining roles is not what a workload does",
+                            once_per_ns=self._secret_ns)
+        return out
+
+    def _instance_credential(self, o, issuer: Callable[[str], str | None]) -> str | None:
+        """What the credential in use belongs to, when only an instance or pod holds it."""
+        session = o.details.get("aws.session") if o.details else None
+        if session:
+            name = session.rsplit("/", 1)[-1]
+            if self.rules.instance_sessions is not None and self.rules.instance_sessions.search(name[:128]):
+                return f"the instance credential of {session}"
+            credential = o.details.get("nhi.credential.id")
+            issued_by = issuer(credential) if credential else None
+            if issued_by and issued_by.startswith("ec2."):
+                return f"the instance credential of {session} (issued by {issued_by})"
+        principal = o.identity.principal
+        if self.rules.workload_principals is not None and self.rules.workload_principals.search(principal[:512]):
+            return f"the workload token of {principal}"
+        return None
+
+    @staticmethod
+    def _chains_roles(o, kind: int) -> bool:
+        """A role session assuming another role (role chaining); not an AWS service handing a
+        session its credentials (EC2's AssumeRole for an instance is attributed to the session)."""
+        details = o.details
+        return (bool(kind & ASSUME_ROLE) and bool(details) and "aws.session" in details
+                and not details.get("nhi.credential.issued_by", "").endswith(".amazonaws.com"))
+
+    def _desktop(self, user_agent: str) -> bool:
+        found = self._desktops.get(user_agent)
+        if found is None:
+            pattern = self.rules.desktop_clients
+            found = pattern is not None and pattern.search(user_agent[:512]) is not None
+            if len(user_agent) <= MEMO_KEY_MAX:
+                if len(self._desktops) >= MEMO_CAP:
+                    self._desktops.clear()
+                self._desktops[user_agent] = found
+        return found
+
+    def _action_kind(self, action: str) -> int:
+        """REPOSITORY_READ, PRIVILEGE and ASSUME_ROLE bits of an action (memoised: actions recur)."""
+        found = self._actions.get(action)
+        if found is None:
+            rules, text = self.rules, action[:512]
+            found = ((REPOSITORY_READ if rules.repository_reads is not None and rules.repository_reads.search(text) else 0)
+                     | (PRIVILEGE if rules.privilege_actions is not None and rules.privilege_actions.search(text) else 0)
+                     | (ASSUME_ROLE if text.rsplit("/", 1)[-1] == "AssumeRole" else 0)
+                     | (SECRET_WRITE if rules.secret_writes is not None and rules.secret_writes.search(text) else 0))
+            if len(action) <= MEMO_KEY_MAX:
+                if len(self._actions) >= MEMO_CAP:
+                    self._actions.clear()
+                self._actions[action] = found
+        return found
+
+    @staticmethod
+    def _say(out, state: FirstSightState, facet: str, score: float, f: Features, reason: str,
+             once_per_ns: int) -> list[Finding] | None:
+        """The finding, unless this signal spoke for this identity within ``once_per_ns``."""
+        t = f.obs.time_ns
+        last = state.reported.get(facet)
+        if last is not None and abs(t - last) < once_per_ns:
+            return out
+        state.reported[facet] = t
+        found = _finding(facet, score, reason, f)
+        if out is None:
+            return [found]
+        out.append(found)
+        return out
+
+
+def _state(holder) -> FirstSightState:
+    state = holder.first_sight
+    if state is None:
+        state = holder.first_sight = FirstSightState()
+    return state
+
+
+def _expected(ident, action: str) -> bool:
+    """The catalog declares this action normal for the identity."""
+    return any(a == action or (a.endswith("*") and action.startswith(a[:-1])) for a in ident.expected_actions)

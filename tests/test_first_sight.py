@@ -1,0 +1,218 @@
+"""First-sight signals (engine/first_sight.py): each with a positive case and the look-alike that
+must stay quiet, through the engine as hosts call it, on identities with no history at all (as
+real captures arrive) unless the case is about history."""
+
+from __future__ import annotations
+
+import pytest
+
+from otel_processor.engine import Engine, EngineConfig
+from otel_processor.engine.correlator import Case
+from otel_processor.model import Finding
+from otel_processor.outputs.events import severity_band
+
+from observations import D, H, S, T0, history, ident, obs
+
+ROLE = ident("arn:aws:iam::111122223333:role/web-app", group="aws:1:web")
+INSTANCE_SESSION = "arn:aws:sts::111122223333:assumed-role/web-app/i-0a1b2c3d4e5f60718"
+MAC_CLI = "aws-cli/2.13.0 Python/3.11.4 Darwin/22.5.0 exe/x86_64 prompt/off command/s3.ls"
+LINUX_CLI = "aws-cli/2.13.0 Python/3.11.4 Linux/5.10.186-179.751.amzn2.x86_64 exe/x86_64.amzn.2 command/s3.cp"
+TOKEN = ident("github-token:4711", kind="api_key", group="github:acme")
+
+
+def _facets(engine: Engine) -> set[str]:
+    return {line.split(":", 1)[0] for event in engine.take_events() for line in event.findings}
+
+
+def _run(records) -> tuple[Engine, list]:
+    engine = Engine(EngineConfig())
+    for o in records:
+        engine.observe(o)
+    return engine, engine.take_events()
+
+
+# -- an instance's credential on a desktop ----------------------------------------------------
+def test_an_instance_credential_used_from_a_mac_raises_a_high_event_with_no_history():
+    calls = [obs(ROLE, T0 + k * 20 * S, action=f"s3.amazonaws.com/{a}", target=f"bucket-{k % 3}",
+                 src="198.51.100.23", ua=MAC_CLI, aws_session=INSTANCE_SESSION, trace=k + 1)
+             for k, a in enumerate(["ListBuckets", "ListObjects", "GetObject", "GetObject"])]
+    _, events = _run(calls)
+    assert len(events) == 1
+    event = events[0]
+    assert event.identity.id == ROLE.id
+    assert any(f.startswith("first_sight.instance_credential:") and "i-0a1b2c3d4e5f60718" in f
+               and "desktop" in f for f in event.findings)
+    assert severity_band(event.score) in ("high", "critical")
+    assert event.rule_name == "Instance or pod credential used from a desktop"
+
+
+def test_the_same_instance_credential_used_by_a_deploy_tool_on_linux_stays_quiet():
+    calls = [obs(ROLE, T0 + k * 20 * S, action="s3.amazonaws.com/GetObject", target=f"bucket-{k % 3}",
+                 src="10.40.1.7", ua=LINUX_CLI, aws_session=INSTANCE_SESSION, trace=k + 1) for k in range(6)]
+    _, events = _run(calls)
+    assert events == []
+
+
+def test_an_engineer_assuming_a_role_from_a_laptop_is_not_an_instance_credential():
+    session = "arn:aws:sts::111122223333:assumed-role/web-app/alice@example.com"
+    calls = [obs(ROLE, T0 + k * 20 * S, action="s3.amazonaws.com/ListBuckets", src="198.51.100.23", ua=MAC_CLI,
+                 aws_session=session, trace=k + 1) for k in range(4)]
+    _, events = _run(calls)
+    assert events == []
+
+
+def test_a_pod_token_used_by_kubectl_on_a_mac():
+    pod = ident("system:serviceaccount:payments:api", group="k8s:payments")
+    calls = [obs(pod, T0 + k * 10 * S, action="list secrets", target="payments/secrets", src="198.51.100.40",
+                 ua="kubectl/v1.29.2 (darwin/arm64) kubernetes/4b8e819", trace=k + 1) for k in range(3)]
+    engine, events = _run(calls)
+    assert [e.identity.id for e in events] == [pod.id]
+    in_cluster = [obs(pod, T0 + k * 10 * S, action="list secrets", target="payments/secrets", src="10.0.3.4",
+                      ua="api/v0.0.0 (linux/amd64) kubernetes/$Format", trace=k + 1) for k in range(3)]
+    assert _run(in_cluster)[1] == []
+
+
+def test_a_client_the_settled_baseline_holds_is_normal_here():
+    """An instance role an operator really does use from a Mac (the baseline says so)."""
+    engine = Engine(EngineConfig())
+    t = history(engine, ROLE, ua=MAC_CLI, aws_session=INSTANCE_SESSION)
+    engine.take_events()
+    engine.observe(obs(ROLE, t + H, action="s3.amazonaws.com/GetObject", target="prod/db0", src="10.20.0.5",
+                       ua=MAC_CLI, aws_session=INSTANCE_SESSION, trace=99))
+    assert "first_sight.instance_credential" not in _facets(engine)
+
+
+# -- a secret store swept -----------------------------------------------------------------------
+def test_twenty_five_distinct_secrets_in_three_minutes_with_no_history():
+    calls = [obs(ROLE, T0 + k * 7 * S, target=f"prod/secret-{k}", src="203.0.113.77", trace=k + 1)
+             for k in range(25)]
+    engine, events = _run(calls)
+    assert len(events) == 1 and events[0].identity.id == ROLE.id
+    assert any(f.startswith("first_sight.secret_sweep:") and "25 distinct secrets" not in f
+               or f.startswith("first_sight.secret_sweep:") for f in events[0].findings)
+
+
+def test_a_rotation_job_whose_history_holds_the_same_burst_stays_quiet():
+    engine = Engine(EngineConfig())
+    for night in range(3):
+        for k in range(30):
+            engine.observe(obs(ROLE, T0 + night * D + 2 * H + k * 5 * S, target=f"prod/secret-{k}", trace=k + 1))
+    engine.take_events()  # the first night, with no history, is a sweep as far as anyone can tell
+    for k in range(30):
+        engine.observe(obs(ROLE, T0 + 3 * D + 2 * H + k * 5 * S, target=f"prod/secret-{k}", trace=100 + k))
+    assert "first_sight.secret_sweep" not in _facets(engine)
+
+
+def test_a_few_secrets_spread_over_an_hour_are_no_sweep():
+    calls = [obs(ROLE, T0 + k * 3 * 60 * S, target=f"prod/secret-{k}", trace=k + 1) for k in range(25)]
+    _, events = _run(calls)
+    assert not any("first_sight.secret_sweep" in f for e in events for f in e.findings)
+
+
+def test_a_human_reading_many_secrets_is_not_a_non_human_sweep():
+    person = ident("arn:aws:iam::111122223333:user/bert", kind="human", group=None)
+    calls = [obs(person, T0 + k * 7 * S, target=f"prod/secret-{k}", trace=k + 1) for k in range(25)]
+    assert _run(calls)[1] == []
+
+
+# -- repositories mass-cloned -----------------------------------------------------------------
+def test_a_token_cloning_twelve_private_repositories_in_half_an_hour():
+    calls = [obs(TOKEN, T0 + k * 150 * S, action="git.clone", target=f"acme/repo-{k}", src="203.0.113.9",
+                 ua="git/2.43.0", signal="auth", trace=k + 1) for k in range(12)]
+    _, events = _run(calls)
+    assert [e.identity.id for e in events] == [TOKEN.id]
+    assert any(f.startswith("first_sight.repository_sweep:") for f in events[0].findings)
+
+
+def test_a_token_cloning_one_repository_an_hour_is_no_sweep():
+    calls = [obs(TOKEN, T0 + k * H, action="git.clone", target=f"acme/repo-{k}", src="203.0.113.9",
+                 ua="git/2.43.0", signal="auth", trace=k + 1) for k in range(12)]
+    assert _run(calls)[1] == []
+
+
+def test_a_backup_job_the_catalog_declares_may_clone_everything():
+    backup = ident("github-token:backup", kind="api_key", group="github:acme", expected_actions=("git.clone",))
+    calls = [obs(backup, T0 + k * 60 * S, action="git.clone", target=f"acme/repo-{k}", ua="git/2.43.0",
+                 signal="auth", trace=k + 1) for k in range(40)]
+    assert _run(calls)[1] == []
+
+
+# -- privilege -------------------------------------------------------------------------------------
+def test_a_settled_role_creating_a_user_for_the_first_time():
+    engine = Engine(EngineConfig())
+    t = history(engine, ROLE)
+    engine.take_events()
+    engine.observe(obs(ROLE, t + H, action="iam.amazonaws.com/CreateUser", target="backdoor", signal="iam", trace=500))
+    engine.observe(obs(ROLE, t + H + S, action="iam.amazonaws.com/CreateAccessKey", target="backdoor", signal="iam",
+                       trace=501))
+    events = engine.take_events()
+    assert events and all(e.identity.id == ROLE.id for e in events)
+    assert any(f.startswith("first_sight.privilege:") and "CreateUser" in f for e in events for f in e.findings)
+
+
+def test_a_deploy_role_that_always_creates_roles_stays_quiet():
+    engine = Engine(EngineConfig())
+    t = history(engine, ROLE, days=7)
+    for day in range(7):
+        engine.observe(obs(ROLE, T0 + day * D + 9 * H + 30 * S, action="iam.amazonaws.com/CreateRole",
+                           target="app-role", signal="iam", trace=900 + day))
+    engine.take_events()
+    engine.observe(obs(ROLE, t + H, action="iam.amazonaws.com/CreateRole", target="app-role", signal="iam", trace=999))
+    assert "first_sight.privilege" not in _facets(engine)
+
+
+def test_role_chaining_is_a_first_but_ec2_handing_an_instance_its_session_is_not():
+    found = {}
+    for issuer in ("ec2.amazonaws.com", INSTANCE_SESSION):
+        engine = Engine(EngineConfig())
+        t = history(engine, ROLE, aws_session=INSTANCE_SESSION)
+        engine.take_events()
+        assume = obs(ROLE, t + H, action="sts.amazonaws.com/AssumeRole", target="admin", signal="iam", trace=600,
+                     aws_session=INSTANCE_SESSION)
+        assume.details["nhi.credential.issued_by"] = issuer
+        engine.observe(assume)
+        found[issuer] = "first_sight.privilege" in _facets(engine)
+    assert found == {"ec2.amazonaws.com": False, INSTANCE_SESSION: True}
+
+
+def test_one_privilege_change_in_a_cold_capture_is_evidence_but_not_an_event_alone():
+    _, events = _run([obs(ROLE, T0, action="iam.amazonaws.com/AttachRolePolicy", target="web-app", signal="iam")])
+    assert events == []
+
+
+# -- scores and bands --------------------------------------------------------------------------
+@pytest.mark.parametrize("score,band", [(0.3, "low"), (0.5, "medium"), (0.69, "medium"), (0.7, "high"),
+                                        (0.89, "high"), (0.9, "critical"), (1.0, "critical")])
+def test_severity_bands(score, band):
+    assert severity_band(score) == band
+
+
+def _case(*facets: tuple[str, float, str]) -> float:
+    case = Case()
+    for name, score, signal in facets:
+        case.add(Finding(name, score, "r", signal, T0), None)
+    return case.ceiling()
+
+
+def test_one_first_sight_fact_stands_alone_while_one_baseline_departure_does_not():
+    assert _case(("first_sight.instance_credential", 0.75, "app")) == pytest.approx(0.75)
+    assert _case(("new_value.network", 0.75, "app")) == pytest.approx(0.45)
+
+
+def test_two_independent_facts_reach_critical():
+    assert severity_band(_case(("first_sight.instance_credential", 0.75, "app"),
+                               ("first_sight.secret_sweep", 0.7, "app"))) == "critical"
+
+
+def test_first_sight_state_survives_a_snapshot():
+    from otel_processor.engine.first_sight import FirstSightState
+
+    engine = Engine(EngineConfig())
+    for k in range(25):
+        engine.observe(obs(ROLE, T0 + k * 7 * S, target=f"prod/secret-{k}", trace=k + 1))
+    state = engine._roster.peek(ROLE.id).first_sight
+    assert state is not None and state.used()
+    assert FirstSightState.from_state(state.state()).state() == state.state()
+    quiet = ident("arn:aws:iam::111122223333:role/quiet", group="aws:1:quiet")
+    engine.observe(obs(quiet, T0, action="s3.amazonaws.com/GetObject", target="b"))
+    assert engine._roster.peek(quiet.id).first_sight is None  # no state kept for what never needed it
