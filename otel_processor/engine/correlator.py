@@ -10,9 +10,10 @@ peers made the same change, else ``score``. Then
 
 counting facets with an effective score of at least 0.2 and the distinct signals (auth, email,
 iam, ci, agent, app) they came from; agreement is 1 when one of them is a first-sight fact
-(``first_sight.*``: wrong for the kind of identity, it needs no second opinion). One weak facet stays well under the alert threshold; two
-independent facets, or a single overwhelming one (a 20x breadth sweep), cross it. Trust is
-``1 - score``, recovering with a half-life of quiet event time.
+(``first_sight.*``: wrong for the kind of identity, it needs no second opinion). One weak facet
+stays well under the alert threshold; two independent facets, or a single overwhelming one (a
+20x breadth sweep), cross it. Trust is ``1 - score``, recovering with a half-life of quiet event
+time.
 """
 
 from __future__ import annotations

@@ -269,14 +269,15 @@ class FirstSight:
         return found
 
     def _action_kind(self, action: str) -> int:
-        """REPOSITORY_READ, PRIVILEGE and ASSUME_ROLE bits of an action (memoised: actions recur)."""
+        """REPOSITORY_READ, PRIVILEGE, ASSUME_ROLE and SECRET_WRITE bits of an action (memoised:
+        actions recur)."""
         found = self._actions.get(action)
         if found is None:
             rules, text = self.rules, action[:512]
-            found = ((REPOSITORY_READ if rules.repository_reads is not None and rules.repository_reads.search(text) else 0)
-                     | (PRIVILEGE if rules.privilege_actions is not None and rules.privilege_actions.search(text) else 0)
+            found = ((REPOSITORY_READ if _matches(rules.repository_reads, text) else 0)
+                     | (PRIVILEGE if _matches(rules.privilege_actions, text) else 0)
                      | (ASSUME_ROLE if text.rsplit("/", 1)[-1] == "AssumeRole" else 0)
-                     | (SECRET_WRITE if rules.secret_writes is not None and rules.secret_writes.search(text) else 0))
+                     | (SECRET_WRITE if _matches(rules.secret_writes, text) else 0))
             if len(action) <= MEMO_KEY_MAX:
                 if len(self._actions) >= MEMO_CAP:
                     self._actions.clear()
@@ -297,6 +298,10 @@ class FirstSight:
             return [found]
         out.append(found)
         return out
+
+
+def _matches(pattern, text: str) -> bool:
+    return pattern is not None and pattern.search(text) is not None
 
 
 def _state(holder) -> FirstSightState:
