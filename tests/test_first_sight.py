@@ -216,3 +216,13 @@ def test_first_sight_state_survives_a_snapshot():
     quiet = ident("arn:aws:iam::111122223333:role/quiet", group="aws:1:quiet")
     engine.observe(obs(quiet, T0, action="s3.amazonaws.com/GetObject", target="b"))
     assert engine._roster.peek(quiet.id).first_sight is None  # no state kept for what never needed it
+
+
+def test_a_rules_file_with_a_malformed_first_sight_section_is_a_clear_error():
+    from otel_processor.engine.first_sight import FirstSightRules
+    from otel_processor.errors import ConfigError
+
+    for bad in ([1, 2], {"desktop_clients": "Darwin"}, {"desktop_clients": ["(unclosed"]},
+                {"secret_sweep_count": 0}, {"secret_sweep_s": True}):
+        with pytest.raises(ConfigError):
+            FirstSightRules.from_data(bad, "rules.yaml")

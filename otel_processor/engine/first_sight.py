@@ -12,7 +12,8 @@ record against what any identity of its kind can do:
   whose own history holds no such burst (Elastic: 20 secrets in 6 minutes), and that does not
   write secrets (a rotation job reads every secret because it rewrites them).
 - ``first_sight.repository_sweep``: a token cloning or downloading many distinct repositories
-  within an hour (the 2022-2024 GitHub token thefts: Heroku/Travis OAuth tokens, CircleCI).
+  within an hour (the 2022 theft of Heroku's and Travis CI's GitHub OAuth tokens, used to
+  download private repositories of dozens of organisations).
 - ``first_sight.privilege``: a non-human identity creating principals or credentials, granting a
   privileged role, adding a federated credential, or chaining roles, when it has never done so.
 
@@ -55,10 +56,12 @@ class FirstSightRules:
     repository_sweep_s: float = 3600.0
 
     @classmethod
-    def from_data(cls, data: dict | None, where: str) -> "FirstSightRules":
+    def from_data(cls, data, where: str) -> "FirstSightRules":  # data untyped: a rules file may hold anything
         from ..errors import ConfigError
 
         data = data or {}
+        if not isinstance(data, dict):
+            raise ConfigError("first_sight must be a mapping of patterns and thresholds", where)
 
         def pattern(name: str, default: list[str]):
             patterns = data.get(name, default)
