@@ -89,6 +89,14 @@ def render(ident: SimIdentity, call: Call, rnd: random.Random) -> SimRecord:
             attrs["geo.country.iso_code"] = call.country
         return SimRecord(call.time_ns, "traces", ident.resource, attrs, name=call.action, span_kind=SERVER,
                          error=status >= 500, trace_id=trace_id, span_id=span_id)
+    if a == "ci_pipeline" and call.action != "process.start":
+        # what the job's token does at the forge (a clone, an archive download), as an audit event
+        attrs = {"event.category": "api", "event.action": call.action, **ident.attrs,
+                 "cicd.pipeline.run.id": extra.get("run", str(rnd.randrange(10**9))),
+                 "cloud.resource_id": call.target, "source.address": call.address,
+                 "user_agent.original": call.user_agent, "event.outcome": "success" if ok else "failure"}
+        return SimRecord(call.time_ns, "logs", ident.resource, attrs, name=call.action, trace_id=trace_id,
+                         span_id=span_id)
     if a == "ci_pipeline":
         attrs = {"event.category": "process", "event.action": "process.start", **ident.attrs,
                  "cicd.pipeline.run.id": extra.get("run", str(rnd.randrange(10**9))),
@@ -119,10 +127,11 @@ def render(ident: SimIdentity, call: Call, rnd: random.Random) -> SimRecord:
         if call.country:
             attrs["geo.country.iso_code"] = call.country
         return SimRecord(call.time_ns, "logs", ident.resource, attrs, name=call.action, trace_id=trace_id,
-                         span_id=span_id)
+                         span_id=span_id, extra={"key_id": extra["key_id"]} if "key_id" in extra else {})
     if a in ("mailbox", "human"):
         category = {"message.received": "email", "message.sent": "email", "mailbox.forwarding_rule.created": "email",
-                    "mailbox.rule.created": "email", "oauth.consent.granted": "iam"}.get(call.action, "authentication")
+                    "mailbox.rule.created": "email", "oauth.consent.granted": "iam",
+                    "credential.created": "iam"}.get(call.action, "authentication")
         attrs = {"event.category": category, "event.action": call.action, **ident.attrs,
                  "source.address": call.address, "user_agent.original": call.user_agent,
                  "event.outcome": "success" if ok else "failure"}
@@ -130,7 +139,7 @@ def render(ident: SimIdentity, call: Call, rnd: random.Random) -> SimRecord:
         if call.country:
             attrs["geo.country.iso_code"] = call.country
         return SimRecord(call.time_ns, "logs", ident.resource, attrs, name=call.action, trace_id=trace_id,
-                         span_id=span_id)
+                         span_id=span_id, extra={"key_id": extra["key_id"]} if "key_id" in extra else {})
     # service workload: CLIENT spans of its own calls
     method, _, route = call.action.partition(" ")
     attrs = {"http.request.method": method, "http.route": route,
@@ -204,6 +213,7 @@ def _burst(ident: SimIdentity, t: int, rnd: random.Random, o: dict) -> list[Call
             add(h.actions[0], secret, step_s=rnd.uniform(0.2, 1.5))
             add(h.actions[1], secret, step_s=0.2)
     elif a == "ci_pipeline":
+        add("git.clone", ident.attrs["vcs.repository.url.full"].split("://", 1)[-1])  # the checkout step
         for command in h.extra["commands"]:
             add("process.start", command, step_s=rnd.uniform(20, 120))
     elif a == "oauth_app":

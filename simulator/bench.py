@@ -38,6 +38,14 @@ class BenchResult:
         nhi.trust.score on their records (trust drops to 1 - score when findings arrive)."""
         return max((1.0 - min(t for _, t in self.trust[i]) for i in identities if self.trust.get(i)), default=0.0)
 
+    def peaks(self) -> dict[str, float]:
+        """Each scenario's peak score. A benign scenario's leaves out identities another scenario
+        attacks (a group change takes in every member of an archetype, the attacked ones too)."""
+        attacked = {i for label in self.world.labels if label.kind == "attack" for i in label.identity_ids}
+        return {row.name: self.peak_score(row.identities if row.kind == "attack"
+                                          else [i for i in row.identities if i not in attacked])
+                for row in self.score.scenarios}
+
 
 def _attrs(record) -> dict:
     return {kv.key: any_to_py(kv.value) for kv in record.attributes}
@@ -110,16 +118,17 @@ def run_bench(scenarios: list[Scenario], identities: int = 120, days: int = 7, s
 
 def table(result: BenchResult) -> str:
     s = result.score
-    lines = [f"{'scenario':28} {'kind':7} {'result':13} {'time to detect':>15} {'events':>7} {'peak score':>11}"]
+    lines = [f"{'scenario':33} {'kind':7} {'result':13} {'time to detect':>15} {'events':>7} {'peak score':>11}"]
+    peaks = result.peaks()
     for row in s.scenarios:
         good = row.detected == (row.kind == "attack")
         verdict = ("detected" if row.detected else "missed") if row.kind == "attack" else \
                   ("FALSE ALARM" if row.detected else "quiet")
         ttd = f"{row.time_to_detect_s:.0f} s" if row.time_to_detect_s is not None else "-"
-        peak = result.peak_score(row.identities)
-        lines.append(f"{row.name:28} {row.kind:7} {verdict:13} {ttd:>15} {row.events:>7} {peak:>11.2f}"
+        peak = peaks[row.name]
+        lines.append(f"{row.name:33} {row.kind:7} {verdict:13} {ttd:>15} {row.events:>7} {peak:>11.2f}"
                      f"{'' if good else '  <-'}")
-    benign = [result.peak_score(row.identities) for row in s.scenarios if row.kind != "attack"]
+    benign = [peaks[row.name] for row in s.scenarios if row.kind != "attack"]
     lines.append("")
     if benign:
         lines.append(f"highest benign peak score {max(benign):.2f} against the alert threshold "
@@ -136,7 +145,7 @@ def table(result: BenchResult) -> str:
 
 def write_json(result: BenchResult, path: str) -> None:
     data = result.score.to_json()
-    data["peak_scores"] = {row.name: round(result.peak_score(row.identities), 4) for row in result.score.scenarios}
+    data["peak_scores"] = {name: round(peak, 4) for name, peak in result.peaks().items()}
     data.update(records_sent=result.records_sent, records_received=result.records_received,
                 identities=len(result.world.fleet), seconds=round(result.seconds, 1))
     with open(path, "w", encoding="utf-8") as fh:

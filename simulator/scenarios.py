@@ -26,7 +26,7 @@ SCENARIO_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 SOURCES_OF = {"ci_role": ("cloudtrail",), "rotation_role": ("cloudtrail",), "k8s_sa": ("kubernetes",),
               "gcp_sa": ("gcp_audit",), "oauth_app": ("entra_signin",), "mailbox": ("m365", "entra_audit"),
               "human": ("m365", "entra_audit")}
-STEP_KINDS = ("calls", "forwarding_rule", "consent", "routine", "outage", "retire")
+STEP_KINDS = ("calls", "forwarding_rule", "consent", "new_secret", "routine", "outage", "retire")
 ACTORS = ("target", "app", "new", "group")
 
 
@@ -51,8 +51,14 @@ class Step:
     scopes: str | None = None
     hours: float = 24.0
     source: str = ""            # the audit log the step's records arrive in (default: the world's)
+    session: str = "usual"      # a role's session name: "usual" (a run id) or "instance" (an EC2 instance id)
+    networks: int = 1           # calls: how many networks of the `network` kind the calls come from
 
     def validate(self) -> None:
+        if self.networks < 1 or (self.networks > 1 and self.network not in ("new_public", "new_private")):
+            raise ValueError("steps.networks: more than one network needs network: new_public or new_private")
+        if self.session not in ("usual", "instance"):
+            raise ValueError(f"steps.session: {self.session!r} is not one of usual, instance")
         if self.source and self.source not in SOURCES:
             raise ValueError(f"steps.source: {self.source!r} is not one of {', '.join(SOURCES)}")
         if self.do not in STEP_KINDS:
@@ -100,6 +106,8 @@ class Scenario:
             raise ValueError("references: an attack needs MITRE ATT&CK and OWASP NHI references")
         for step in self.steps:
             archetype = "oauth_app" if step.actor == "app" else self.targets
+            if step.do == "new_secret" and archetype != "oauth_app":
+                raise ValueError("steps.do: new_secret is for an application (targets: oauth_app, or actor: app)")
             if step.source and step.source != OTEL and step.source not in SOURCES_OF.get(archetype, ()):
                 raise ValueError(f"steps.source: {archetype} records do not arrive in {step.source} "
                                  f"(they do in: {', '.join((OTEL,) + SOURCES_OF.get(archetype, ()))})")
@@ -211,6 +219,30 @@ class Player:
                       scenario.description)
         return calls, new_identities, label
 
+    def _new_secret(self, step: Step, app: SimIdentity, t0: int) -> list:
+        """An administrator adds a client secret to the app (Entra ID's "Add service principal
+        credentials"); the app then signs in with it and works as the step says (its usual
+        network and client unless told otherwise)."""
+        r = self.rnd
+        admin = self.builder.human()
+        key = "%08x-%04x-4%03x-8%03x-%012x" % (r.getrandbits(32), r.getrandbits(16), r.getrandbits(12),
+                                               r.getrandbits(12), r.getrandbits(48))
+        h = app.habits
+        attrs = {"oauth.client.id": app.attrs["oauth.client.id"]}
+        out = [(admin, Call(t0, "credential.created", "", f"{r.choice(admin.habits.networks)}{r.randrange(2, 250)}",
+                            admin.habits.user_agent, extra={"attrs": attrs, "key_id": key, "source": "entra_audit"}))]
+        network = self._network(step, app)
+        actions = step.actions or h.actions
+        for k in range(step.count):
+            t = t0 + int(step.at_s * S) + int(k * step.over_s * S / step.count) + r.randrange(0, S)
+            ua = h.user_agent if step.user_agent == "usual" else step.user_agent
+            out.append((app, Call(t, actions[k % len(actions)], h.targets[k % len(h.targets)],
+                                  f"{network or r.choice(h.networks)}{r.randrange(2, 250)}", ua, "ok",
+                                  int(h.volume * step.volume_x), step.country or h.country,
+                                  # its sign-ins in Entra ID's shape, where the key they used is named
+                                  {"key_id": key, "source": "entra_signin"})))
+        return out
+
     def _network(self, step: Step, ident: SimIdentity) -> str | None:
         if step.network == "usual":
             return None
@@ -271,6 +303,8 @@ class Player:
             address = f"{network or r.choice(h.networks)}{r.randrange(2, 250)}"
             return [(ident, Call(t0, "oauth.consent.granted", "", address, ua or h.user_agent,
                                  extra={"attrs": attrs, "source": step.source}))], app
+        if step.do == "new_secret":
+            return self._new_secret(step, ident, t0)
         # calls: a burst of activity
         actions = step.actions or h.actions
         targets = list(step.targets)
@@ -278,17 +312,18 @@ class Player:
             base = h.targets[0].rsplit("/", 1)[0] if h.targets and "/" in h.targets[0] else "internal"
             targets += [f"{base}/{self.builder.word()}-{k}" for k in range(step.new_targets)]
         targets = targets or h.targets
-        prefix = network or r.choice(h.networks)
-        addresses = [f"{prefix}{r.randrange(2, 250)}" for _ in range(3)]
+        prefixes = [network or r.choice(h.networks)] + [self._network(step, ident) for _ in range(step.networks - 1)]
+        addresses = [f"{prefix}{r.randrange(2, 250)}" for prefix in prefixes for _ in range(3 if len(prefixes) == 1 else 1)]
         out = []
-        session = f"gha-{r.getrandbits(40):010x}"
+        session = f"i-{r.getrandbits(68):017x}" if step.session == "instance" else f"gha-{r.getrandbits(40):010x}"
         key = f"ASIA{r.getrandbits(64):016X}"
         for k in range(step.count):
             t = t0 + int(k * step.over_s * S / step.count) + r.randrange(0, S)
             outcome = step.outcome
             if step.denied_share and r.random() < step.denied_share:
                 outcome = "denied"
-            out.append((ident, Call(t, actions[k % len(actions)], targets[k % len(targets)], r.choice(addresses),
+            address = addresses[k % len(addresses)] if step.networks > 1 else r.choice(addresses)
+            out.append((ident, Call(t, actions[k % len(actions)], targets[k % len(targets)], address,
                                     ua or h.user_agent, outcome, int(h.volume * step.volume_x),
                                     step.country or h.country, {"session": session, "access_key": key,
                                                                 "run": str(r.randrange(10**9)),

@@ -51,7 +51,7 @@ def native_source(record: SimRecord, archetype: str) -> str | None:
         action = a.get("event.action")
         if action == "mailbox.forwarding_rule.created":
             return "m365"
-        if action == "oauth.consent.granted":
+        if action in ("oauth.consent.granted", "credential.created"):
             return "entra_audit"
     return None
 
@@ -125,11 +125,16 @@ def _kubernetes(r: SimRecord) -> dict:
 def _gcp_audit(r: SimRecord) -> dict:
     a = r.attributes
     action = str(a.get("event.action", ""))
-    service = "bigquery.googleapis.com" if action.startswith("bigquery.") else "storage.googleapis.com"
+    if "/" in action:  # "iam.googleapis.com/google.iam.admin.v1.CreateServiceAccountKey": service and method
+        service, action = action.split("/", 1)
+    else:
+        service = "bigquery.googleapis.com" if action.startswith("bigquery.") else "storage.googleapis.com"
     denied = a.get("error.type") == "PERMISSION_DENIED"
     failed = a.get("event.outcome") == "failure"
     return {
-        "insertId": r.trace_id[:8].hex(), "logName": "projects/p/logs/cloudaudit.googleapis.com%2Fdata_access",
+        "insertId": r.trace_id[:8].hex(),
+        "logName": "projects/p/logs/cloudaudit.googleapis.com%2F" + (
+            "data_access" if service in ("storage.googleapis.com", "bigquery.googleapis.com") else "activity"),
         "protoPayload": {"@type": "type.googleapis.com/google.cloud.audit.AuditLog",
                          "authenticationInfo": {"principalEmail": a.get("user.id")},
                          "methodName": action, "serviceName": service, "resourceName": a.get("cloud.resource_id"),
@@ -137,7 +142,8 @@ def _gcp_audit(r: SimRecord) -> dict:
                                              "callerSuppliedUserAgent": a.get("user_agent.original")},
                          "status": {"code": 7, "message": "PERMISSION_DENIED"} if denied else
                          ({"code": 14, "message": "UNAVAILABLE"} if failed else {})},
-        "resource": {"type": "gcs_bucket" if service.startswith("storage") else "bigquery_resource"},
+        "resource": {"type": {"storage.googleapis.com": "gcs_bucket", "bigquery.googleapis.com": "bigquery_resource",
+                              "iam.googleapis.com": "service_account"}.get(service, "project")},
         "severity": "ERROR" if failed else "INFO", "timestamp": _iso(r.time_ns),
         "receiveTimestamp": _iso(r.time_ns + 500_000_000),
     }
@@ -156,29 +162,39 @@ def _entra_signin(r: SimRecord) -> dict:
                        "servicePrincipalId": _guid(str(app_id).encode()[::-1]),
                        "status": {"errorCode": 0 if ok else 7000215},
                        "location": {"countryOrRegion": a.get("geo.country.iso_code") or "NL"},
-                       "userAgent": a.get("user_agent.original")},
+                       "userAgent": a.get("user_agent.original"),
+                       **({"servicePrincipalCredentialKeyId": r.extra["key_id"]} if r.extra.get("key_id") else {})},
     }
 
 
 def _entra_audit(r: SimRecord) -> dict:
+    """A directory audit record as diagnostic settings export it: a consent, or a secret added to
+    the app ("Add service principal credentials", which names the app by its service principal's
+    object id only, as the audit log often does: the processor learns the appId from sign-ins)."""
     a = r.attributes
     app_id = a.get("oauth.client.id")
-    scopes = a.get("oauth.scopes") or ""
+    if a.get("event.action") == "credential.created":
+        activity, operation = "Add service principal credentials", "Update"
+        changes = [{"displayName": "KeyDescription", "oldValue": "[]",
+                    "newValue": f'["[KeyIdentifier={r.extra.get("key_id")},KeyType=Password,KeyUsage=Verify,'
+                                f'DisplayName=rotated]"]'},
+                   {"displayName": "Included Updated Properties", "oldValue": None, "newValue": '"KeyDescription"'}]
+    else:
+        activity, operation = "Consent to application", "Assign"
+        changes = [{"displayName": "ConsentAction.Permissions", "oldValue": None,
+                    "newValue": f'"[] => [[Scope: {a.get("oauth.scopes") or ""}, ]]; "'},
+                   {"displayName": "TargetId.ServicePrincipalNames", "oldValue": None, "newValue": f'"{app_id}"'}]
     return {
-        "time": _iso(r.time_ns), "operationName": "Consent to application", "category": "AuditLogs",
+        "time": _iso(r.time_ns), "operationName": activity, "category": "AuditLogs",
         "tenantId": TENANT, "callerIpAddress": a.get("source.address"), "Level": 4,
         "properties": {
             "id": f"Directory_{_guid(r.trace_id)}", "category": "ApplicationManagement", "result": "success",
-            "activityDisplayName": "Consent to application", "activityDateTime": _iso(r.time_ns),
-            "loggedByService": "Core Directory", "operationType": "Assign",
+            "activityDisplayName": activity, "activityDateTime": _iso(r.time_ns),
+            "loggedByService": "Core Directory", "operationType": operation,
             "initiatedBy": {"user": {"id": _guid(str(a.get("user.id")).encode()), "userPrincipalName": a.get("user.id"),
                                      "ipAddress": a.get("source.address")}},
             "targetResources": [{"id": _guid(str(app_id).encode()[::-1]), "type": "ServicePrincipal",
-                                 "modifiedProperties": [
-                                     {"displayName": "ConsentAction.Permissions", "oldValue": None,
-                                      "newValue": f'"[] => [[Scope: {scopes}, ]]; "'},
-                                     {"displayName": "TargetId.ServicePrincipalNames", "oldValue": None,
-                                      "newValue": f'"{app_id}"'}]}],
+                                 "modifiedProperties": changes}],
             "additionalDetails": [{"key": "User-Agent", "value": a.get("user_agent.original")}]},
     }
 

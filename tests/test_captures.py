@@ -24,6 +24,12 @@ EXPECTED = {
     # Lambda function act in the same minutes.
     "instance-credential-from-laptop.json": (
         "workload:arn:aws:iam::444455556666:role/app-server-role", "first_sight.instance_credential"),
+    # A phished administrator adds a secret to a dormant application and consents to
+    # Mail.ReadWrite for it (naming it by object id); the attacker signs in as the app and reads
+    # the CFO's mailbox through Graph (the 2024 Midnight Blizzard pattern, CISA ED 24-02). A backup
+    # app reads more mail in the same minutes without any grant; another app gets User.Read.
+    "app-granted-mail-reads-mailbox": (
+        "oauth_app:1f0e2d3c-4b5a-4968-8778-a1b2c3d4e5f6", "first_sight.granted_bulk_read"),
 }
 
 

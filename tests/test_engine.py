@@ -345,3 +345,39 @@ def test_humans_are_scored_but_get_no_events_by_default():
     assert events == [] and verdict.trust_score < 0.5
     events, _ = run(EngineConfig(event_kinds=("human",)))
     assert events
+
+
+def test_the_chain_is_the_same_in_every_arrival_order():
+    """Rule, consent, the app's sign-in and its export, delivered in each of the 24 orders (a
+    Collector reordering, Rotel's last-first resources, a late batch): the app raises the same
+    incident as in event order, with the same id whenever its own two records keep their order
+    (an incident's id is fixed when it opens, from the earliest evidence then known)."""
+    import itertools
+
+    mailbox = Identity("service_account:svc-invoices@corp.example", "service_account", "svc-invoices@corp.example",
+                       "user.id", group="name:svc-invoices")
+    app = Identity("oauth_app:7f1c2a", "oauth_app", "7f1c2a", "oauth.client.id", group="name:7f1c2a")
+    t = T0 + 8 * D
+    records = [
+        obs(mailbox, t, action="mailbox.forwarding_rule.created", signal="email", target=None, trace=1,
+            email_to_address="drop@evil.example", email_from_address="svc-invoices@corp.example",
+            email_external="true"),
+        obs(mailbox, t + 120 * S, action="oauth.consent.granted", signal="iam", target=None, trace=2,
+            oauth_client_id="7f1c2a", oauth_scopes="Mail.Read"),
+        obs(app, t + 200 * S, action="token.issued", signal="auth", target=None, trace=3),
+        obs(app, t + 260 * S, action="GET /payments/export", signal="app", target="erp.internal", volume=5e6, trace=4),
+    ]
+
+    def incidents(order) -> set[tuple[str, str, str]]:
+        engine = Engine()
+        for i in order:
+            engine.observe(records[i])
+        return {(e.identity.id, e.rule_name, e.convergence_id) for e in engine.take_events() if e.identity == app}
+
+    expected = incidents(range(4))
+    assert {(who, rule) for who, rule, _ in expected} == {(app.id, "Mailbox compromise turned into OAuth application abuse")}
+    for order in itertools.permutations(range(4)):
+        found = incidents(order)
+        assert {(who, rule) for who, rule, _ in found} == {(who, rule) for who, rule, _ in expected}, order
+        if order.index(2) < order.index(3):
+            assert found == expected, order

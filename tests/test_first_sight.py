@@ -226,3 +226,154 @@ def test_a_rules_file_with_a_malformed_first_sight_section_is_a_clear_error():
                 {"secret_sweep_count": 0}, {"secret_sweep_s": True}):
         with pytest.raises(ConfigError):
             FirstSightRules.from_data(bad, "rules.yaml")
+
+
+# -- an application granted mail access, then reading in bulk -----------------------------------
+ADMIN = ident("it-admin@corp.example", kind="human", group="")
+APP = ident("1f0e2d3c", kind="oauth_app", group="name:1f0e2d3c")
+
+
+def _grant(t, scopes="Mail.ReadWrite User.Read", app="1f0e2d3c", trace=1):
+    return obs(ADMIN, t, action="oauth.consent.granted", signal="iam", target=None, src="198.51.100.23",
+               ua=None, oauth_client_id=app, oauth_scopes=scopes, trace=trace)
+
+
+def _counted(o, items: int):
+    o.details["messaging.batch.message_count"] = str(items)  # obs() would turn its "_" into "."
+    return o
+
+
+def _mail_reads(t, items=(30, 25, 20), mailbox="cfo@corp.example", src="45.137.21.88"):
+    return [_counted(obs(APP, t + k * 90 * S, action="mailbox.items.read", signal="email", target=mailbox, src=src,
+                         ua="Client=REST", oauth_client_id="1f0e2d3c", trace=100 + k), n)
+            for k, n in enumerate(items)]
+
+
+def test_an_app_granted_mail_then_reading_a_mailbox_in_bulk_in_either_order():
+    t = T0 + 9 * H
+    for records in ([_grant(t), *_mail_reads(t + 300 * S)], [*_mail_reads(t + 300 * S), _grant(t)]):
+        engine = Engine(EngineConfig())
+        engine.observe(obs(APP, t - 60 * S, action="token.issued", signal="auth", target=None, src="45.137.21.88"))
+        for o in records:
+            engine.observe(o)
+        events = engine.take_events()
+        assert {e.identity.id for e in events} == {APP.id}
+        assert any(f.startswith("first_sight.granted_bulk_read:") and "Mail.ReadWrite" in f
+                   for e in events for f in e.findings)
+        assert ADMIN.id in events[-1].related_identities or events[-1].related_identities == ()
+
+
+def test_reading_without_a_grant_or_after_a_harmless_grant_is_no_signal():
+    t = T0 + 9 * H
+    for grant in ([], [_grant(t, scopes="User.Read openid profile")]):
+        engine = Engine(EngineConfig())
+        for o in [*grant, *_mail_reads(t + 300 * S, items=(200, 180))]:
+            engine.observe(o)
+        assert engine.take_events() == []
+
+
+def test_a_few_messages_read_after_a_grant_are_not_bulk():
+    t = T0 + 9 * H
+    engine = Engine(EngineConfig())
+    for o in [_grant(t), *_mail_reads(t + 300 * S, items=(2, 3))]:
+        engine.observe(o)
+    assert engine.take_events() == []
+
+
+def test_an_app_whose_baseline_holds_mail_reads_keeps_reading_after_its_secret_is_rotated():
+    """The look-alike: a new secret on a mail archiver that has read mailboxes for a week."""
+    engine = Engine(EngineConfig())
+    for day in range(8):
+        for k in range(6):
+            engine.observe(_counted(obs(APP, T0 + day * D + k * H, action="mailbox.items.read", signal="email",
+                                        target=f"user{k}@corp.example", src="20.61.14.9", ua="Client=REST",
+                                        trace=day * 10 + k + 1), 150))
+    engine.take_events()
+    t = T0 + 8 * D + 9 * H
+    engine.observe(obs(ADMIN, t, action="credential.created", signal="iam", target=None, src="10.40.2.17", ua=None,
+                       nhi_target_identity=f"oauth_app:{APP.principal}", nhi_credential_created="k-new"))
+    for k in range(6):
+        engine.observe(_counted(obs(APP, t + 600 * S + k * 60 * S, action="mailbox.items.read", signal="email",
+                                    target=f"user{k}@corp.example", src="20.61.14.9", ua="Client=REST",
+                                    nhi_credential_id="k-new", trace=900 + k), 150))
+    assert engine.take_events() == []
+
+
+# -- a credential created, then used at once from elsewhere -------------------------------------
+def test_a_new_secret_used_minutes_later_from_a_network_neither_creator_nor_app_used():
+    t = T0 + 9 * H
+    engine = Engine(EngineConfig())
+    engine.observe(obs(ADMIN, t, action="credential.created", signal="iam", target=None, src="198.51.100.23", ua=None,
+                       nhi_target_identity=f"oauth_app:{APP.principal}", nhi_credential_created="k-new",
+                       nhi_credential_issued_to=APP.id, nhi_credential_issued_by="it-admin@corp.example"))
+    engine.observe(obs(APP, t + 240 * S, action="token.issued", signal="auth", target=None, src="45.137.21.88",
+                       ua=None, nhi_credential_id="k-new", trace=7))
+    events = engine.take_events()
+    assert [e.identity.id for e in events] == [APP.id]
+    assert any(f.startswith("first_sight.fresh_credential_use:") for f in events[0].findings)
+
+
+def test_a_new_secret_whose_creation_record_arrives_after_its_use_is_judged_when_it_arrives():
+    t = T0 + 9 * H
+    engine = Engine(EngineConfig())
+    engine.observe(obs(APP, t + 240 * S, action="token.issued", signal="auth", target=None, src="45.137.21.88",
+                       ua=None, nhi_credential_id="k-new", trace=7))
+    assert engine.take_events() == []
+    engine.observe(obs(ADMIN, t, action="credential.created", signal="iam", target=None, src="198.51.100.23", ua=None,
+                       nhi_target_identity=f"oauth_app:{APP.principal}", nhi_credential_created="k-new",
+                       nhi_credential_issued_to=APP.id, nhi_credential_issued_by="it-admin@corp.example"))
+    events = engine.take_events()
+    assert [e.identity.id for e in events] == [APP.id]
+    assert any(f.startswith("first_sight.fresh_credential_use:") for f in events[0].findings)
+
+
+def test_a_new_secret_used_by_its_app_from_the_app_s_own_network_stays_quiet():
+    engine = Engine(EngineConfig())
+    t = history(engine, APP, action="token.issued", signal="auth", ua=None)
+    engine.take_events()
+    engine.observe(obs(ADMIN, t, action="credential.created", signal="iam", target=None, src="198.51.100.23", ua=None,
+                       nhi_credential_created="k-new", nhi_credential_issued_to=APP.id,
+                       nhi_credential_issued_by="it-admin@corp.example"))
+    engine.observe(obs(APP, t + 240 * S, action="token.issued", signal="auth", target="prod/db0", src="10.20.0.5",
+                       ua=None, nhi_credential_id="k-new", trace=7))
+    assert engine.take_events() == []
+
+
+def test_an_old_credential_used_from_a_new_network_is_not_a_fresh_one():
+    t = T0 + 9 * H
+    engine = Engine(EngineConfig())
+    engine.observe(obs(ADMIN, t, action="credential.created", signal="iam", target=None, src="198.51.100.23", ua=None,
+                       nhi_credential_created="k-old", nhi_credential_issued_to=APP.id,
+                       nhi_credential_issued_by="it-admin@corp.example"))
+    engine.observe(obs(APP, t + 3 * H, action="token.issued", signal="auth", target=None, src="45.137.21.88",
+                       ua=None, nhi_credential_id="k-old", trace=7))
+    assert not any(f.startswith("first_sight.fresh_credential_use") for e in engine.take_events() for f in e.findings)
+
+
+# -- one session key replayed from several networks ---------------------------------------------
+def _key_use(t, src, action, key="ASIAEXAMPLEKEY000001", trace=1):
+    o = obs(ROLE, t, action=action, target="prod/db", src=src, ua="Boto3/1.34.69 md/Botocore#1.34.69", trace=trace)
+    o.details["aws.access_key.id"] = key  # obs() would turn its "_" into "."
+    return o
+
+
+def test_one_temporary_key_from_three_networks_against_two_services_within_half_an_hour():
+    calls = [_key_use(T0 + k * 200 * S, src, action, trace=k + 1) for k, (src, action) in enumerate([
+        ("203.0.113.10", "secretsmanager.amazonaws.com/GetSecretValue"),
+        ("198.51.100.77", "s3.amazonaws.com/ListBuckets"),
+        ("192.0.2.200", "sts.amazonaws.com/GetCallerIdentity")])]
+    _, events = _run(calls)
+    assert [e.identity.id for e in events] == [ROLE.id]
+    assert any(f.startswith("first_sight.session_spread:") and "3 networks" in f for f in events[0].findings)
+
+
+@pytest.mark.parametrize("case", ["two networks", "one service", "an hour apart", "a different key each time"])
+def test_a_key_that_does_not_spread_is_no_signal(case):
+    networks = ["203.0.113.10", "198.51.100.77"] + ([] if case == "two networks" else ["192.0.2.200"])
+    actions = ["s3.amazonaws.com/GetObject"] * 3 if case == "one service" else \
+        ["secretsmanager.amazonaws.com/GetSecretValue", "s3.amazonaws.com/ListBuckets", "sts.amazonaws.com/GetCallerIdentity"]
+    step = 40 * 60 * S if case == "an hour apart" else 200 * S
+    calls = [_key_use(T0 + k * step, src, actions[k], key=f"ASIAEXAMPLEKEY00000{k if case.startswith('a different') else 0}",
+                      trace=k + 1) for k, src in enumerate(networks)]
+    _, events = _run(calls)
+    assert not any(f.startswith("first_sight.session_spread") for e in events for f in e.findings)

@@ -80,9 +80,9 @@ def test_schema_accepts_exactly_the_valid_parameters(tmp_path_factory, count, ov
 
 def test_same_seed_same_world_different_seed_different_world():
     scenarios = load_scenarios()
-    a = build_world(scenarios, 40, 2, seed=11)
-    b = build_world(scenarios, 40, 2, seed=11)
-    c = build_world(scenarios, 40, 2, seed=12)
+    a = build_world(scenarios, 80, 2, seed=11)
+    b = build_world(scenarios, 80, 2, seed=11)
+    c = build_world(scenarios, 80, 2, seed=12)
     fingerprint = lambda w: [(r.time_ns, r.signal, sorted(r.attributes.items(), key=str), r.resource) for r in w.records]
     assert fingerprint(a) == fingerprint(b)
     assert fingerprint(a) != fingerprint(c)
@@ -92,7 +92,7 @@ def test_ground_truth_never_enters_telemetry():
     """No attribute, resource, body, scope or name carries a scenario name, a label or the fleet's
     simulator-only handles."""
     scenarios = load_scenarios()
-    world = build_world(scenarios, 60, 2, seed=3)
+    world = build_world(scenarios, 80, 2, seed=3)
     forbidden = {s.name for s in scenarios} | set(RESERVED_WORDS) | {i.key for i in world.fleet}
     blob = "\n".join(json_format.MessageToJson(request) for _, request, _ in batches(world.records)).lower()
     leaks = sorted(word for word in forbidden if word.lower() in blob)
@@ -107,7 +107,7 @@ def _service(sink):
 
 @pytest.mark.parametrize("transport", ["grpc", "http"])
 def test_replay_end_to_end_delivers_every_record(transport, tmp_path):
-    world = build_world(load_scenarios(), 30, 1, seed=5)
+    world = build_world(load_scenarios(), 80, 1, seed=5)
     with OtlpSink() as sink, _service(sink) as service:
         endpoint = (f"127.0.0.1:{service.grpc_port}" if transport == "grpc"
                     else f"http://127.0.0.1:{service.http_port}")
@@ -118,7 +118,7 @@ def test_replay_end_to_end_delivers_every_record(transport, tmp_path):
 
 
 def test_export_then_replay_from_file_round_trips(tmp_path):
-    world = build_world(load_scenarios(), 30, 1, seed=5)
+    world = build_world(load_scenarios(), 80, 1, seed=5)
     path = str(tmp_path / "capture.jsonl")
     written = write_jsonl(batches(world.records), path)
     assert written == len(world.records)
@@ -133,7 +133,7 @@ def test_export_then_replay_from_file_round_trips(tmp_path):
 def test_bench_on_a_small_fleet_detects_every_attack_and_no_benign_identity(shapes):
     """The same behaviour, found whether it arrives as the contract's attributes or as the vendors'
     audit records read by the input profiles."""
-    result = run_bench(load_scenarios(), identities=60, days=3, seed=9, progress=False, shapes=shapes)
+    result = run_bench(load_scenarios(), identities=80, days=3, seed=9, progress=False, shapes=shapes)
     assert result.records_received == result.records_sent == len(result.world.records)
     rows = {row.name: row for row in result.score.scenarios}
     assert set(rows) == {s.name for s in load_scenarios()}
@@ -154,7 +154,7 @@ def test_vendor_shaped_records_resolve_to_the_same_identities_as_their_attribute
     from otel_processor.pipeline import BatchProcessor
 
     scenarios = load_scenarios()
-    plain, shaped = build_world(scenarios, 40, 1, seed=4), build_world(scenarios, 40, 1, seed=4, shapes="vendor")
+    plain, shaped = build_world(scenarios, 80, 1, seed=4), build_world(scenarios, 80, 1, seed=4, shapes="vendor")
     assert len(plain.records) == len(shaped.records)
     vendor = [r for r in shaped.records if r.body_object is not None or r.body.startswith("{")]
     assert len(vendor) > len(shaped.records) // 10

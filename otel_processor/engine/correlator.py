@@ -63,8 +63,8 @@ class Case:
         current = self.facets.get(finding.detector)
         if current is None or finding.score >= current[0].score:
             self.facets[finding.detector] = [finding, peer[0] if peer else None, peer[1] if peer else None]
-        if not self.first_ns:
-            self.first_ns = finding.time_ns
+        if not self.first_ns or (finding.time_ns < self.first_ns and self.incident is None):
+            self.first_ns = finding.time_ns  # the earliest evidence names the incident, in any arrival order
         self.last_finding_ns = max(self.last_finding_ns, finding.time_ns)
         if finding.trace_id:
             tid = finding.trace_id.hex()

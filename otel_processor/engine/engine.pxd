@@ -38,6 +38,7 @@ cdef class Engine:
     cdef public object _credentials
     cdef public object _credential_book
     cdef public object _first_sight
+    cdef public object _grants
     cdef public list _events
     cdef public list _pending
     cdef public tuple _caps

@@ -23,10 +23,11 @@ from .detectors import (
     ScheduleDetector,
     SequenceDetector,
     VolumeDetector,
+    has_value,
 )
 from .features import Features, RuleBook, features_of
 from .first_sight import FirstSight, FirstSightRules, FirstSightState
-from .links import ChainTracker, CredentialTracker, catalog_findings
+from .links import ChainTracker, CredentialTracker, GrantTracker, catalog_findings
 from .peers import PeerRegistry
 from .roster import PROBATION, Roster
 from .state import read_snapshot, write_snapshot
@@ -137,9 +138,13 @@ class Engine:
                               int(self.config.protect_idle_s * 1e9))
         self._peers = PeerRegistry(int(self.config.peer_window_s * 1e9))
         self._chain = ChainTracker(int(self.config.chain_window_s * 1e9))
-        self._credentials = CredentialTracker(int(self.config.credential_window_s * 1e9))
+        first_sight_rules = FirstSightRules.from_data(self.rules.first_sight, self.rules.path)
+        self._credentials = CredentialTracker(int(self.config.credential_window_s * 1e9),
+                                              int(first_sight_rules.session_spread_s * 1e9),
+                                              first_sight_rules.session_spread_networks)
         self._credential_book = CredentialBook()
-        self._first_sight = FirstSight(FirstSightRules.from_data(self.rules.first_sight, self.rules.path))
+        self._first_sight = FirstSight(first_sight_rules)
+        self._grants = GrantTracker(first_sight_rules)
         self._events: list[ConvergenceEvent] = []
         self._pending: list[tuple[int, str]] = []  # (decide at, identity): held incidents
         c = self.config
@@ -212,6 +217,7 @@ class Engine:
 
         # First-sight signals read the baseline as it stood before this record.
         first = self._first_sight_findings(p, f, warmed) if obs.identity.kind != "human" else None
+        routine = obs.identity.kind == "oauth_app" and warmed and has_value(p.new_values.values[0], f.action_h)
         # Each detector's update is its score_one and learn_one in one call, None when quiet.
         findings = p.new_values.update(f, age, warmed, c, self._caps) or []
         if first:
@@ -232,10 +238,18 @@ class Engine:
                 self._credential_facts(obs, f)
             if "nhi.identity.related" in details:
                 related = tuple(details["nhi.identity.related"].split(","))
+        elsewhere = None
         if obs.signal in _CHAIN_SIGNALS or ident.kind == "oauth_app":
-            chain_findings, linked = self._chain.observe(obs)
+            if ident.kind == "oauth_app" and details and "nhi.identity.alias" in details:
+                findings += self._grants.alias(details["nhi.identity.alias"], ident.principal)
+                self._chain.alias(details["nhi.identity.alias"], ident.principal)
+            chain_findings, linked, elsewhere = self._chain.observe(obs)
             findings += chain_findings
             related += linked
+            if ident.kind == "oauth_app":
+                findings += self._grants.read(obs, f, routine)
+            elif details and self._grants.is_grant(obs):
+                elsewhere = elsewhere + self._grants.grant(obs)
 
         p.count += 1
         if t > p.last_ns:
@@ -244,6 +258,8 @@ class Engine:
             self._roster.graduate(ident.id, p, t)
         if f.succeeded:
             p.last_success_ns = max(p.last_success_ns, t)
+        if elsewhere:
+            self._elsewhere(elsewhere)
         case = p.case
         # Without new findings a case can only reach a decision if its undiscounted score could.
         if not findings and (case is None or (case.incident is None
@@ -255,21 +271,32 @@ class Engine:
                 p.drop = 0.0
                 return _NEUTRAL
             return Verdict(trust)
-        return self._correlate(p, f, findings, related, group)
+        return self._correlate(p, f, findings, related, group, t, obs.trace_id, obs.span_id)
+
+    def _elsewhere(self, found: list) -> None:
+        """Findings a record gave about other identities (a late record completing a chain):
+        each goes to that identity's case, at the finding's own event time. An identity not seen
+        yet has no case to add to; its own records will find the link."""
+        for ident_id, finding, related in found:
+            p = self._roster.peek(ident_id)
+            if p is not None:
+                group = p.identity.group or f"kind:{p.identity.kind}"
+                self._correlate(p, None, [finding], related, group, finding.time_ns, finding.trace_id,
+                                finding.span_id)
 
     def _first_sight_findings(self, p: Profile, f: Features, warmed: bool) -> list[Finding] | None:
-        return self._first_sight.update(p, f, p.new_values.values, warmed, self._issuer)
-
-    def _issuer(self, credential_id: str) -> str | None:
-        facts = self._credential_book.get(credential_id)
-        return facts.issued_by if facts is not None and facts.issued_by else None
+        return self._first_sight.update(p, f, p.new_values.values, warmed, self._credential_book.get)
 
     def _credential_facts(self, obs: Observation, f: Features) -> None:
         details = obs.details
         created = details.get("nhi.credential.created")
         if created:
+            issued_by = details.get("nhi.credential.issued_by") or obs.identity.id
             self._credential_book.issued(created, obs.time_ns, details.get("nhi.credential.issued_to") or obs.identity.id,
-                                         details.get("nhi.credential.issued_by") or obs.identity.id, f.network)
+                                         issued_by, f.network)
+            late = self._first_sight.issued_late(created, obs.time_ns, issued_by, f.network)
+            if late:
+                self._elsewhere(late)
         used = details.get("nhi.credential.id")
         if used and used != created:
             self._credential_book.used(used, obs.time_ns, obs.identity.id, f.network, f.ua)
@@ -284,9 +311,11 @@ class Engine:
         return round(max(0.0, min(1.0, 1.0 - drop)), 4)
 
     # -- correlation and incidents -------------------------------------------------------------
-    def _correlate(self, p: Profile, f: Features, findings: list[Finding], related, group: str) -> Verdict:
+    def _correlate(self, p: Profile, f, findings: list[Finding], related, group: str, t: int,
+                   trace_id: bytes, span_id: bytes) -> Verdict:
+        """``f``: the features of the record the findings came from, or None for findings a
+        record gave about another identity (no peer key, no action class)."""
         c = self.config
-        t = f.obs.time_ns
         case = p.case
         if case is None:
             case = p.case = Case()
@@ -295,11 +324,11 @@ class Engine:
         # (its first_ns, hence a later incident's id, is that of the new evidence).
         case.prune(t, self._window_ns)
         for finding in findings:
-            key = peer_key(finding, f, group)
+            key = peer_key(finding, f, group) if f is not None else None
             if key is not None:
                 self._peers.report(key[0], key[1], ident_id, t)
             case.add(finding, key)
-        if findings:
+        if findings and f is not None:
             case.note_class(f.action_class)
         if findings and related:
             case.relate(related)
@@ -314,7 +343,7 @@ class Engine:
             if incident is None and self._must_confirm(case, effective, t):
                 heapq.heappush(self._pending, (case.first_ns + self._confirm_ns, ident_id))
             else:
-                incident = self._decide(p, case, t, f.obs.trace_id, f.obs.span_id, effective)
+                incident = self._decide(p, case, t, trace_id, span_id, effective)
         if not case.facets and case.incident is None:
             p.case = None
         # Trust drops to 1 - score when findings arrive and recovers with quiet event time.

@@ -16,6 +16,13 @@ record against what any identity of its kind can do:
   download private repositories of dozens of organisations).
 - ``first_sight.privilege``: a non-human identity creating principals or credentials, granting a
   privileged role, adding a federated credential, or chaining roles, when it has never done so.
+- ``first_sight.fresh_credential_use``: a credential created minutes ago, used from another network
+  than the one it was created from, a network the identity using it has never used (a secret
+  added to an application by a phished administrator, used at once from the attacker's host).
+- ``first_sight.session_spread`` (engine/links.py ``CredentialTracker``): one temporary key used by
+  one client from several networks within half an hour, against more than one service.
+- ``first_sight.granted_bulk_read`` (engine/links.py ``GrantTracker``): an application granted
+  mail, file or directory scopes, or a new secret, that then reads mail or files in bulk.
 
 What counts is detection content (``first_sight`` in rules.yaml); the logic is here. Each signal
 yields to the identity's settled baseline (it has used this client, read this many secrets, cloned
@@ -50,10 +57,18 @@ class FirstSightRules:
     privilege_actions: object        # compiled RE2: creating principals, granting roles, federating
     repository_reads: object         # compiled RE2: clones and downloads of a repository
     secret_writes: object            # compiled RE2: writing or rotating a secret
+    sensitive_scopes: object = None  # compiled RE2: mail, file and directory permissions
+    bulk_reads: object = None        # compiled RE2: reading mail, files or the directory
     secret_sweep_count: int = 20
     secret_sweep_s: float = 360.0
     repository_sweep_count: int = 10
     repository_sweep_s: float = 3600.0
+    fresh_credential_s: float = 3600.0
+    bulk_read_items: int = 50
+    bulk_read_targets: int = 5
+    bulk_read_s: float = 3600.0
+    session_spread_s: float = 1800.0
+    session_spread_networks: int = 3
 
     @classmethod
     def from_data(cls, data, where: str) -> "FirstSightRules":  # data untyped: a rules file may hold anything
@@ -81,8 +96,12 @@ class FirstSightRules:
         return cls(pattern("desktop_clients", []), pattern("instance_sessions", []),
                    pattern("workload_principals", []), pattern("privilege_actions", []),
                    pattern("repository_reads", []), pattern("secret_writes", []),
+                   pattern("sensitive_scopes", []), pattern("bulk_reads", []),
                    int(number("secret_sweep_count", 20)), float(number("secret_sweep_s", 360)),
-                   int(number("repository_sweep_count", 10)), float(number("repository_sweep_s", 3600)))
+                   int(number("repository_sweep_count", 10)), float(number("repository_sweep_s", 3600)),
+                   float(number("fresh_credential_s", 3600)), int(number("bulk_read_items", 50)),
+                   int(number("bulk_read_targets", 5)), float(number("bulk_read_s", 3600)),
+                   float(number("session_spread_s", 1800)), int(number("session_spread_networks", 3)))
 
 
 class Sweep:
@@ -180,16 +199,19 @@ class FirstSight:
         self.rules = rules
         self._secret_ns = int(rules.secret_sweep_s * 1e9)
         self._repo_ns = int(rules.repository_sweep_s * 1e9)
+        self._fresh_ns = int(rules.fresh_credential_s * 1e9)
         self._desktops: dict[str, bool] = {}  # user agent -> desktop client (bounded memo)
+        self._unissued: dict[str, tuple] = {}  # credential -> its first strange use before its issuance
         self._actions: dict[str, int] = {}    # action -> kind bits (bounded memo)
 
     def update(self, holder, f: Features, known: list, warmed: bool,
-               issuer: Callable[[str], str | None]) -> list[Finding] | None:
+               credential: Callable[[str], object]) -> list[Finding] | None:
         """``score_one`` then ``learn_one``. ``holder``: what keeps the identity's
         ``first_sight`` state (its profile; the state is made when first needed, so the many
         identities that never sweep or raise keep none). ``known``: the identity's value arrays
-        as they stood before this record (``NewValueDetector.values``: actions first, client
-        families fourth); ``issuer``: who issued a credential, when the credential book knows."""
+        as they stood before this record (``NewValueDetector.values``: actions, targets,
+        networks, client families, countries); ``credential``: what the credential book knows
+        of a credential id (``CredentialFacts`` or None)."""
         o = f.obs
         ident = o.identity
         if ident.kind == HUMAN:
@@ -198,12 +220,21 @@ class FirstSight:
         rules = self.rules
         if (o.user_agent and self._desktop(o.user_agent)
                 and not (warmed and f.ua_h is not None and has_value(known[3], f.ua_h))):
-            credential = self._instance_credential(o, issuer)
-            if credential:
+            held = self._instance_credential(o, credential)
+            if held:
                 out = self._say(out, _state(holder), "first_sight.instance_credential", 0.75, f,
-                                f"{credential} was used by a desktop client ({o.user_agent[:120]!r}) from "
+                                f"{held} was used by a desktop client ({o.user_agent[:120]!r}) from "
                                 f"{o.source_address or 'an unknown address'}: such a credential never "
                                 f"leaves its instance or pod", once_per_ns=self._secret_ns)
+        used = o.details.get("nhi.credential.id") if o.details else None
+        if used and f.network and f.network_h is not None and not has_value(known[2], f.network_h):
+            facts = credential(used)
+            if facts is None or not facts.issued_ns:
+                self._note_unissued(used, f)  # judged when its issuance record arrives
+            elif self._fresh_elsewhere(facts.issued_ns, facts.issued_by, facts.issued_from, o.time_ns, f.network):
+                out = self._say(out, _state(holder), "first_sight.fresh_credential_use", 0.7, f,
+                                _fresh_reason(used, facts.issued_by, facts.issued_from, facts.issued_ns,
+                                              o.time_ns, o.source_address), once_per_ns=self._fresh_ns)
         kind = self._action_kind(o.action)
         if kind & SECRET_WRITE and f.succeeded:
             _state(holder).writes_secrets = True
@@ -236,15 +267,44 @@ class FirstSight:
                             once_per_ns=self._secret_ns)
         return out
 
-    def _instance_credential(self, o, issuer: Callable[[str], str | None]) -> str | None:
+    def _fresh_elsewhere(self, issued_ns: int, issued_by: str, issued_from: str, t: int, network: str) -> bool:
+        """Created by an identity (not a cloud service handing a workload its session) within
+        ``fresh_credential_s`` before ``t``, from a known network other than ``network``."""
+        return (bool(issued_ns) and 0 <= t - issued_ns <= self._fresh_ns and bool(issued_from)
+                and issued_from != network and not issued_by.endswith(".amazonaws.com"))
+
+    def _note_unissued(self, credential_id: str, f: Features) -> None:
+        """A credential used from a network new to its user before its issuance is known (the
+        issuance record late, or never seen): the first such use, kept a while (bounded)."""
+        unissued = self._unissued
+        if credential_id in unissued or len(credential_id) > MEMO_KEY_MAX:
+            return
+        o = f.obs
+        unissued[credential_id] = (o.time_ns, o.identity.id, f.network, o.source_address or "", o.signal,
+                                   o.trace_id, o.span_id)
+        if len(unissued) > MEMO_CAP:
+            del unissued[next(iter(unissued))]
+
+    def issued_late(self, credential_id: str, issued_ns: int, issued_by: str, issued_from: str | None) -> list:
+        """An issuance record arriving after a use it precedes: that use judged now, as
+        ``(identity id, finding, related)`` for the engine to add to the user's case."""
+        use = self._unissued.pop(credential_id, None)
+        if use is None or not self._fresh_elsewhere(issued_ns, issued_by, issued_from or "", use[0], use[2]):
+            return []
+        t, user, _, address, signal, trace_id, span_id = use
+        reason = _fresh_reason(credential_id, issued_by, issued_from or "", issued_ns, t, address)
+        return [(user, Finding("first_sight.fresh_credential_use", 0.7, reason, signal, t, trace_id, span_id), ())]
+
+    def _instance_credential(self, o, credential: Callable[[str], object]) -> str | None:
         """What the credential in use belongs to, when only an instance or pod holds it."""
         session = o.details.get("aws.session") if o.details else None
         if session:
             name = session.rsplit("/", 1)[-1]
             if self.rules.instance_sessions is not None and self.rules.instance_sessions.search(name[:128]):
                 return f"the instance credential of {session}"
-            credential = o.details.get("nhi.credential.id")
-            issued_by = issuer(credential) if credential else None
+            used = o.details.get("nhi.credential.id")
+            facts = credential(used) if used else None
+            issued_by = facts.issued_by if facts is not None else None
             if issued_by and issued_by.startswith("ec2."):
                 return f"the instance credential of {session} (issued by {issued_by})"
         principal = o.identity.principal
@@ -261,15 +321,7 @@ class FirstSight:
                 and not details.get("nhi.credential.issued_by", "").endswith(".amazonaws.com"))
 
     def _desktop(self, user_agent: str) -> bool:
-        found = self._desktops.get(user_agent)
-        if found is None:
-            pattern = self.rules.desktop_clients
-            found = pattern is not None and pattern.search(user_agent[:512]) is not None
-            if len(user_agent) <= MEMO_KEY_MAX:
-                if len(self._desktops) >= MEMO_CAP:
-                    self._desktops.clear()
-                self._desktops[user_agent] = found
-        return found
+        return memo_search(self._desktops, self.rules.desktop_clients, user_agent)
 
     def _action_kind(self, action: str) -> int:
         """REPOSITORY_READ, PRIVILEGE, ASSUME_ROLE and SECRET_WRITE bits of an action (memoised:
@@ -301,6 +353,25 @@ class FirstSight:
             return [found]
         out.append(found)
         return out
+
+
+def _fresh_reason(credential_id: str, issued_by: str, issued_from: str, issued_ns: int, t: int, address) -> str:
+    return (f"credential {credential_id[:12]}... created by {issued_by[:80]} from {issued_from} "
+            f"{(t - issued_ns) / 60e9:.0f} minutes earlier was used from {address}, a network neither its "
+            f"creator nor this identity used")
+
+
+def memo_search(memo: dict, pattern, text: str) -> bool:
+    """Whether ``pattern`` (compiled RE2, or None) matches ``text``, memoised in ``memo``: user
+    agents and actions recur. Bounded: only short texts are kept, and a full memo starts over."""
+    found = memo.get(text)
+    if found is None:
+        found = pattern is not None and pattern.search(text[:512]) is not None
+        if len(text) <= MEMO_KEY_MAX:
+            if len(memo) >= MEMO_CAP:
+                memo.clear()
+            memo[text] = found
+    return found
 
 
 def _matches(pattern, text: str) -> bool:

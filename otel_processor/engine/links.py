@@ -4,6 +4,12 @@ Chain: a mailbox creates a forwarding or inbox rule (email signal), the same mai
 consent to an OAuth app (IAM signal, the app named by ``oauth.client.id``), then that app signs
 in and reads or exports (auth and app signals, identity ``oauth_app:<client id>``). Each step is a
 finding on the identity that took it; the app's findings name the mailbox in ``related``.
+
+Links are made in event time, whatever order the records arrive in: a rule whose record comes
+after the consent's (the same request's resources in another order, a late delivery) still
+completes the chain, and an app whose activity arrived before the consent is still raised. A
+finding about an identity other than the one whose record is observed is returned as
+``(identity id, finding, related)`` for the engine to add to that identity's case.
 """
 
 from __future__ import annotations
@@ -15,8 +21,12 @@ from functools import lru_cache
 
 from ..model import OAUTH_APP, Finding, Observation
 from .features import Features
+from .first_sight import memo_search
+
+Elsewhere = tuple  # (identity id, Finding, related identities): a finding about another identity
 
 MAX_LINKS = 20_000
+MAX_ACTIVITY = 8
 _RULE_ACTIONS = ("mailbox.forwarding_rule.created", "mailbox.rule.created")
 CONSENT = "oauth.consent.granted"
 
@@ -53,12 +63,17 @@ def catalog_findings(f: Features) -> list[Finding]:
 
 
 class ChainTracker:
-    """Bounded link tables: mailboxes recently tampered with, apps recently granted consent."""
+    """Bounded link tables: mailboxes recently tampered with, apps recently granted consent (by
+    app and by grantor), and each app's latest activity."""
 
     def __init__(self, window_ns: int):
         self.window_ns = window_ns
         self.tampered: OrderedDict[str, tuple[int, str]] = OrderedDict()
         self.consents: OrderedDict[str, tuple[int, str, bool, str]] = OrderedDict()
+        self.granted: OrderedDict[str, str] = OrderedDict()  # grantor -> the app it last consented to
+        # app -> its latest MAX_ACTIVITY records as (time, action, signal, trace id, span id),
+        # time-ordered: a late consent or rule links to the first of them after the consent
+        self.activity: OrderedDict[str, list] = OrderedDict()
 
     @staticmethod
     def _put(table: OrderedDict, key: str, value) -> None:
@@ -67,49 +82,119 @@ class ChainTracker:
         if len(table) > MAX_LINKS:
             table.popitem(last=False)
 
-    def observe(self, o: Observation) -> tuple[list[Finding], tuple[str, ...]]:
-        """Findings for this observation's identity and the identities it is linked to."""
+    def observe(self, o: Observation) -> tuple[list[Finding], tuple[str, ...], list[Elsewhere]]:
+        """Findings for this observation's identity, the identities it is linked to, and findings
+        for other identities that this (late) record completes a chain for."""
         ident = o.identity
         t = o.time_ns
         if o.action in _RULE_ACTIONS:
             external = o.details.get("email.external") == "true" or o.action == "mailbox.forwarding_rule.created"
             if not external:
-                return [], ()
+                return [], (), []
             to = o.details.get("email.to.address", "an external address")
             reason = f"created mailbox rule {o.action.split('.')[1]} sending mail to {to}"
-            self._put(self.tampered, ident.id, (t, to))
-            return [Finding("chain", 0.35, reason, o.signal, t, o.trace_id, o.span_id)], ()
+            earlier = self.tampered.get(ident.id)
+            # the earliest rule within the window is the one a consent is measured from
+            if earlier is None or not 0 <= t - earlier[0] <= self.window_ns:
+                self._put(self.tampered, ident.id, (t, to))
+            found = [Finding("chain", 0.35, reason, o.signal, t, o.trace_id, o.span_id)]
+            return found, *self._late_tamper(ident.id, t, to, o)
         if o.action == CONSENT:
             app = o.details.get("oauth.client.id")
             if not app:
-                return [], ()
+                return [], (), []
             tamper = self.tampered.get(ident.id)
             after_tamper = tamper is not None and 0 <= t - tamper[0] <= self.window_ns
             scopes = o.details.get("oauth.scopes", "")
             self._put(self.consents, app, (t, ident.id, after_tamper, scopes))
-            if after_tamper:
-                reason = (f"granted consent to OAuth app {app} (scopes {scopes or 'unspecified'}) after "
-                          f"creating a rule forwarding mail to {tamper[1]}")
-                return [Finding("chain", 0.6, reason, o.signal, t, o.trace_id, o.span_id)], (f"{OAUTH_APP}:{app}",)
-            return [], (f"{OAUTH_APP}:{app}",)
+            self._put(self.granted, ident.id, app)
+            linked = (f"{OAUTH_APP}:{app}",)
+            if not after_tamper:
+                return [], linked, []
+            return ([Finding("chain", 0.6, _consent_reason(app, scopes, tamper[1]), o.signal, t, o.trace_id,
+                             o.span_id)], linked,
+                    self._app_already_active(app, t, ident.id, scopes))
         if ident.kind == OAUTH_APP:
-            link = self.consents.get(ident.principal)
+            app = ident.principal
+            self._note_activity(app, (t, o.action, o.signal, o.trace_id, o.span_id))
+            link = self.consents.get(app)
             if link is not None and 0 <= t - link[0] <= self.window_ns:
                 granted_at, grantor, after_tamper, scopes = link
                 if after_tamper:
-                    mins = (t - granted_at) / 60e9
-                    reason = (f"{o.action!r} {mins:.0f} minutes after {grantor} granted it consent "
-                              f"(scopes {scopes or 'unspecified'}) right after tampering with its mailbox")
-                    return [Finding("chain", 0.9, reason, o.signal, t, o.trace_id, o.span_id)], (grantor,)
-                return [], (grantor,)
-        return [], ()
+                    return [self._app_finding(o.action, o.signal, t, o.trace_id, o.span_id, granted_at, grantor,
+                                              scopes)], (grantor,), []
+                return [], (grantor,), []
+        return [], (), []
+
+    def alias(self, other_name: str, app: str) -> None:
+        """The app is also known as ``other_name`` (a consent may name it by object id). The link
+        is copied, not moved: a forged sign-in pairing a victim's object id with another app
+        adds a link for that app and takes none from the victim."""
+        if other_name in self.consents and app not in self.consents:
+            self._put(self.consents, app, self.consents[other_name])
+
+    def _app_finding(self, action: str, signal: str, t: int, trace_id: bytes, span_id: bytes, granted_at: int,
+                     grantor: str, scopes: str) -> Finding:
+        reason = (f"{action!r} {(t - granted_at) / 60e9:.0f} minutes after {grantor} granted it consent "
+                  f"(scopes {scopes or 'unspecified'}) right after tampering with its mailbox")
+        return Finding("chain", 0.9, reason, signal, t, trace_id, span_id)
+
+    def _late_tamper(self, mailbox: str, t: int, to: str, o: Observation) -> tuple[tuple[str, ...], list]:
+        """A rule whose record arrived after the consent it precedes: the consent becomes a chain
+        step (a finding on the mailbox, at the consent's time) and the app's activity since, if
+        any, a finding on the app."""
+        app = self.granted.get(mailbox)
+        link = self.consents.get(app) if app else None
+        if link is None or link[2] or link[1] != mailbox or not 0 <= link[0] - t <= self.window_ns:
+            return (), []
+        granted_at, _, _, scopes = link
+        self._put(self.consents, app, (granted_at, mailbox, True, scopes))
+        step = Finding("chain", 0.6, _consent_reason(app, scopes, to), "iam", granted_at, o.trace_id, o.span_id)
+        return (f"{OAUTH_APP}:{app}",), [(mailbox, step, (f"{OAUTH_APP}:{app}",)),
+                                         *self._app_already_active(app, granted_at, mailbox, scopes)]
+
+    def _note_activity(self, app: str, record: tuple) -> None:
+        seen = self.activity.get(app)
+        if seen is None:
+            self._put(self.activity, app, [record])
+            return
+        self.activity.move_to_end(app)
+        i = len(seen)
+        while i and seen[i - 1][0] > record[0]:
+            i -= 1
+        seen.insert(i, record)
+        if len(seen) > MAX_ACTIVITY:
+            del seen[0]
+
+    def _app_already_active(self, app: str, granted_at: int, grantor: str, scopes: str) -> list[Elsewhere]:
+        """The app's first record after the consent, when it arrived before the chain was known."""
+        first = next((r for r in self.activity.get(app, ()) if 0 <= r[0] - granted_at <= self.window_ns), None)
+        if first is None:
+            return []
+        t, action, signal, trace_id, span_id = first
+        return [(f"{OAUTH_APP}:{app}", self._app_finding(action, signal, t, trace_id, span_id, granted_at, grantor,
+                                                          scopes), (grantor,))]
 
     def state(self) -> list:
-        return [list(self.tampered.items()), list(self.consents.items())]
+        return [list(self.tampered.items()), list(self.consents.items()), list(self.granted.items()),
+                [[k, [[r[0], r[1], r[2], r[3].hex(), r[4].hex()] for r in v]] for k, v in self.activity.items()]]
 
     def restore(self, s: list) -> None:
         self.tampered = OrderedDict((k, tuple(v)) for k, v in s[0])
         self.consents = OrderedDict((k, tuple(v)) for k, v in s[1])
+        self.granted = OrderedDict((k, v) for k, v in s[2]) if len(s) > 2 else OrderedDict()
+        self.activity = OrderedDict((k, [(r[0], r[1], r[2], bytes.fromhex(r[3]), bytes.fromhex(r[4]))
+                                         for r in v[-MAX_ACTIVITY:]]) for k, v in s[3]) if len(s) > 3 else OrderedDict()
+
+
+def _consent_reason(app: str, scopes: str, to: str) -> str:
+    return (f"granted consent to OAuth app {app} (scopes {scopes or 'unspecified'}) after creating a rule "
+            f"forwarding mail to {to}")
+
+
+def _service(action: str) -> str:
+    """The service an action went to (``s3.amazonaws.com/GetObject`` -> ``s3.amazonaws.com``)."""
+    return action.partition("/")[0] if "/" in action else action.partition(" ")[0]
 
 
 class CredentialTracker:
@@ -123,8 +208,11 @@ class CredentialTracker:
     InstanceCredentialExfiltration reasons the same way).
     """
 
-    def __init__(self, window_ns: int = 3_600_000_000_000):
+    def __init__(self, window_ns: int = 3_600_000_000_000, spread_ns: int = 1_800_000_000_000,
+                 spread_networks: int = 3):
         self.window_ns = window_ns
+        self.spread_ns = spread_ns
+        self.spread_networks = spread_networks
         # First use of each credential, in two generations: when the newer one holds half of
         # MAX_LINKS, the older is forgotten at once. Bounded like a FIFO of MAX_LINKS, at the
         # cost of one dictionary store per new credential instead of an ordered-dict eviction.
@@ -145,21 +233,50 @@ class CredentialTracker:
 
     def _check(self, key: str, f: Features) -> list[Finding]:
         o = f.obs
-        seen = self.recent.get(key)
+        table = self.recent
+        seen = table.get(key)
         if seen is None:
-            seen = self.older.get(key)
+            table = self.older
+            seen = table.get(key)
         if seen is None:
             if len(self.recent) >= MAX_LINKS // 2:
                 self.older, self.recent = self.recent, {}
-            self.recent[key] = (o.time_ns, f.network, f.ua, o.source_address or "")
+            self.recent[key] = (o.time_ns, f.network, f.ua, o.source_address or "", o.action)
             return []
-        t0, network, ua, address = seen
-        if network == f.network or ua == f.ua or o.time_ns - t0 > self.window_ns:
+        t0, network, ua, address = seen[0], seen[1], seen[2], seen[3]
+        if network == f.network or o.time_ns - t0 > self.window_ns:
             return []
+        if ua == f.ua:
+            return self._spread(key, seen, table, f) if not key.startswith("arn:") else []
         what = f"session {key.rsplit('/', 1)[-1]}" if key.startswith("arn:") else f"temporary key {key[:8]}..."
         reason = (f"{what} first used from {address} by {ua!r} was used "
                   f"{(o.time_ns - t0) / 1e9:.0f} s later from {o.source_address} by {f.ua!r}")
         return [Finding("credential_split", 0.85, reason, o.signal, o.time_ns, o.trace_id, o.span_id)]
+
+    def _spread(self, key: str, seen: tuple, table: dict, f: Features) -> list[Finding]:
+        """One temporary key, one client, several networks within ``spread_ns`` of its first use,
+        across more than one service: a session token replayed from several places (a stolen
+        key fanned out to rented hosts). Keyed by the key, not the role session: a Lambda
+        function's concurrent environments share a session name but each has its own key."""
+        o = f.obs
+        if o.time_ns - seen[0] > self.spread_ns or len(seen) > 7:  # too late, or already said
+            return []
+        networks = seen[5] if len(seen) > 5 else (seen[1],)
+        services = seen[6] if len(seen) > 6 else ((_service(seen[4]),) if len(seen) > 4 else ())
+        if f.network not in networks and len(networks) < max(4, self.spread_networks):
+            networks += (f.network,)
+        service = _service(o.action)
+        if service not in services and len(services) < 4:
+            services += (service,)
+        done = len(networks) >= self.spread_networks and len(services) >= 2
+        table[key] = (*seen[:4], seen[4] if len(seen) > 4 else o.action, networks, services,
+                      *((True,) if done else ()))
+        if not done:
+            return []
+        reason = (f"temporary key {key[:8]}... was used from {len(networks)} networks ({', '.join(networks)}) "
+                  f"within {(o.time_ns - seen[0]) / 60e9:.0f} minutes of its first use, against "
+                  f"{', '.join(services)}, by one client")
+        return [Finding("first_sight.session_spread", 0.7, reason, o.signal, o.time_ns, o.trace_id, o.span_id)]
 
     def state(self) -> list:
         return [list(self.older.items()), list(self.recent.items())]
@@ -167,5 +284,130 @@ class CredentialTracker:
     def restore(self, s: list) -> None:
         if s and s[0] and isinstance(s[0][0], str):  # a snapshot from before the generations
             s = [[], s]
-        self.older = {k: tuple(v) for k, v in s[0]} if s else {}
-        self.recent = {k: tuple(v) for k, v in s[1]} if s else {}
+        def entry(v) -> tuple:
+            return tuple(tuple(x) if isinstance(x, list) else x for x in v)
+
+        self.older = {k: entry(v) for k, v in s[0]} if s else {}
+        self.recent = {k: entry(v) for k, v in s[1]} if s else {}
+
+
+MAX_READS = 64
+
+
+class GrantTracker:
+    """Applications granted mail, file or directory access (a consent or an app role with such
+    scopes, a new secret or certificate on the app) and what each then read: bulk reads within
+    ``bulk_read_s`` of a grant are ``first_sight.granted_bulk_read`` on the app, in whichever
+    order grant and reads arrive, with or without a mailbox rule before it (the 2024 Midnight
+    Blizzard intrusion: a test app given full_access_as_app and a new secret, then reading
+    mailboxes). Reads the app's settled baseline already holds are not counted, so an app whose
+    secret is rotated goes on reading as before. Bounded: MAX_LINKS apps, MAX_READS reads each."""
+
+    def __init__(self, rules):
+        self.rules = rules
+        self.window_ns = int(rules.bulk_read_s * 1e9)
+        self.grants: OrderedDict[str, tuple[int, str, str]] = OrderedDict()  # app -> (time, what, by whom)
+        # app -> [(time, items, target hash, action, signal, trace id, span id)], time-ordered
+        self.reads: OrderedDict[str, list] = OrderedDict()
+        self.reported: OrderedDict[str, int] = OrderedDict()
+        self._reads_memo: dict[str, bool] = {}  # action -> a read of mail, files or the directory
+
+    def is_grant(self, o: Observation) -> bool:
+        return o.action in GRANTS and bool(o.details)
+
+    def grant(self, o: Observation) -> list[Elsewhere]:
+        """A grant record: remembered against the app it is about; the app's reads already seen
+        since (a late grant) are judged at once."""
+        details = o.details
+        if o.action == CONSENT:
+            app = details.get("oauth.client.id")
+        else:
+            target = details.get("nhi.target.identity", "")
+            app = target[len(OAUTH_APP) + 1:] if target.startswith(OAUTH_APP + ":") else None
+        if not app or o.outcome == "failure":
+            return []
+        if o.action == "credential.created":
+            what = "a new secret or certificate"
+        else:
+            scopes = details.get("oauth.scopes", "")
+            pattern = self.rules.sensitive_scopes
+            if not scopes or pattern is None or pattern.search(scopes[:1024]) is None:
+                return []
+            what = f"{scopes[:200]} ({'consent' if o.action == CONSENT else 'app role'})"
+        t = o.time_ns
+        earlier = self.grants.get(app)
+        if earlier is not None and abs(t - earlier[0]) <= self.window_ns:
+            # one grant made of several records (a secret and a consent), named in event order
+            if what not in earlier[1]:
+                what = f"{earlier[1]} and {what}" if earlier[0] <= t else f"{what} and {earlier[1]}"
+            else:
+                what = earlier[1]
+            t = min(t, earlier[0])
+        ChainTracker._put(self.grants, app, (t, what[:400], o.identity.id))
+        found = self._judge(app)
+        return [(f"{OAUTH_APP}:{app}", found, (o.identity.id,))] if found is not None else []
+
+    def read(self, o: Observation, f: Features, routine: bool) -> list[Finding]:
+        """An app's record: counted when it reads mail, files or the directory and its baseline
+        does not already hold that read (``routine``)."""
+        if routine or not f.succeeded or not memo_search(self._reads_memo, self.rules.bulk_reads, o.action):
+            return []
+        app = o.identity.principal
+        try:
+            items = max(1, min(100_000, int(o.details.get("messaging.batch.message_count", 1))))
+        except (TypeError, ValueError):
+            items = 1
+        reads = self.reads.get(app)
+        if reads is None:
+            reads = []
+            ChainTracker._put(self.reads, app, reads)
+        i = len(reads)
+        while i and reads[i - 1][0] > o.time_ns:
+            i -= 1
+        reads.insert(i, (o.time_ns, items, f.target_h or 0, o.action, o.signal, o.trace_id, o.span_id))
+        if len(reads) > MAX_READS:
+            del reads[0]
+        found = self._judge(app) if app in self.grants else None
+        return [found] if found is not None else []
+
+    def _judge(self, app: str) -> Finding | None:
+        granted_at, what, grantor = self.grants[app]
+        rules = self.rules
+        items, targets, last = 0, set(), None
+        for read in self.reads.get(app, ()):
+            if 0 <= read[0] - granted_at <= self.window_ns:
+                items += read[1]
+                targets.add(read[2])
+                last = read
+        if last is None or (items < rules.bulk_read_items and len(targets) < rules.bulk_read_targets):
+            return None
+        said = self.reported.get(app)
+        if said is not None and said == granted_at:
+            return None
+        ChainTracker._put(self.reported, app, granted_at)
+        reason = (f"read {items} items across {len(targets)} mailboxes, files or directory objects within "
+                  f"{(last[0] - granted_at) / 60e9:.0f} minutes of being granted {what} by {grantor}")
+        return Finding("first_sight.granted_bulk_read", 0.75, reason, last[4], last[0], last[5], last[6])
+
+    def alias(self, other_name: str, app: str) -> list[Finding]:
+        """The app is also known as ``other_name`` (a service principal's object id, which a
+        grant record may name it by); reads already seen under the app's own name are judged."""
+        if other_name not in self.grants or app in self.grants:
+            return []
+        ChainTracker._put(self.grants, app, self.grants[other_name])  # copied, as ChainTracker.alias
+        found = self._judge(app)
+        return [found] if found is not None else []
+
+    def state(self) -> list:
+        return [list(self.grants.items()), list(self.reported.items()),
+                [[k, [[r[0], r[1], r[2], r[3], r[4], r[5].hex(), r[6].hex()] for r in v]]
+                 for k, v in self.reads.items()]]
+
+    def restore(self, s: list) -> None:
+        self.grants = OrderedDict((k, tuple(v)) for k, v in s[0])
+        self.reported = OrderedDict((k, v) for k, v in s[1])
+        self.reads = OrderedDict((k, [(r[0], r[1], r[2], r[3], r[4], bytes.fromhex(r[5]), bytes.fromhex(r[6]))
+                                      for r in v[:MAX_READS]]) for k, v in s[2])
+
+
+GRANTS = frozenset({CONSENT, "role.assigned", "credential.created"})

@@ -90,6 +90,7 @@ def _write(engine, path: str, deadline: float | None) -> bool:
                 with engine._lock:
                     tail = [_dump({"chain": engine._chain.state()}), _dump({"credentials": engine._credentials.state()}),
                             _dump({"credential_facts": engine._credential_book.state()}),
+                            _dump({"grants": engine._grants.state()}),
                             _dump({"pending": engine._pending, "evictions": roster.evicted})]
                 out.write(b"".join(tail))
                 out.write(_dump({"end": {"profiles": written}}))
@@ -166,6 +167,7 @@ def _read(engine, path: str, Profile) -> None:  # noqa: N803
         _install(engine, profiles, groups, tables.get("chain", [[], []]), tables.get("credentials", []),
                  tables.get("pending", []), tables.get("evictions", {}))
         engine._credential_book.restore(tables.get("credential_facts", []))
+        engine._grants.restore(tables.get("grants", [[], [], []]))
 
 
 def _restore_v1(engine, path, data, Profile) -> None:

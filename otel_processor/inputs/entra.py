@@ -132,6 +132,8 @@ def map_signin(r: VendorRecord) -> Mapped | Skipped:
             return Skipped(SIGNIN, "service principal sign-in without appId", when)
         APP_IDS.learn(sp_object, app_id)
         attrs["oauth.client.id"] = app_id
+        if sp_object and sp_object.lower() != app_id.lower():
+            attrs["nhi.identity.alias"] = sp_object  # a grant record may name the app by it
     elif kind == "managed_identity":
         principal = app_id or sp_object or b.text("servicePrincipalName")
         if not principal:

@@ -90,6 +90,8 @@ def map_record(r: VendorRecord) -> Mapped | Skipped:
                 or user_id.lower() == "app@sharepoint"):
         identity = IdentityHint(OAUTH_APP, app, "m365.ClientAppId")
         attrs["oauth.client.id"] = app
+        if user_id.startswith("ServicePrincipal_") and user_id[17:].lower() != app.lower():
+            attrs["nhi.identity.alias"] = user_id[17:]  # its service principal's object id
     else:
         user = r.text("UserId", "UserKey")
         if not user:

@@ -63,7 +63,8 @@ DETAIL_KEYS = ("oauth.client.id", "oauth.scopes", "email.to.address", "email.fro
                "http.response.status_code", "aws.access_key.id",
                # what vendor profiles (inputs/) add: credential facts and the identities involved
                "nhi.credential.id", "nhi.credential.created", "nhi.credential.issued_to",
-               "nhi.credential.issued_by", "nhi.target.identity", "nhi.identity.related")
+               "nhi.credential.issued_by", "nhi.target.identity", "nhi.identity.related", "nhi.identity.alias",
+               "messaging.batch.message_count")
 
 
 # Every text an observation keeps is at most this long: work per record stays bounded whatever

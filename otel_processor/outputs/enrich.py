@@ -25,7 +25,7 @@ OUR_ATTRIBUTES = frozenset({"nhi.identity.id", "nhi.identity.kind", "nhi.identit
                             # what input profiles hand the engine (issuance, targets, related
                             # identities): never taken from a sender, whose copies are dropped
                             "nhi.credential.created", "nhi.credential.issued_to", "nhi.credential.issued_by",
-                            "nhi.target.identity", "nhi.identity.related"})
+                            "nhi.target.identity", "nhi.identity.related", "nhi.identity.alias"})
 # Field numbers of ``attributes`` in Span and LogRecord (opentelemetry/proto/*/v1/*.proto).
 SPAN_ATTRIBUTES_FIELD = 9
 LOG_ATTRIBUTES_FIELD = 6

@@ -19,6 +19,7 @@ acknowledges only after the downstream accepted the batch.
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -64,6 +65,7 @@ class RotelEngine:
         if self._state_path and os.path.exists(self._state_path):
             self.engine.restore_from(self._state_path)
         threading.Thread(target=self._ship_events, name="nhi-events", daemon=True).start()
+        atexit.register(self.flush, 5.0)
         if self._state_path:
             threading.Thread(target=self._snapshots, name="nhi-snapshot", daemon=True).start()
 
@@ -131,6 +133,18 @@ class RotelEngine:
                     log.warning("events endpoint refused (%s); retrying", exc)
                     time.sleep(delay)
                     delay = min(delay * 2, 10.0)
+            self._events.task_done()
+
+    def flush(self, timeout_s: float) -> bool:
+        """Waits until every queued event batch was exported, at most ``timeout_s`` (at exit:
+        the exporting thread is a daemon, so what it has not sent yet would be lost)."""
+        deadline = time.monotonic() + timeout_s
+        while self._events.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if self._events.unfinished_tasks:
+            log.error("%d convergence event batches not exported at shutdown", self._events.unfinished_tasks)
+            return False
+        return True
 
     def _snapshots(self) -> None:
         while True:
@@ -215,6 +229,9 @@ def rotel_environment(config) -> dict[str, str]:
     site = [p for p in sys.path if p.endswith("site-packages")]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([project, *site])
+    # A JSON null read through Rotel's SDK panics by design (convert.value_of catches it); a
+    # backtrace per null value would flood the log and, on a pipe nobody reads, stall Rotel.
+    env["RUST_BACKTRACE"] = "0"
     env[ENV_CONFIG] = json.dumps(dataclasses.asdict(config))
     headers = config.service.forward_target.resolved_headers()
     if headers:  # in the environment, not on the command line that any local user can list
@@ -222,10 +239,33 @@ def rotel_environment(config) -> dict[str, str]:
     return env
 
 
+# The two lines Rust prints for each panic ``convert.value_of`` catches (a null value read).
+_NULL_PANIC = ("panicked at rotel_python_processor_sdk/src/py/common.rs", "called `Option::unwrap()` on a `None` value",
+               "note: run with `RUST_BACKTRACE=1`")
+
+
+def forward_output(stream, out) -> int:
+    """Copies Rotel's stderr to ``out`` without the lines of the null-value panics that
+    ``convert.value_of`` catches (counted, reported once at the end). Returns their number."""
+    nulls = 0
+    for line in stream:
+        if any(marker in line for marker in _NULL_PANIC):
+            nulls += "panicked at" in line
+            continue
+        out.write(line)
+        out.flush()
+    if nulls:
+        out.write(f"nhi-processor: {nulls} null values read through Rotel's SDK (read as null)\n")
+    return nulls
+
+
 def run_cli(args, config) -> int:
     """Start Rotel with the processor wired in; forward SIGTERM/SIGINT; exit with its code."""
     check_supported(config)
-    proc = subprocess.Popen(rotel_command(config), env=rotel_environment(config))
+    proc = subprocess.Popen(rotel_command(config), env=rotel_environment(config), stderr=subprocess.PIPE,
+                            text=True, errors="replace")
+    relay = threading.Thread(target=forward_output, args=(proc.stderr, sys.stderr), name="rotel-stderr", daemon=True)
+    relay.start()
 
     def forward(signum, _frame):
         proc.send_signal(signum)
@@ -235,4 +275,6 @@ def run_cli(args, config) -> int:
     print(f"nhi-processor: Rotel (pid {proc.pid}) listening on {config.service.listen_grpc} (gRPC) / "
           f"{config.service.listen_http} (HTTP); forwarding to {config.service.forward_target.describe()}; "
           f"events to {config.events_target.describe()}", flush=True)
-    return proc.wait()
+    code = proc.wait()
+    relay.join(timeout=5)
+    return code
