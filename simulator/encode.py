@@ -83,3 +83,13 @@ def batches(records: Iterable[SimRecord], max_records: int = 512,
     for signal in sorted(pending, key=lambda s: pending[s][0].time_ns if pending[s] else 0):
         if pending[signal]:
             yield signal, encode(pending[signal], signal), pending[signal][-1].time_ns
+
+
+def reversed_resources(requests: Iterable[tuple[str, object, int]]) -> Iterator[tuple[str, object, int]]:
+    """Every request with its resources in the opposite order (as another Collector, or Rotel's
+    agent, may hand them on): for checking that detection does not depend on that order."""
+    for signal, request, last in requests:
+        out = type(request)()
+        entries = request.resource_spans if signal == "traces" else request.resource_logs
+        (out.resource_spans if signal == "traces" else out.resource_logs).extend(reversed(entries))
+        yield signal, out, last

@@ -14,7 +14,7 @@ import pytest
 
 from otel_processor.config import ProcessorConfig
 from otel_processor.pipeline import BatchProcessor
-from simulator.encode import batches
+from simulator.encode import batches, reversed_resources
 from simulator.scenarios import load_scenarios
 from simulator.world import build_world
 
@@ -38,16 +38,6 @@ def run(requests) -> set[tuple]:
     return {(e.identity.id, e.rule_name, e.convergence_id, e.version, round(e.score, 4)) for e in events}
 
 
-def reversed_resources(requests):
-    out = []
-    for signal, request, last in requests:
-        copy = type(request)()
-        entries = request.resource_spans if signal == "traces" else request.resource_logs
-        (copy.resource_spans if signal == "traces" else copy.resource_logs).extend(reversed(entries))
-        out.append((signal, copy, last))
-    return out
-
-
 def delayed(requests, seed: int):
     """Each request held back by up to LATENESS_S of event time, then delivered in that order."""
     rnd = random.Random(seed)
@@ -63,7 +53,7 @@ def in_order(requests):
 
 
 def test_reversed_resources_raise_identical_events(requests, in_order):
-    assert run(reversed_resources(requests)) == in_order
+    assert run(list(reversed_resources(requests))) == in_order
 
 
 @pytest.mark.parametrize("seed", [1, 2])

@@ -21,7 +21,7 @@ from simulator.sink import OtlpSink
 from otel_processor.anyvalue import to_python as any_to_py
 from otel_processor.hosts.serve.service import Service
 from simulator.bench import collect_events
-from simulator.encode import batches
+from simulator.encode import batches, reversed_resources
 from simulator.replay import replay
 from simulator.scenarios import load_scenarios
 from simulator.scoring import score
@@ -59,16 +59,6 @@ def delivered(sink: OtlpSink) -> int:
 
 def detections(sink: OtlpSink) -> set[str]:
     return {e.identity_id for e in collect_events(sink)}
-
-
-def reversed_resources(requests):
-    """Every request with its resources in the opposite order (as another Collector, or Rotel's
-    agent, may hand them on)."""
-    for signal, request, last in requests:
-        out = type(request)()
-        entries = request.resource_spans if signal == "traces" else request.resource_logs
-        (out.resource_spans if signal == "traces" else out.resource_logs).extend(reversed(entries))
-        yield signal, out, last
 
 
 def outcome(sink: OtlpSink) -> tuple[set, dict]:
