@@ -1,5 +1,6 @@
 """``nhi-processor``: serve (standalone OTLP service), rotel (inside the Rotel collector), check-config,
-convert (vendor audit-log files to OTLP JSON lines).
+convert (vendor audit-log files to OTLP JSON lines), state show (an identity's baseline), exceptions
+draft (a narrow exception for one event).
 
 Every problem a user can fix (a bad config, catalog, rules or token file, unreadable TLS files, a
 busy port, a corrupt snapshot, a state directory that is a file) is one line naming the file and
@@ -26,6 +27,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML config file (every setting optional)")
     p.add_argument("--listen-grpc", metavar="HOST:PORT", help="OTLP/gRPC listen address")
     p.add_argument("--listen-http", metavar="HOST:PORT", help="OTLP/HTTP listen address")
+    p.add_argument("--listen-admin", metavar="HOST:PORT",
+                   help="health, readiness, Prometheus metrics and state inspection (empty: off)")
     p.add_argument("--forward", metavar="ENDPOINT",
                    help="downstream OTLP: host:port for gRPC, http(s)://... for OTLP/HTTP")
     p.add_argument("--state-dir", help="where baselines are snapshotted (default $NHI_STATE_DIR)")
@@ -33,7 +36,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="move an existing snapshot aside (kept as <file>.reset-<time>) and start with no baselines")
     p.add_argument("--catalog", help="identity catalog YAML")
     p.add_argument("--events-endpoint", help="where convergence events go (default: --forward)")
+    p.add_argument("--exceptions", help="exceptions YAML (expected events kept back; owner, reason, expiry)")
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--log-format", choices=["text", "json"])
 
 
 def build_config(args: argparse.Namespace) -> ProcessorConfig:
@@ -43,6 +48,12 @@ def build_config(args: argparse.Namespace) -> ProcessorConfig:
         config.service.listen_grpc = args.listen_grpc or None
     if args.listen_http is not None:
         config.service.listen_http = args.listen_http or None
+    if args.listen_admin is not None:
+        config.service.listen_admin = args.listen_admin or None
+    if args.exceptions:
+        config.exceptions = args.exceptions
+    if args.log_format:
+        config.telemetry.log_format = args.log_format
     if args.forward:
         if isinstance(config.service.forward, ExportConfig):
             config.service.forward.endpoint = args.forward  # keeps the file's TLS and headers
@@ -75,8 +86,12 @@ def preflight(config: ProcessorConfig) -> None:
     from .identity.catalog import load_catalog
     from .config import as_export
 
+    from .outputs.exceptions import load_exceptions
+
     if config.catalog:
         load_catalog(config.catalog)
+    if config.exceptions:
+        load_exceptions(config.exceptions)
     RuleBook.load(config.engine.rules_file)
     BearerTokens(config.service.auth.bearer_tokens_file)
     if config.service.tls.enabled:
@@ -107,20 +122,95 @@ def serve(config: ProcessorConfig) -> int:
     where = ", ".join(x for x in (
         f"OTLP/gRPC {svc.listen_grpc.rpartition(':')[0]}:{service.grpc_port}" if svc.listen_grpc else "",
         f"OTLP/HTTP {svc.listen_http.rpartition(':')[0]}:{service.http_port}" if svc.listen_http else "",
+        f"admin {svc.listen_admin.rpartition(':')[0]}:{service.admin_port}" if svc.listen_admin else "",
     ) if x)
     security = ("TLS" + (" with client certificates" if svc.tls.client_ca_file else "") if svc.tls.enabled
                 else "plaintext") + (", bearer tokens" if svc.auth.bearer_tokens_file else "")
     stop = threading.Event()
+    reload = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):  # before "listening": a supervisor may act on that line
         signal.signal(sig, lambda *_: stop.set())
+    signal.signal(signal.SIGHUP, lambda *_: reload.set())
     print(f"nhi-processor {__version__}: listening on {where} ({security}); forwarding to "
           f"{svc.forward_target.describe()}; events to {config.events_target.describe()}; state "
           f"{config.state_dir or 'in memory only'}; {hot_path()}", flush=True)
     while not stop.wait(0.5):
-        pass
+        if reload.is_set():
+            reload.clear()
+            service.reload()
+        service.gate.log_expired()  # at most daily
     service.stop()
     print("nhi-processor: drained and stopped", flush=True)
     return 0
+
+
+def state_show(args) -> int:
+    import json
+
+    from .config import DEFAULT_LISTEN_ADMIN
+    from .hosts.state_show import from_service, from_state_dir, render
+
+    if args.state_dir:
+        found = from_state_dir(args.state_dir, args.identity, load_config(args.config))
+    else:
+        endpoint = args.endpoint or load_config(args.config).service.listen_admin or DEFAULT_LISTEN_ADMIN
+        found = from_service(endpoint, args.identity)
+    if found is None:
+        print(f"nhi-processor: {args.identity}: not tracked (no record of it yet, or evicted)", file=sys.stderr)
+        return 1
+    print(json.dumps(found, indent=1) if args.json else render(found))
+    return 0
+
+
+def read_event(path: str) -> dict:
+    """One convergence event's attributes from an OTLP JSON export, a flat attribute object or
+    an OCSF finding (the first convergence event in the file)."""
+    import json
+
+    from .anyvalue import to_python
+    from .otlp_json import parse_json
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    try:
+        text = open(path, encoding="utf-8").read(16 * 1024 * 1024)
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", path) from None
+    for line in ([text] + text.splitlines()):
+        try:
+            data = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(data, dict) and "resourceLogs" in data:
+            request = parse_json(line, ExportLogsServiceRequest)
+            for rl in request.resource_logs:
+                for sl in rl.scope_logs:
+                    for record in sl.log_records:
+                        attrs = {kv.key: to_python(kv.value) for kv in record.attributes}
+                        if attrs.get("event.name") == "nhi.convergence":
+                            return attrs
+        elif isinstance(data, dict) and "nhi.identity.id" in data:
+            return data
+        elif isinstance(data, dict) and data.get("class_uid") == 2004:
+            return _from_ocsf(data)
+    raise ConfigError("no convergence event in it (OTLP JSON, flat attributes or an OCSF finding)", path)
+
+
+def _from_ocsf(finding: dict) -> dict:
+    info = finding.get("finding_info") or {}
+    user = (finding.get("actor") or {}).get("user") or {}
+    evidence = (finding.get("evidences") or [{}])[0]
+    anomalies = [a for x in finding.get("anomaly_analyses") or [] for a in x.get("anomalies") or []]
+    return {
+        "nhi.identity.id": user.get("uid"),
+        "nhi.convergence.id": info.get("uid"),
+        "security_rule.name": info.get("title"),
+        "nhi.convergence.findings": [a.get("observation_parameter", "") for a in anomalies],
+        "nhi.convergence.actions": [evidence["api"]["operation"]] if evidence.get("api") else [],
+        "nhi.convergence.targets": [r.get("name") for r in evidence.get("resources") or []],
+        # addresses, not networks: an exact address is the narrower match
+        "nhi.convergence.networks": [e["src_endpoint"].get("ip") for e in finding.get("evidences") or []
+                                     if isinstance(e.get("src_endpoint"), dict)],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,6 +229,20 @@ def main(argv: list[str] | None = None) -> int:
     p_convert.add_argument("paths", nargs="+", metavar="PATH", help="files or folders (read recursively; .gz too)")
     p_convert.add_argument("--out", required=True, help="output file, or - for stdout")
     p_convert.add_argument("--profile", help="read every record with this profile instead of recognising it")
+    p_state = sub.add_parser("state", help="inspect what the engine holds")
+    state_sub = p_state.add_subparsers(dest="state_command", required=True)
+    p_show = state_sub.add_parser("show", help="an identity's baseline, trust and open incident")
+    p_show.add_argument("identity", help="identity id (kind:principal), or a principal when unambiguous")
+    p_show.add_argument("--endpoint", help="a running service's admin listener (default 127.0.0.1:14319)")
+    p_show.add_argument("--state-dir", help="read the snapshot in this directory instead of a running service")
+    p_show.add_argument("--config", help="the service's config (for --state-dir: its engine settings)")
+    p_show.add_argument("--json", action="store_true", help="print JSON")
+    p_exc = sub.add_parser("exceptions", help="work with exceptions files")
+    exc_sub = p_exc.add_subparsers(dest="exceptions_command", required=True)
+    p_draft = exc_sub.add_parser("draft", help="a narrow exception for one event (YAML on stdout)")
+    p_draft.add_argument("event", help="the event as JSON: OTLP JSON (a Collector file export), a flat "
+                                       "attribute object, or an OCSF finding from events.format: ocsf")
+    p_draft.add_argument("--days", type=int, default=30, help="days until it expires (default 30)")
     args = parser.parse_args(argv)
     if args.command == "convert":
         from .inputs.convert import main as convert_main
@@ -147,14 +251,25 @@ def main(argv: list[str] | None = None) -> int:
     from .engine.state import StateError
 
     try:
+        if args.command == "state":
+            return state_show(args)
+        if args.command == "exceptions":
+            from .outputs.exceptions import draft
+
+            try:
+                print(draft(read_event(args.event), days=args.days), end="")
+            except ValueError as exc:
+                raise ConfigError(str(exc), args.event) from None
+            return 0
         if args.command == "check-config":
             preflight(load_config(args.file))
             print(f"{args.file}: ok")
             return 0
         config = build_config(args)
         preflight(config)
-        logging.basicConfig(level=config.telemetry.log_level.upper(),
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        from .hosts.logs import configure_logging
+
+        configure_logging(config.telemetry.log_level, config.telemetry.log_format)
         if args.reset_state:
             from .hosts.serve.service import reset_state
 

@@ -18,6 +18,7 @@ from .yamlbind import load_file
 
 DEFAULT_LISTEN_GRPC = "127.0.0.1:14317"
 DEFAULT_LISTEN_HTTP = "127.0.0.1:14318"
+DEFAULT_LISTEN_ADMIN = "127.0.0.1:14319"
 DEFAULT_FORWARD = "127.0.0.1:24317"
 _ENV_REFERENCE = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -134,6 +135,9 @@ class ServiceConfig:
 
     listen_grpc: str | None = DEFAULT_LISTEN_GRPC
     listen_http: str | None = DEFAULT_LISTEN_HTTP
+    # Health (/healthz, /readyz), Prometheus /metrics and the state inspection endpoint
+    # (/state/IDENTITY). Plain HTTP without auth: keep it on loopback or a pod-local address.
+    listen_admin: str | None = DEFAULT_LISTEN_ADMIN
     tls: ServerTLSConfig = field(default_factory=ServerTLSConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     forward: str | ExportConfig = DEFAULT_FORWARD
@@ -166,6 +170,8 @@ class ServiceConfig:
             _check_host_port(self.listen_grpc, "service.listen_grpc")
         if self.listen_http:
             _check_host_port(self.listen_http, "service.listen_http")
+        if self.listen_admin:
+            _check_host_port(self.listen_admin, "service.listen_admin")
         if not self.listen_grpc and not self.listen_http:
             raise ValueError("at least one of service.listen_grpc, service.listen_http is needed")
         self.tls.validate()
@@ -211,8 +217,13 @@ class EventsConfig:
 
     endpoint: str | ExportConfig | None = None
     service_name: str = "nhi-convergence"
+    # Body of each event: "text" (the sentence) or "ocsf" (an OCSF 1.5.0 Detection Finding as
+    # JSON). The attributes are the same either way.
+    format: str = "text"
 
     def validate(self) -> None:
+        if self.format not in ("text", "ocsf"):
+            raise ValueError(f"events.format must be text or ocsf, got {self.format!r}")
         if self.endpoint:
             try:
                 as_export(self.endpoint).validate()
@@ -228,6 +239,11 @@ class TelemetryConfig:
     metrics_endpoint: str | ExportConfig | None = None
     metrics_interval_s: float = 30.0
     log_level: str = "INFO"
+    # "text" or "json" (one JSON object per line: time, level, logger, message).
+    log_format: str = "text"
+    # Serve the processor's metrics in the Prometheus text format at /metrics on the admin
+    # listener (service.listen_admin), beside (not instead of) the OTLP push above.
+    prometheus: bool = False
 
     def validate(self) -> None:
         if self.metrics_endpoint:
@@ -239,6 +255,8 @@ class TelemetryConfig:
             raise ValueError("telemetry.metrics_interval_s must be positive")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ValueError("telemetry.log_level must be DEBUG, INFO, WARNING or ERROR")
+        if self.log_format not in ("text", "json"):
+            raise ValueError(f"telemetry.log_format must be text or json, got {self.log_format!r}")
 
 
 @dataclass
@@ -248,6 +266,9 @@ class ProcessorConfig:
     service: ServiceConfig = field(default_factory=ServiceConfig)
     # Identity catalog (YAML). Relative paths are read relative to the config file.
     catalog: str | None = None
+    # Exceptions (YAML, outputs/exceptions.py): expected events kept back, each with an owner, a
+    # reason and an expiry. Relative to the config file too. Reloaded with the catalog on SIGHUP.
+    exceptions: str | None = None
     # Snapshots of baselines; default $NHI_STATE_DIR; None keeps state in memory only.
     state_dir: str | None = field(default_factory=lambda: os.environ.get("NHI_STATE_DIR") or None)
     snapshot_interval_s: float = 60.0
@@ -277,6 +298,7 @@ def load_config(path: str | None) -> ProcessorConfig:
         return os.path.join(base, name) if name and not os.path.isabs(name) else name
 
     config.catalog = here(config.catalog)
+    config.exceptions = here(config.exceptions)
     config.engine.rules_file = here(config.engine.rules_file)
     tls = config.service.tls
     tls.cert_file, tls.key_file, tls.client_ca_file = here(tls.cert_file), here(tls.key_file), here(tls.client_ca_file)

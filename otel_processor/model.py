@@ -133,3 +133,9 @@ class ConvergenceEvent:
     rule_references: tuple[str, ...]
     rule_description: str
     version: int = 1
+    # Values of the records behind the findings, latest last (engine/correlator.py FACT_NAMES):
+    # source.address, user_agent.original, geo.country.iso_code, network, action, target,
+    # credential, record_id.
+    facts: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    response: str = ""  # the suggested first step (rules.yaml ``responses``)
+    baseline: dict[str, int] = field(default_factory=dict)  # records and known values when decided

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from otel_processor.config import ProcessorConfig, ServiceConfig
 from simulator.sink import OtlpSink
@@ -18,7 +18,7 @@ from otel_processor.anyvalue import to_python as any_to_py
 from .encode import batches
 from .replay import replay
 from .scenarios import Scenario
-from .scoring import Event, Score, score
+from .scoring import GRACE_NS, Event, Score, score
 from .world import EVALUATION_DAYS, World, build_world
 
 
@@ -32,6 +32,21 @@ class BenchResult:
     records_received: int
     seconds: float
     alert_threshold: float = 0.5
+    timeline: dict[str, list[tuple[int, str, list[str]]]] = field(default_factory=dict)
+    # Events an exception kept back (--exceptions): (exception id, event)
+    held: list[tuple[str, Event]] = field(default_factory=list)
+
+    def hidden_attacks(self) -> list[tuple[str, str, str]]:
+        """(exception, attack scenario, identity) for every event an exception kept back that
+        falls in an attack's window on one of its identities: an exception must never do that."""
+        out = []
+        for label in self.world.labels:
+            if label.kind != "attack":
+                continue
+            for exception, e in self.held:
+                if e.identity_id in label.identity_ids and label.start_ns <= e.time_ns <= label.end_ns + GRACE_NS:
+                    out.append((exception, label.scenario, e.identity_id))
+        return sorted(set(out))
 
     def peak_score(self, identities) -> float:
         """The highest score the processor gave any of these identities: 1 - the lowest
@@ -59,7 +74,47 @@ def collect_events(sink: OtlpSink) -> list[Event]:
                          int(a.get("nhi.convergence.first_seen", rec.time_unix_nano)),
                          float(a.get("nhi.convergence.score", 0.0)), rec.body.string_value,
                          list(a.get("nhi.convergence.findings") or []), a.get("security_rule.name", ""),
-                         list(a.get("nhi.identity.related") or [])))
+                         list(a.get("nhi.identity.related") or []), int(a.get("nhi.convergence.version", 1)),
+                         a.get("nhi.convergence.severity", ""),
+                         list(a.get("threat.technique.id") or []) + list(a.get("nhi.owasp.id") or [])))
+    return out
+
+
+def event_of(e) -> Event:
+    """A processor's ConvergenceEvent as the scorer reads events."""
+    return Event(e.identity.id, e.convergence_id, e.time_ns, e.first_seen_ns, e.score, e.body, list(e.findings),
+                 e.rule_name, list(e.related_identities), e.version, "", list(e.rule_references))
+
+
+# What the report's timeline shows around each scenario: the records of its identities from an
+# hour before to an hour after its window, with the detectors each tripped (nhi.anomaly).
+TIMELINE_MARGIN_NS = 3600 * 10**9
+
+
+def collect_timeline(sink: OtlpSink, labels) -> dict[str, list[tuple[int, str, list[str]]]]:
+    """identity -> [(time, action, anomalies)] within its scenarios' windows, time-ordered."""
+    windows: dict[str, list[tuple[int, int]]] = {}
+    for label in labels:
+        for ident in label.identity_ids:
+            windows.setdefault(ident, []).append((label.start_ns - TIMELINE_MARGIN_NS,
+                                                  label.end_ns + TIMELINE_MARGIN_NS))
+    out: dict[str, list[tuple[int, str, list[str]]]] = {}
+
+    def add(attributes, t: int, name: str) -> None:
+        a = {kv.key: kv.value for kv in attributes if kv.key in ("nhi.identity.id", "nhi.anomaly", "event.action")}
+        ident = a["nhi.identity.id"].string_value if "nhi.identity.id" in a else None
+        if ident not in windows or not any(lo <= t <= hi for lo, hi in windows[ident]):
+            return
+        action = a["event.action"].string_value if "event.action" in a else name
+        anomalies = [v.string_value for v in a["nhi.anomaly"].array_value.values] if "nhi.anomaly" in a else []
+        out.setdefault(ident, []).append((t, action or "(unnamed)", anomalies))
+
+    for _, span in sink.spans():
+        add(span.attributes, span.start_time_unix_nano, span.name)
+    for rec in sink.telemetry_log_records():
+        add(rec.attributes, rec.time_unix_nano, rec.event_name)
+    for points in out.values():
+        points.sort()
     return out
 
 
@@ -88,8 +143,14 @@ def _trust_point(series, identities, attributes, t) -> None:
 
 def run_bench(scenarios: list[Scenario], identities: int = 120, days: int = 7, seed: int = 7,
               endpoint: str | None = None, sink_listen: str | None = None, speed: float = 0.0,
-              config: ProcessorConfig | None = None, progress: bool = True, shapes: str = "otel") -> BenchResult:
+              config: ProcessorConfig | None = None, progress: bool = True, shapes: str = "otel",
+              exceptions: str | None = None) -> BenchResult:
+    """``exceptions``: an exceptions file to run the embedded processor with; what it kept back
+    is in ``BenchResult.held`` (see ``hidden_attacks``)."""
+    if exceptions and endpoint is not None:
+        raise ValueError("--exceptions applies to the embedded processor, not to one at --endpoint")
     started = time.monotonic()
+    held: list[tuple[str, Event]] = []
     world = build_world(scenarios, identities, days, seed, shapes)
     host, _, port = (sink_listen or "127.0.0.1:0").rpartition(":")
     with OtlpSink(host, int(port)) as sink:
@@ -98,7 +159,10 @@ def run_bench(scenarios: list[Scenario], identities: int = 120, days: int = 7, s
             from otel_processor.hosts.serve.service import Service
 
             config = config or ProcessorConfig(state_dir=None)
-            config.service = ServiceConfig(listen_grpc="127.0.0.1:0", listen_http=None, forward=sink.endpoint)
+            config.service = ServiceConfig(listen_grpc="127.0.0.1:0", listen_http=None, listen_admin=None,
+                                           forward=sink.endpoint)
+            if exceptions:
+                config.exceptions = exceptions
             service = Service(config).start()
             endpoint = f"127.0.0.1:{service.grpc_port}"
         try:
@@ -106,14 +170,17 @@ def run_bench(scenarios: list[Scenario], identities: int = 120, days: int = 7, s
         finally:
             if service is not None:
                 service.stop(grace=5)
+                held = [(exception, event_of(e)) for e, exception in service.gate.held]
         sink.wait_for(lambda s: len(s.spans()) + len(s.telemetry_log_records()) >= sent, timeout=30)
         received = len(sink.spans()) + len(sink.telemetry_log_records())
         events = collect_events(sink)
         watched = {i for label in world.labels for i in label.identity_ids}
         trust = collect_trust(sink, watched)
+        timeline = collect_timeline(sink, world.labels)
     result = score(events, world.labels, len(world.fleet), days + EVALUATION_DAYS)
     threshold = config.engine.alert_threshold if config is not None else 0.5
-    return BenchResult(result, world, events, trust, sent, received, time.monotonic() - started, threshold)
+    return BenchResult(result, world, events, trust, sent, received, time.monotonic() - started, threshold,
+                       timeline, held)
 
 
 def table(result: BenchResult) -> str:

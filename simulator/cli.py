@@ -43,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--sink-listen", default=None, help="with --endpoint: where the event sink listens (HOST:PORT)")
     b.add_argument("--speed", type=float, default=0.0)
     b.add_argument("--config", help="processor config for the embedded processor")
+    b.add_argument("--exceptions", metavar="FILE",
+                   help="run with these exceptions in force; fail (exit 1) if one keeps back an attack's event")
     b.add_argument("--no-progress", action="store_true")
     r = sub.add_parser("replay", help="send the fleet and scenarios (or a file) to an OTLP endpoint")
     _world_args(r)
@@ -78,14 +80,20 @@ def main(argv: list[str] | None = None) -> int:
             from .bench import run_bench, table, write_json
             from .report import write_report
             config = load_config(args.config) if args.config else None
-            result = run_bench(scenarios, args.identities, args.days, args.seed, args.endpoint,
-                               args.sink_listen, args.speed, config, not args.no_progress, args.shapes)
+            try:
+                result = run_bench(scenarios, args.identities, args.days, args.seed, args.endpoint,
+                                   args.sink_listen, args.speed, config, not args.no_progress, args.shapes,
+                                   args.exceptions)
+            except ValueError as exc:
+                raise ConfigError(str(exc), "nhi-sim bench") from None
             print(table(result))
             if args.json:
                 write_json(result, args.json)
             if args.report:
                 write_report(args.report, result.score, result.world.labels, result.events, result.trust)
                 print(f"report: {args.report}")
+            if args.exceptions:
+                return exceptions_verdict(result, args.exceptions)
             return 0
         from .encode import batches
         from .world import build_world
@@ -106,6 +114,22 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ReplayError) as exc:
         print(f"nhi-sim: {exc}", file=sys.stderr)
         return 2
+
+
+def exceptions_verdict(result, path: str) -> int:
+    """The regression check before an exception is merged: 1 when one hid an attack's event."""
+    held: dict[str, int] = {}
+    for exception, _ in result.held:
+        held[exception] = held.get(exception, 0) + 1
+    print(f"exceptions {path}: " + (", ".join(f"{k} kept back {n} events" for k, n in sorted(held.items()))
+                                    or "kept back no event"))
+    hidden = result.hidden_attacks()
+    for exception, scenario, identity in hidden:
+        print(f"  EXCEPTION HIDES AN ATTACK: {exception} kept back an event of attack {scenario} on {identity}")
+    if hidden:
+        return 1
+    print("  no exception keeps back an event of any attack")
+    return 0
 
 
 if __name__ == "__main__":

@@ -26,6 +26,9 @@ class Event:
     findings: list[str]
     rule: str
     related: list[str]
+    version: int = 1
+    severity: str = ""
+    references: list[str] = field(default_factory=list)   # ATT&CK and OWASP NHI ids of its rule
 
 
 @dataclass

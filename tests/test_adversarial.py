@@ -39,7 +39,7 @@ SECRET = "Bearer sk_live_51HtZqK2eZvKYlo2C9xADVERSARY"
 
 
 def service_for(forward, **overrides) -> Service:
-    svc = ServiceConfig(listen_grpc="127.0.0.1:0", listen_http="127.0.0.1:0", forward=forward, **overrides)
+    svc = ServiceConfig(listen_grpc="127.0.0.1:0", listen_admin="127.0.0.1:0", listen_http="127.0.0.1:0", forward=forward, **overrides)
     return Service(ProcessorConfig(service=svc, state_dir=None))
 
 

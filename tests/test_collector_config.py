@@ -52,18 +52,60 @@ def test_ports_line_up_with_the_processor_defaults():
     assert front["grpc"]["endpoint"].split(":")[-1] != DEFAULT_FORWARD.split(":")[-1]
 
 
-def test_scaleout_routes_by_every_identity_deciding_attribute():
+# What the load-balancing exporter accepts as routing_key per signal (contrib v0.152: the
+# switch in trace_exporter.go, log_exporter.go and metrics_exporter.go; anything else is refused at
+# start-up with "unsupported routing_key").
+ROUTING_KEYS = {
+    "traces": {"traceID", "service", "attributes", ""},
+    "logs": {"service", "traceID", "resource", "attributes", ""},
+    "metrics": {"service", "resource", "metric", "streamID", "attributes", ""},
+}
+CREDENTIAL_KEYS = ("http.request.header.x-api-key", "http.request.header.authorization")
+
+
+def test_scaleout_routing_keys_are_what_the_exporter_accepts_for_each_signal():
+    config = load("collector-config-scaleout.yaml")
+    for pipeline_id, pipeline in config["service"]["pipelines"].items():
+        signal = pipeline_id.split("/")[0]
+        for name in pipeline["exporters"]:
+            if name.split("/")[0] in ("load_balancing", "loadbalancing"):
+                lb = config["exporters"][name]
+                key = lb.get("routing_key", "")
+                assert key in ROUTING_KEYS[signal], f"{pipeline_id}: {name} routing_key {key!r} is refused for {signal}"
+                if key == "attributes":
+                    assert lb.get("routing_attributes"), f"{name}: routing_key attributes needs routing_attributes"
+    assert {p.split("/")[0] for p in config["service"]["pipelines"]} == {"traces", "logs", "metrics"}
+
+
+def test_scaleout_routes_by_every_identity_deciding_attribute_and_hashes_credentials():
     config = load("collector-config-scaleout.yaml")
     lb = config["exporters"]["load_balancing/nhi"]
-    assert lb["routing_key"] == "resource"
+    assert lb["routing_key"] == "attributes" and lb["routing_attributes"] == ["nhi.route.key"]
     replicas = lb["resolver"]["static"]["hostnames"]
     assert len(replicas) >= 2 and all(h.endswith(":" + DEFAULT_LISTEN_GRPC.split(":")[-1]) for h in replicas)
-    assert config["processors"]["groupbyattrs/identity"]["keys"] == ["nhi.route.key"]
+    assert not any(h.startswith(("127.", "localhost")) for h in replicas)
     route = config["processors"]["transform/route"]
-    statements = "\n".join(route["log_statements"][0]["statements"])
-    assert route["trace_statements"][0]["statements"] == route["log_statements"][0]["statements"]
+    statements = route["log_statements"][0]["statements"]
+    assert route["trace_statements"][0]["statements"] == statements
+    text = "\n".join(statements)
     for key in IDENTITY_KEYS:
-        assert f'attributes["{key}"]' in statements, f"{key} does not route"
-    for pipeline in config["service"]["pipelines"].values():
-        procs = pipeline["processors"]
-        assert procs.index("transform/route") < procs.index("groupbyattrs/identity") < procs.index("batch")
+        assert f'attributes["{key}"]' in text, f"{key} does not route"
+    for key in CREDENTIAL_KEYS:
+        uses = [s for s in statements if s.startswith("set(") and f'attributes["{key}"]' in s.split(" where ")[0]]
+        assert uses and all(f'SHA256(attributes["{key}"])' in s for s in uses), f"{key} would route in clear"
+    for pipeline_id, pipeline in config["service"]["pipelines"].items():
+        if pipeline_id.split("/")[0] in ("traces", "logs"):
+            procs = pipeline["processors"]
+            assert procs.index("transform/route") < procs.index("batch")
+
+
+@pytest.mark.parametrize("name", ["collector-config.yaml", "collector-config-scaleout.yaml"])
+def test_every_sending_queue_is_kept_on_disk(name):
+    config = load(name)
+    storages = {k for k in config.get("extensions") or {} if k.split("/")[0] == "file_storage"}
+    assert storages and set(config["service"]["extensions"]) >= storages
+    for exporter_name, exporter in config["exporters"].items():
+        if exporter_name.split("/")[0] == "debug":
+            continue
+        queue = exporter.get("sending_queue")
+        assert queue and queue.get("enabled") and queue.get("storage") in storages, f"{exporter_name}: queue in memory"

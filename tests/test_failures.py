@@ -69,7 +69,7 @@ def test_corrupt_state_stops_start_up_with_one_line_and_exit_2(tmp_path, how):
     open(path, "wb").write(CORRUPTIONS[how](data))
     with pytest.raises(StateError):
         Engine().restore_from(path)
-    code, _, err = run_cli("serve", "--listen-grpc", f"127.0.0.1:{free_port()}", "--listen-http", "",
+    code, _, err = run_cli("serve", "--listen-admin", "", "--listen-grpc", f"127.0.0.1:{free_port()}", "--listen-http", "",
                            "--state-dir", os.path.dirname(path))
     line = one_line_error(err)
     assert code == 2 and path in line and "--reset-state" in line
@@ -79,7 +79,7 @@ def test_reset_state_moves_the_snapshot_aside_and_starts(tmp_path):
     path = _snapshot(tmp_path)
     open(path, "wb").write(b"garbage")
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "otel_processor", "serve", "--listen-grpc", f"127.0.0.1:{port}",
+    proc = subprocess.Popen([sys.executable, "-m", "otel_processor", "serve", "--listen-admin", "", "--listen-grpc", f"127.0.0.1:{port}",
                              "--listen-http", "", "--state-dir", os.path.dirname(path), "--reset-state"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -97,7 +97,7 @@ def test_reset_state_moves_the_snapshot_aside_and_starts(tmp_path):
 def test_a_state_dir_that_is_a_file_a_busy_port_and_missing_files_are_one_line(tmp_path):
     not_a_dir = tmp_path / "state"
     not_a_dir.write_text("x")
-    code, _, err = run_cli("serve", "--listen-grpc", f"127.0.0.1:{free_port()}", "--listen-http", "",
+    code, _, err = run_cli("serve", "--listen-admin", "", "--listen-grpc", f"127.0.0.1:{free_port()}", "--listen-http", "",
                            "--state-dir", str(not_a_dir))
     assert code == 2 and "is a file" in one_line_error(err)
 
@@ -105,9 +105,9 @@ def test_a_state_dir_that_is_a_file_a_busy_port_and_missing_files_are_one_line(t
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        code, _, err = run_cli("serve", "--listen-grpc", f"127.0.0.1:{port}", "--listen-http", "")
+        code, _, err = run_cli("serve", "--listen-admin", "", "--listen-grpc", f"127.0.0.1:{port}", "--listen-http", "")
         assert code == 2 and f"127.0.0.1:{port}" in one_line_error(err)
-        code, _, err = run_cli("serve", "--listen-grpc", "", "--listen-http", f"127.0.0.1:{port}")
+        code, _, err = run_cli("serve", "--listen-admin", "", "--listen-grpc", "", "--listen-http", f"127.0.0.1:{port}")
         assert code == 2 and "cannot listen" in one_line_error(err)
 
     config = tmp_path / "nhi.yaml"
@@ -238,7 +238,7 @@ def test_sigterm_with_200k_identities_snapshots_within_the_grace(tmp_path):
     assert engine.snapshot_to(path)
     before = os.path.getmtime(path)
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "otel_processor", "serve", "--listen-grpc", f"127.0.0.1:{port}",
+    proc = subprocess.Popen([sys.executable, "-m", "otel_processor", "serve", "--listen-admin", "", "--listen-grpc", f"127.0.0.1:{port}",
                              "--listen-http", "", "--state-dir", str(state)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:

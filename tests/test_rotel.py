@@ -96,7 +96,7 @@ def assert_same_answer(world, got: tuple, reference: tuple) -> None:
 
 def serve_replay(requests) -> tuple[set, dict, list]:
     with OtlpSink() as sink:
-        config = ProcessorConfig(service=ServiceConfig(listen_grpc="127.0.0.1:0", listen_http=None,
+        config = ProcessorConfig(service=ServiceConfig(listen_grpc="127.0.0.1:0", listen_admin="127.0.0.1:0", listen_http=None,
                                                        forward=sink.endpoint), state_dir=None)
         with Service(config) as service:
             sent = replay(requests, f"127.0.0.1:{service.grpc_port}", progress=False)
@@ -174,7 +174,7 @@ def test_rotel_hosts_the_engine_in_process_and_gives_serve_s_answer(world, refer
 
 def test_rotel_front_collector_exports_to_the_processor(world, reference):
     with OtlpSink() as sink:
-        config = ProcessorConfig(service=ServiceConfig(listen_grpc="127.0.0.1:0", listen_http=None,
+        config = ProcessorConfig(service=ServiceConfig(listen_grpc="127.0.0.1:0", listen_admin="127.0.0.1:0", listen_http=None,
                                                        forward=sink.endpoint), state_dir=None)
         with Service(config) as service:
             grpc_port, http_port = free_port(), free_port()

@@ -37,7 +37,7 @@ def free_port() -> int:
 
 
 def service_for(sink: OtlpSink, **service_overrides) -> Service:
-    svc = ServiceConfig(listen_grpc="127.0.0.1:0", listen_http="127.0.0.1:0", forward=sink.endpoint,
+    svc = ServiceConfig(listen_grpc="127.0.0.1:0", listen_admin="127.0.0.1:0", listen_http="127.0.0.1:0", forward=sink.endpoint,
                         **service_overrides)
     return Service(ProcessorConfig(service=svc, state_dir=None))
 
@@ -190,7 +190,7 @@ def test_http_forwarding_passes_on_only_what_downstream_accepted():
     """--forward http://...: a record is acknowledged upstream only when the OTLP/HTTP downstream
     answered 2xx; a 503 is a retryable refusal upstream and nothing counts as delivered."""
     with OtlpSink(http=True) as http_sink:
-        config = ProcessorConfig(service=ServiceConfig(listen_grpc="127.0.0.1:0", listen_http=None,
+        config = ProcessorConfig(service=ServiceConfig(listen_grpc="127.0.0.1:0", listen_admin="127.0.0.1:0", listen_http=None,
                                                        forward=http_sink.http_endpoint), state_dir=None)
         with Service(config) as service:
             channel = grpc.insecure_channel(f"127.0.0.1:{service.grpc_port}")
@@ -266,7 +266,7 @@ def test_bad_config_exits_2_naming_file_and_line(tmp_path):
 def test_serve_without_config_starts_and_sigterm_drains(sink, tmp_path):
     """Real ``nhi-processor serve`` process: default config plus ports; SIGTERM mid-batch."""
     grpc_port = free_port()
-    proc = _spawn(["serve", "--listen-grpc", f"127.0.0.1:{grpc_port}", "--listen-http", "",
+    proc = _spawn(["serve", "--listen-admin", "", "--listen-grpc", f"127.0.0.1:{grpc_port}", "--listen-http", "",
                    "--forward", sink.endpoint], {"NHI_STATE_DIR": str(tmp_path / "state")})
     try:
         line = proc.stdout.readline()
@@ -295,7 +295,7 @@ def test_replay_25000_mixed_records_all_delivered_and_attributed(sink):
     from otel_processor.pipeline import BatchProcessor
 
     grpc_port = free_port()
-    proc = _spawn(["serve", "--listen-grpc", f"127.0.0.1:{grpc_port}", "--listen-http", "",
+    proc = _spawn(["serve", "--listen-admin", "", "--listen-grpc", f"127.0.0.1:{grpc_port}", "--listen-http", "",
                    "--forward", sink.endpoint])
     batches = []
     for b in range(50):
@@ -347,7 +347,7 @@ def test_undeliverable_events_are_held_then_dropped_oldest_first_and_counted(sin
     ident = Identity("workload:x", "workload", "x", "service.name")
     events = [ConvergenceEvent(f"c{i}", ident, 0.9, ("app",), ("volume: x",), 1, 2, 3, b"", b"", (), (), "body",
                                "rule", "category", ("ref",), "description") for i in range(5)]
-    config = ProcessorConfig(service=ServiceConfig(listen_grpc="127.0.0.1:0", listen_http=None,
+    config = ProcessorConfig(service=ServiceConfig(listen_grpc="127.0.0.1:0", listen_admin="127.0.0.1:0", listen_http=None,
                                                    forward=sink.endpoint),
                              events=EventsConfig(endpoint=f"127.0.0.1:{free_port()}"), state_dir=None)
     with Service(config) as service:

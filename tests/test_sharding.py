@@ -1,8 +1,8 @@
 """Identity-affine scale-out: one replay split across two processor replicas by the routing key
 of collector-config-scaleout.yaml gives the same detections as one instance.
 
-The router here does what that config does: the identity-deciding record attributes (lifted by
-groupbyattrs) plus the resource, hashed, pick the replica. The one documented exception is the
+The router here does what that config does: nhi.route.key (the identity-deciding record
+attribute, else the resource's service.name; API keys hashed), hashed, picks the replica. The one documented exception is the
 mailbox -> consent -> app chain: an app whose consenting mailbox was routed to the other replica
 does not see the consent.
 """
@@ -25,9 +25,9 @@ from simulator.world import build_world
 ASSUMED_ROLE = re.compile(r"^arn:aws[a-z-]*:sts::([0-9]+):assumed-role/([^/]+)/.*$")
 
 
-def route_key(a: dict) -> str | None:
+def route_key(a: dict, resource: dict | None = None) -> str | None:
     """What transform/route in collector-config-scaleout.yaml computes (same statements, same order)."""
-    key = None
+    key = (resource or {}).get("service.name")
     for name in ("enduser.id", "user.id"):
         if a.get(name) is not None:
             key = a[name]
@@ -35,7 +35,7 @@ def route_key(a: dict) -> str | None:
         key = ASSUMED_ROLE.sub(r"arn:aws:iam::\1:role/\2", a["aws.principal.arn"])
     for name in ("http.request.header.x-api-key", "http.request.header.authorization"):
         if a.get(name) is not None:
-            key = a[name]
+            key = hashlib.sha256(str(a[name]).encode()).hexdigest()  # OTTL SHA256
     if a.get("oauth.client.id") is not None and a.get("event.action") != "oauth.consent.granted":
         key = a["oauth.client.id"]
     if a.get("cicd.pipeline.name") is not None:
@@ -47,8 +47,9 @@ def route_key(a: dict) -> str | None:
 
 
 def routing_key(record) -> str:
-    """routing_key: resource, after groupbyattrs lifted nhi.route.key onto it."""
-    return repr((sorted(map(str, record.resource)), route_key(record.attributes)))
+    """routing_key: attributes with routing_attributes [nhi.route.key]: "name=value|"."""
+    key = route_key(record.attributes, dict(record.resource))
+    return f"nhi.route.key={'' if key is None else key}|"
 
 
 def replica_of(record, replicas: int) -> int:
@@ -61,7 +62,7 @@ def run(streams) -> tuple[list, int, int]:
         services = []
         try:
             for _ in streams:
-                config = ProcessorConfig(service=ServiceConfig(listen_grpc="127.0.0.1:0", listen_http=None,
+                config = ProcessorConfig(service=ServiceConfig(listen_grpc="127.0.0.1:0", listen_admin="127.0.0.1:0", listen_http=None,
                                                                forward=sink.endpoint), state_dir=None)
                 services.append(Service(config).start())
             for service, records in zip(services, streams):

@@ -100,7 +100,7 @@ def test_ground_truth_never_enters_telemetry():
 
 
 def _service(sink):
-    config = ProcessorConfig(service=ServiceConfig(listen_grpc="127.0.0.1:0", listen_http="127.0.0.1:0",
+    config = ProcessorConfig(service=ServiceConfig(listen_grpc="127.0.0.1:0", listen_admin="127.0.0.1:0", listen_http="127.0.0.1:0",
                                                    forward=sink.endpoint), state_dir=None)
     return Service(config)
 

@@ -174,7 +174,7 @@ def test_issuance_by_a_service_becomes_a_credential_fact():
 
 def test_replay_through_serve_over_grpc_attributes_every_fixture(sink):
     requests, _ = _converted([TESTDATA])
-    service = Service(ProcessorConfig(service=ServiceConfig(listen_grpc="127.0.0.1:0", listen_http="127.0.0.1:0",
+    service = Service(ProcessorConfig(service=ServiceConfig(listen_grpc="127.0.0.1:0", listen_admin="127.0.0.1:0", listen_http="127.0.0.1:0",
                                                             forward=sink.endpoint), state_dir=None))
     with service:
         channel = grpc.insecure_channel(f"127.0.0.1:{service.grpc_port}")

@@ -26,6 +26,11 @@ MIN_FACET = 0.2
 DECISIVE = "first_sight."  # facets that stand alone (engine/first_sight.py)
 MAX_EVIDENCE = 16
 MAX_RELATED = 8
+MAX_FACT_VALUES = 8
+# What an event says in fields beside its sentence (outputs/events.py), gathered from the records
+# that gave findings: the latest values of each, at most MAX_FACT_VALUES.
+FACT_NAMES = ("source.address", "user_agent.original", "geo.country.iso_code", "network", "action", "target",
+              "credential", "record_id")
 
 
 class Incident:
@@ -44,7 +49,7 @@ class Case:
     """Everything the correlator holds for one identity with recent findings."""
 
     __slots__ = ("facets", "evidence", "related", "score", "last_finding_ns", "incident", "first_ns", "classes",
-                 "ceiling_score")
+                 "ceiling_score", "facts")
 
     def __init__(self) -> None:
         # facet -> [finding, peer_group, peer_key]
@@ -58,6 +63,7 @@ class Case:
         self.classes: list[str] = []  # action classes of the evidence, for rule selection
         # ceiling() when the findings last changed; not state (recomputed after a restore).
         self.ceiling_score = 1.0
+        self.facts: dict[str, list[str]] = {}  # FACT_NAMES -> values, latest last
 
     def add(self, finding: Finding, peer: tuple | None) -> None:
         current = self.facets.get(finding.detector)
@@ -75,6 +81,21 @@ class Case:
                 self.evidence.append((finding.time_ns, tid))
                 if len(self.evidence) > MAX_EVIDENCE:
                     del self.evidence[0]
+
+    def note_facts(self, values: tuple) -> None:
+        """``values``: one per FACT_NAMES (None where the record had none)."""
+        facts = self.facts
+        for name, value in zip(FACT_NAMES, values):
+            if value:
+                known = facts.get(name)
+                if known is None:
+                    facts[name] = [value]
+                elif known[-1] != value:
+                    if value in known:
+                        known.remove(value)
+                    known.append(value)
+                    if len(known) > MAX_FACT_VALUES:
+                        del known[0]
 
     def note_class(self, action_class: str) -> None:
         if action_class not in self.classes and len(self.classes) < 8:
@@ -135,6 +156,7 @@ def case_state(c: Case) -> list:
         [[k, finding_state(v[0]), v[1], list(v[2]) if v[2] else None] for k, v in c.facets.items()],
         c.evidence, c.related, c.score, c.last_finding_ns, c.first_ns, c.classes,
         [inc.id, inc.opened_ns, inc.version, inc.emitted_score, inc.emitted_facets, inc.last_ns] if inc else None,
+        c.facts,
     ]
 
 
@@ -148,4 +170,7 @@ def case_from_state(s: list) -> Case:
         inc = Incident(s[7][0], s[7][1])
         inc.version, inc.emitted_score, inc.emitted_facets, inc.last_ns = s[7][2:]
         c.incident = inc
+    if len(s) > 8 and isinstance(s[8], dict):  # snapshots before event facts have none
+        c.facts = {k: [str(v) for v in vs][-MAX_FACT_VALUES:] for k, vs in s[8].items()
+                   if k in FACT_NAMES and isinstance(vs, list)}
     return c

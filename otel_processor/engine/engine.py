@@ -27,6 +27,7 @@ from .detectors import (
 )
 from .features import Features, RuleBook, features_of
 from .first_sight import FirstSight, FirstSightRules, FirstSightState
+from .inspect import baseline_counts
 from .links import ChainTracker, CredentialTracker, GrantTracker, catalog_findings
 from .peers import PeerRegistry
 from .roster import PROBATION, Roster
@@ -36,6 +37,18 @@ GLOBAL = "*"
 _NEUTRAL = NEUTRAL_VERDICT
 _REGISTER_EVERY_NS = 3_600_000_000_000
 _CHAIN_SIGNALS = frozenset({"email", "iam"})
+
+
+def _facts_of(f: Features) -> tuple:
+    """The record's values an event gives as fields (correlator.FACT_NAMES, in that order)."""
+    o = f.obs
+    details = o.details
+    credential = record_id = None
+    if details:
+        credential = details.get("nhi.credential.id")
+        if not o.trace_id:  # a record without a trace is found again by its source's own id
+            record_id = details.get("nhi.record.id")
+    return (o.source_address, o.user_agent, o.country, f.network, o.action, o.target, credential, record_id)
 
 
 def _lower_first(text: str) -> str:
@@ -154,6 +167,22 @@ class Engine:
         self._quiet_ns = int(c.incident_quiet_s * 1e9)
         self._half_life_ns = c.trust_half_life_s * 1e9
         self._confirm_ns = int(c.novelty_confirm_s * 1e9)
+
+    def reload_rules(self, path: str | None = None) -> None:
+        """Swaps in detection content read anew (SIGHUP); raises ConfigError and keeps the old
+        content when the file is wrong. Baselines, cases and links are kept."""
+        from .features import _ACTIONS, _CLASS_CACHE
+
+        book = RuleBook.load(path or self.config.rules_file)
+        first_sight_rules = FirstSightRules.from_data(book.first_sight, book.path)
+        with self._lock:
+            self.rules = book
+            self._first_sight.use_rules(first_sight_rules)
+            self._grants.use_rules(first_sight_rules)
+            self._credentials.spread_ns = int(first_sight_rules.session_spread_s * 1e9)
+            self._credentials.spread_networks = first_sight_rules.session_spread_networks
+            _ACTIONS.clear()  # memos keyed by the old book's id, which a new book may reuse
+            _CLASS_CACHE.clear()
 
     @property
     def identities_tracked(self) -> int:
@@ -330,6 +359,7 @@ class Engine:
             case.add(finding, key)
         if findings and f is not None:
             case.note_class(f.action_class)
+            case.note_facts(_facts_of(f))
         if findings and related:
             case.relate(related)
         case.ceiling_score = case.ceiling()
@@ -443,7 +473,29 @@ class Engine:
             related_identities=tuple(case.related), body=body, rule_name=rule.name,
             rule_category=rule.category, rule_references=rule.references,
             rule_description=rule.description, version=incident.version,
+            facts={k: tuple(v) for k, v in case.facts.items()},
+            baseline={"records": p.count, **baseline_counts(p)},
+            response=self.rules.response_for(ident.kind, (case.facts.get("credential") or [None])[-1]),
         )
+
+    # -- inspection ----------------------------------------------------------------------------
+    def describe(self, identity: str) -> dict | None:
+        """An identity's baseline as held (engine/inspect.py), by id (``kind:principal``) or, when
+        unambiguous, by principal alone; None when not tracked. Reads, never learns."""
+        from .inspect import describe
+
+        with self._lock:
+            p = self._roster.peek(identity)
+            if p is None:
+                found = [q for _, q in self._roster.items() if q.identity.principal == identity]
+                p = found[0] if len(found) == 1 else None
+            return describe(self, p) if p is not None else None
+
+    def peer_count(self, group: str, t: int) -> int:
+        return self._peers.members(group)
+
+    def trust_of(self, p: Profile, t: int) -> float:
+        return self._trust(p, t) if p.drop else 1.0
 
     def take_events(self) -> list[ConvergenceEvent]:
         with self._lock:

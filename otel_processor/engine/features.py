@@ -110,6 +110,7 @@ class RuleBook:
     class_patterns: list[tuple[str, re.Pattern]] = field(default_factory=list)
     rules: list[Rule] = field(default_factory=list)
     first_sight: dict = field(default_factory=dict)  # the ``first_sight`` section (engine/first_sight.py)
+    responses: dict = field(default_factory=dict)    # the ``responses`` section: what to do first
     path: str = ""
 
     @classmethod
@@ -124,7 +125,11 @@ class RuleBook:
             raise ConfigError(f"cannot read rules: {exc}", path) from None
         if not isinstance(data, dict):
             raise ConfigError("a rules file is a mapping (action_classes, first_sight, rules)", path)
-        book = cls(first_sight=data.get("first_sight") or {}, path=path)
+        responses = data.get("responses") or {}
+        if not isinstance(responses, dict) or not all(isinstance(v, str) for v in responses.values()):
+            raise ConfigError("responses: a mapping of credential form or identity kind to text", path)
+        book = cls(first_sight=data.get("first_sight") or {}, responses={k: " ".join(v.split())
+                                                                        for k, v in responses.items()}, path=path)
         for name, patterns in (data.get("action_classes") or {}).items():
             if name not in CLASSES:
                 raise ConfigError(f"unknown action class {name!r} (known: {', '.join(CLASSES)})", path)
@@ -152,6 +157,18 @@ class RuleBook:
 
     def classify(self, action: str) -> str:
         return _classify(self, action)
+
+    def response_for(self, kind: str, credential: str | None) -> str:
+        """The first step against this identity: by what its credential is where the id says
+        (AWS: ASIA... a role session, AKIA... a long-lived key), else by its kind."""
+        form = None
+        if credential:
+            if credential.startswith("ASIA"):
+                form = "aws_session"
+            elif credential.startswith("AKIA"):
+                form = "aws_access_key"
+        r = self.responses
+        return r.get(form) or r.get(kind) or r.get("default", "")
 
 
 _CLASS_CACHE: dict[tuple[int, str], str] = {}

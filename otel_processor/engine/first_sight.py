@@ -196,12 +196,16 @@ class FirstSight:
     """Scores one observation against the kind of its identity and credential."""
 
     def __init__(self, rules: FirstSightRules):
+        self._unissued: dict[str, tuple] = {}  # credential -> its first strange use before its issuance
+        self.use_rules(rules)
+
+    def use_rules(self, rules: FirstSightRules) -> None:
+        """New detection content (a reload): what was learnt stays, memos of the old rules go."""
         self.rules = rules
         self._secret_ns = int(rules.secret_sweep_s * 1e9)
         self._repo_ns = int(rules.repository_sweep_s * 1e9)
         self._fresh_ns = int(rules.fresh_credential_s * 1e9)
         self._desktops: dict[str, bool] = {}  # user agent -> desktop client (bounded memo)
-        self._unissued: dict[str, tuple] = {}  # credential -> its first strange use before its issuance
         self._actions: dict[str, int] = {}    # action -> kind bits (bounded memo)
 
     def update(self, holder, f: Features, known: list, warmed: bool,

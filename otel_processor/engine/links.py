@@ -304,12 +304,16 @@ class GrantTracker:
     secret is rotated goes on reading as before. Bounded: MAX_LINKS apps, MAX_READS reads each."""
 
     def __init__(self, rules):
-        self.rules = rules
-        self.window_ns = int(rules.bulk_read_s * 1e9)
         self.grants: OrderedDict[str, tuple[int, str, str]] = OrderedDict()  # app -> (time, what, by whom)
         # app -> [(time, items, target hash, action, signal, trace id, span id)], time-ordered
         self.reads: OrderedDict[str, list] = OrderedDict()
         self.reported: OrderedDict[str, int] = OrderedDict()
+        self.use_rules(rules)
+
+    def use_rules(self, rules) -> None:
+        """New detection content (a reload): grants and reads stay, memos of the old rules go."""
+        self.rules = rules
+        self.window_ns = int(rules.bulk_read_s * 1e9)
         self._reads_memo: dict[str, bool] = {}  # action -> a read of mail, files or the directory
 
     def is_grant(self, o: Observation) -> bool:

@@ -84,6 +84,12 @@ class PeerRegistry:
         _expire(g.members, since)
         return (len(reporters) if reporters else 0), len(g.members)
 
+    def members(self, group: str) -> int:
+        """Identities of the group seen within the window (as of the last look-up; no expiry here:
+        inspection must not change what detection sees)."""
+        g = self._groups.get(group)
+        return len(g.members) if g is not None else 0
+
     def state(self) -> list:
         return [self.group_state(name) for name in self._groups]
 

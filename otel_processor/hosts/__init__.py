@@ -5,5 +5,5 @@
   nothing-lost answers, forwarding downstream, its own metrics, state snapshots).
 - ``rotel/``: the same engine in-process in the Rotel collector.
 
-May import: model, errors, yamlbind, anyvalue, otlp_json, _compiled, config, identity, observe, engine, outputs, inputs, pipeline, hosts
+May import: model, errors, yamlbind, version, anyvalue, otlp_json, _compiled, config, identity, observe, engine, outputs, inputs, pipeline, hosts
 """

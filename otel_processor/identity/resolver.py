@@ -25,6 +25,12 @@ class Resolver:
         self._cache_size = cache_size
         self._lock = threading.Lock()
 
+    def use_catalog(self, catalog) -> None:
+        """A reloaded catalog; identities made with the old one are forgotten."""
+        with self._lock:
+            self.catalog = catalog
+            self._cache = {}
+
     def resolve(self, rec: dict, res: dict, *, is_span: bool, span_kind: int = 0,
                 is_consent: bool = False, audit_log: bool = False) -> Identity | None:
         """The identity that acted, or None when no rule matches.

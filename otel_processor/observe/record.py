@@ -64,7 +64,10 @@ DETAIL_KEYS = ("oauth.client.id", "oauth.scopes", "email.to.address", "email.fro
                # what vendor profiles (inputs/) add: credential facts and the identities involved
                "nhi.credential.id", "nhi.credential.created", "nhi.credential.issued_to",
                "nhi.credential.issued_by", "nhi.target.identity", "nhi.identity.related", "nhi.identity.alias",
-               "messaging.batch.message_count")
+               "messaging.batch.message_count",
+               # the source's own id of the record (CloudTrail eventID, Kubernetes auditID...):
+               # evidence for records that have no trace id
+               "nhi.record.id", "aws.cloudtrail.event_id", "event.id")
 
 
 # Every text an observation keeps is at most this long: work per record stays bounded whatever
@@ -334,6 +337,10 @@ def details(rec: dict) -> dict[str, str]:
             text = as_text(rec[key])
             if text is not None:
                 out[key] = text
+    if "nhi.record.id" not in out:
+        record_id = out.get("aws.cloudtrail.event_id") or out.get("event.id")
+        if record_id:
+            out["nhi.record.id"] = record_id
     if "nhi.credential.id" not in out and "aws.access_key.id" in out:
         out["nhi.credential.id"] = out["aws.access_key.id"]  # the contract's credential id for AWS
     arn = rec.get("aws.principal.arn")
@@ -376,5 +383,6 @@ def observe(identity: Identity, rec: dict, res: dict, signal: str, action: str, 
         volume(rec),
         trace_id,
         span_id,
-        details(rec) if signal != "app" or "aws.principal.arn" in rec or "nhi.credential.id" in rec else {},
+        details(rec) if (signal != "app" or "aws.principal.arn" in rec or "nhi.credential.id" in rec
+                         or "nhi.record.id" in rec) else {},
     )

@@ -1,5 +1,6 @@
 """What the processor writes: ``nhi.*`` enrichment on records (``enrich.py``), credential masking
-(``redact.py``) and convergence events as OTLP log records (``events.py``).
+(``redact.py``), convergence events as OTLP log records (``events.py``) or OCSF findings
+(``ocsf.py``), and the exceptions that keep expected events from being sent (``exceptions.py``).
 
-May import: model, anyvalue, identity
+May import: model, errors, yamlbind, version, anyvalue, identity
 """

@@ -1,7 +1,18 @@
 """Convergence events as OTLP log records (TELEMETRY.md section 4).
 
 The ``security_rule.*`` names follow the OpenTelemetry semantic conventions' security-rule
-attributes (still in development); ``nhi.*`` is this project's vocabulary.
+attributes (still in development); ``source.address``, ``user_agent.original`` and
+``geo.country.iso_code`` the general semantic conventions (the latest value among the evidence);
+``threat.technique.id`` ECS's; ``nhi.*`` is this project's vocabulary.
+
+Deduplication: an incident keeps one ``nhi.convergence.id`` while it grows and each update is a
+new record with ``nhi.convergence.version`` one higher; a record with a higher version supersedes
+every earlier one of the same id (it carries all their facets), so a SIEM keeps the highest
+version per id. ``event.id`` (``<convergence id>.<version>``) is unique per record sent; a
+re-sent record (the events endpoint was down) carries the same one.
+
+``body_format``: ``text`` (the sentence) or ``ocsf`` (an OCSF Detection Finding as JSON text,
+``outputs/ocsf.py``); the attributes are the same in both, so routing does not depend on it.
 """
 
 from __future__ import annotations
@@ -9,35 +20,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.proto.logs.v1.logs_pb2 import SeverityNumber
 
 from ..model import ConvergenceEvent
+from .event_facts import BANDS, attack_ids, band_of, latest, owasp_ids, severity_band
 from .redact import mask_text
+
+__all__ = ["BANDS", "EVENT_NAME", "events_request", "fill_record", "severity_band"]
 
 EVENT_NAME = "nhi.convergence"
 RULESET = "nhi-convergence"
-
-# Score bands, as the big SIEMs band risk (Elastic's risk score: low, medium, high, critical),
-# and the OTLP severity each is sent with. Lower bound inclusive.
-BANDS = (
-    (0.9, "critical", SeverityNumber.SEVERITY_NUMBER_FATAL, "FATAL"),
-    (0.7, "high", SeverityNumber.SEVERITY_NUMBER_ERROR, "ERROR"),
-    (0.5, "medium", SeverityNumber.SEVERITY_NUMBER_WARN, "WARN"),
-    (0.0, "low", SeverityNumber.SEVERITY_NUMBER_INFO, "INFO"),
-)
-
-
-def severity_band(score: float) -> str:
-    """``low`` (< 0.5), ``medium`` (< 0.7), ``high`` (< 0.9) or ``critical``."""
-    return _band(score)[1]
-
-
-def _band(score: float) -> tuple:
-    for band in BANDS:
-        if score >= band[0]:
-            return band
-    return BANDS[-1]
-
 
 def _put(attributes, key: str, value) -> None:
     kv = attributes.add()
@@ -55,22 +46,28 @@ def _put(attributes, key: str, value) -> None:
             values.add().string_value = str(item)
 
 
-def fill_record(record, event: ConvergenceEvent) -> None:
+def fill_record(record, event: ConvergenceEvent, body_format: str = "text") -> None:
     record.event_name = EVENT_NAME
     record.time_unix_nano = event.time_ns
     record.observed_time_unix_nano = event.time_ns
-    _, band, number, text = _band(event.score)
+    _, band, number, text = band_of(event.score)
     record.severity_number = number
     record.severity_text = text
     # Events are built from masked records; masking their text again costs little and means no
     # path through the engine can carry a credential out.
-    record.body.string_value = mask_text(event.body)
+    if body_format == "ocsf":
+        from .ocsf import detection_finding_json
+
+        record.body.string_value = detection_finding_json(event)
+    else:
+        record.body.string_value = mask_text(event.body)
     if event.trace_id:
         record.trace_id = event.trace_id
     if event.span_id:
         record.span_id = event.span_id
     a = record.attributes
     _put(a, "event.name", EVENT_NAME)
+    _put(a, "event.id", f"{event.convergence_id}.{event.version}")
     _put(a, "nhi.identity.id", event.identity.id)
     _put(a, "nhi.identity.kind", event.identity.kind)
     if event.identity.owner:
@@ -90,9 +87,22 @@ def fill_record(record, event: ConvergenceEvent) -> None:
     _put(a, "security_rule.ruleset.name", RULESET)
     _put(a, "security_rule.reference", ", ".join(event.rule_references))
     _put(a, "security_rule.description", event.rule_description)
+    _put(a, "threat.technique.id", attack_ids(event.rule_references))
+    _put(a, "nhi.owasp.id", owasp_ids(event.rule_references))
+    for key, fact in (("source.address", "source.address"), ("user_agent.original", "user_agent.original"),
+                      ("geo.country.iso_code", "geo.country.iso_code"), ("nhi.credential.id", "credential")):
+        value = latest(event, fact)
+        if value:
+            _put(a, key, mask_text(value))
+    for key, fact in (("nhi.convergence.actions", "action"), ("nhi.convergence.targets", "target"),
+                      ("nhi.convergence.networks", "network"), ("nhi.evidence.record_ids", "record_id")):
+        _put(a, key, [mask_text(v) for v in event.facts.get(fact, ())])
+    if event.response:
+        _put(a, "nhi.response.suggested", event.response)
 
 
-def events_request(events: Sequence[ConvergenceEvent], service_name: str) -> ExportLogsServiceRequest:
+def events_request(events: Sequence[ConvergenceEvent], service_name: str,
+                   body_format: str = "text") -> ExportLogsServiceRequest:
     """One ExportLogsServiceRequest carrying ``events``, resource ``service.name`` = ours."""
     request = ExportLogsServiceRequest()
     if not events:
@@ -102,5 +112,5 @@ def events_request(events: Sequence[ConvergenceEvent], service_name: str) -> Exp
     scope = resource_logs.scope_logs.add()
     scope.scope.name = "nhi-convergence"
     for event in events:
-        fill_record(scope.log_records.add(), event)
+        fill_record(scope.log_records.add(), event, body_format)
     return request

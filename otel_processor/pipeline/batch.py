@@ -201,6 +201,12 @@ class BatchProcessor:
         enrich(span, SPAN_ATTRIBUTES_FIELD, identity, self.engine.observe_unlocked(obs) if self._learn
                else self.engine.peek(identity.id, obs.time_ns), obs.details.get("nhi.credential.id"))
 
+    def use_catalog(self, catalog) -> None:
+        """A reloaded catalog: identities resolve through it from the next batch on."""
+        with self._lock:
+            self.catalog = self.engine.catalog = catalog
+            self.resolver.use_catalog(catalog)
+
     # -- logs --------------------------------------------------------------------------------
     def process_logs(self, request: ExportLogsServiceRequest, data: bytes | None = None,
                      learn: bool = True) -> BatchResult:
@@ -288,6 +294,8 @@ class BatchProcessor:
             attrs["nhi.credential.issued_by"] = issued.issued_by
         if vendor.related:
             attrs["nhi.identity.related"] = ",".join(vendor.related)
+        if vendor.record_id:
+            attrs["nhi.record.id"] = vendor.record_id
         action = log_action(attrs, None)
         hint = vendor.identity
         if hint is not None:

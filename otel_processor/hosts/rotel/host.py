@@ -49,6 +49,7 @@ class RotelEngine:
         from ...engine import Engine
         from ...identity.catalog import load_catalog
         from ...pipeline import BatchProcessor
+        from ..event_gate import EventGate
         from ..serve.forwarder import make_forwarder
 
         self.config = config or ProcessorConfig()
@@ -56,6 +57,7 @@ class RotelEngine:
         self.engine = Engine(self.config.engine, catalog=catalog)
         self.processor = BatchProcessor(self.config, engine=self.engine, catalog=catalog)
         self._forwarder = make_forwarder(self.config.events_target, self.config.service.forward_timeout_s)
+        self.gate = EventGate(self.config)  # exceptions, a log line per event, the body format
         self._events: queue.Queue = queue.Queue(maxsize=MAX_QUEUED_EVENT_BATCHES)
         self.errors = 0
         self.dropped_batches = 0
@@ -109,12 +111,11 @@ class RotelEngine:
             log.error("%s batch could not be emptied either", signal)
 
     def _queue_events(self, events) -> None:
+        events = self.gate.admit(events)
         if not events:
             return
-        from ...outputs.events import events_request
-
         try:
-            self._events.put_nowait(events_request(events, self.config.events.service_name))
+            self._events.put_nowait(self.gate.request(events))
         except queue.Full:
             self.dropped_event_batches += 1
             log.error("event queue full: %d convergence events dropped", len(events))

@@ -117,6 +117,14 @@ def start_grpc_server(service, listen: str) -> tuple[grpc.Server, int]:
             response_serializer=response_cls.SerializeToString)
         handlers.append(grpc.method_handlers_generic_handler(name, {"Export": method}))
     server.add_generic_rpc_handlers(handlers)
+    # The standard gRPC health service (grpc.health.v1, what Kubernetes' grpc probe and grpc-health-probe
+    # ask), without a token like the Collector's: "" and each OTLP service name.
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+    service.grpc_health = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(service.grpc_health, server)
+    for name in ("", *(name for name, _, _ in SERVICES.values())):
+        service.grpc_health.set(name, health_pb2.HealthCheckResponse.SERVING)
     credentials = grpc_server_credentials(svc)
     _check_bindable(listen)
     try:

@@ -53,6 +53,15 @@ class ProcessorMetrics:
                  evictions: Callable[[], dict[str, int]]):
         self.reader = InMemoryMetricReader()
         readers = [self.reader]
+        self.prometheus_registry = None
+        if config.telemetry.prometheus:
+            from opentelemetry.exporter.prometheus import PrometheusMetricReader
+            from prometheus_client import CollectorRegistry
+
+            # One registry per service (not the process-wide default): two services in one
+            # process, as in the tests, each show their own.
+            self.prometheus_registry = CollectorRegistry(auto_describe=True)
+            readers.append(PrometheusMetricReader(registry=self.prometheus_registry))
         target = as_export(config.telemetry.metrics_endpoint)
         if target:
             readers.append(PeriodicExportingMetricReader(
@@ -93,6 +102,9 @@ class ProcessorMetrics:
         self.events = meter.create_counter("nhi.processor.events.emitted", unit="{event}")
         self.events_failed = meter.create_counter("nhi.processor.events.export_failures", unit="{event}",
                                                   description="Events in failed export attempts (retried)")
+        self.events_suppressed = meter.create_counter(
+            "nhi.processor.events.suppressed", unit="{event}",
+            description="Events not sent because an exception matched them, per exception id")
         self.events_dropped = meter.create_counter("nhi.processor.events.dropped", unit="{event}",
                                                    description="Undelivered events dropped, oldest first, "
                                                                "when more than MAX_PENDING_EVENTS were held")
@@ -123,6 +135,14 @@ class ProcessorMetrics:
                         total += getattr(point, "value", None) if hasattr(point, "value") else point.count
                     out[metric.name] = total
         return out
+
+    def prometheus_text(self) -> bytes | None:
+        """The metrics in the Prometheus text format, None when telemetry.prometheus is off."""
+        if self.prometheus_registry is None:
+            return None
+        from prometheus_client import generate_latest
+
+        return generate_latest(self.prometheus_registry)
 
     def shutdown(self) -> None:
         self.provider.shutdown()

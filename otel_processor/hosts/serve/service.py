@@ -28,8 +28,9 @@ from ...engine import Engine
 from ...engine.state import StateError
 from ...errors import ConfigError
 from ...identity.catalog import load_catalog
-from ...outputs.events import events_request
 from ...pipeline import BatchProcessor, BatchResult
+from ..event_gate import EventGate
+from .admin import start_admin_server
 from .answers import Rejected, Unavailable
 from .auth import BearerTokens, warn_if_exposed
 from .forwarder import PERMANENT, TOO_LARGE, ForwardError, make_forwarder, split
@@ -110,6 +111,8 @@ class Service:
         events = self.config.events_target
         self.events_forwarder = (self.forwarder if events == forward
                                  else make_forwarder(events, svc.forward_timeout_s))
+        self.gate = EventGate(self.config, lambda exception, n: self.metrics.events_suppressed.add(
+            n, {"exception": exception}))
         self._outage = OutageLog(f"downstream {forward.endpoint}")
         self._retries = RetryMemory()
         self._slots = threading.BoundedSemaphore(svc.max_concurrent_batches)
@@ -118,6 +121,10 @@ class Service:
         self._vendor_logged = -60.0  # when skipped vendor records were last logged (monotonic)
         self._grpc = None
         self._http = None
+        self._admin = None
+        self.grpc_health = None  # grpc.health.v1 servicer, set by the gRPC receiver
+        self.admin_port: int | None = None
+        self._started = False
         self._stopping = threading.Event()
         self._in_flight = 0
         self._in_flight_lock = threading.Lock()
@@ -137,25 +144,69 @@ class Service:
                 self._grpc, self.grpc_port = start_grpc_server(self, svc.listen_grpc)
             if svc.listen_http:
                 self._http, self.http_port = start_http_server(self, svc.listen_http)
+            if svc.listen_admin:
+                self._admin, self.admin_port = start_admin_server(self, svc.listen_admin)
         except BaseException:
             self._close_listeners()
             raise
         if self.config.state_dir:
             self._snapshotter = threading.Thread(target=self._snapshot_loop, name="nhi-snapshot", daemon=True)
             self._snapshotter.start()
+        self._started = True
         return self
+
+    def readiness(self) -> tuple[bool, str]:
+        """Whether to send this instance traffic, and why not."""
+        if self._stopping.is_set():
+            return False, "shutting down"
+        if not self._started:
+            return False, "starting"
+        if self._outage.down:
+            return False, f"{self._outage.name} unavailable"
+        return True, "ready"
+
+    def reload(self) -> bool:
+        """SIGHUP: catalog, rules and exceptions read anew. Each that is wrong keeps its old
+        version (logged why); what the engine learnt stays. True when all three reloaded."""
+        ok = self.gate.reload()
+        if self.config.catalog:
+            try:
+                catalog = load_catalog(self.config.catalog)
+            except ConfigError as exc:
+                log.error("catalog not reloaded, the previous one stays: %s", exc)
+                ok = False
+            else:
+                self.processor.use_catalog(catalog)
+                log.info("catalog reloaded from %s", self.config.catalog)
+        try:
+            self.engine.reload_rules()
+        except ConfigError as exc:
+            log.error("rules not reloaded, the previous ones stay: %s", exc)
+            ok = False
+        else:
+            log.info("rules reloaded from %s", self.engine.rules.path)
+        return ok
 
     def _close_listeners(self) -> None:
         if self._grpc is not None:
             self._grpc.stop(grace=0)
         if self._http is not None:
             self._http.close()
+        self._close_admin()
+
+    def _close_admin(self) -> None:
+        if self._admin is not None:
+            self._admin.shutdown()
+            self._admin.server_close()
+            self._admin = None
 
     def stop(self, grace: float | None = None) -> None:
         """Stop accepting, let in-flight batches finish, flush events, snapshot state; within ``grace``."""
         grace = self.config.service.shutdown_grace_s if grace is None else grace
         deadline = time.monotonic() + grace
         self._stopping.set()
+        if self.grpc_health is not None:
+            self.grpc_health.enter_graceful_shutdown()
         if self._http is not None:
             self._http.stop_accepting()
         if self._grpc is not None:
@@ -166,6 +217,7 @@ class Service:
             self._http.close()
         self._flush_events()
         self._save_state(deadline=deadline - 0.2, final=True)
+        self._close_admin()
         self.metrics.shutdown()
         self.forwarder.close()
         if self.events_forwarder is not self.forwarder:
@@ -298,6 +350,7 @@ class Service:
 
     # -- events --------------------------------------------------------------------------------
     def _send_events(self, events) -> None:
+        events = self.gate.admit(events)
         with self._events_lock:
             pending = self._pending_events
             overflow = len(pending) + len(events) - pending.maxlen
@@ -310,7 +363,7 @@ class Service:
                 return
             batch = list(pending)
             try:
-                self.events_forwarder.export("logs", events_request(batch, self.config.events.service_name))
+                self.events_forwarder.export("logs", self.gate.request(batch))
             except ForwardError as exc:
                 self.metrics.events_failed.add(len(batch))
                 log.warning("could not export %d convergence events (%s); kept for the next batch",

@@ -1,0 +1,240 @@
+"""Running it for real: SIEM-ready event fields and OCSF findings, the admin listener (health,
+readiness, Prometheus, state inspection), the gRPC health service, SIGHUP reloads, JSON logs and
+``--version``. Real sockets on 127.0.0.1: the captures go in over OTLP/gRPC, events come out at a
+real sink, the admin endpoints are asked over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import grpc
+import jsonschema
+import pytest
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+from otel_processor.anyvalue import to_python
+from otel_processor.config import ProcessorConfig, ServiceConfig, TelemetryConfig, EventsConfig
+from otel_processor.hosts.serve.service import Service
+from otel_processor.inputs.convert import main as convert_main
+from otel_processor.otlp_json import parse_json
+
+HERE = os.path.dirname(__file__)
+CAPTURES = os.path.join(HERE, "testdata", "captures")
+OCSF_SCHEMA = os.path.join(HERE, "testdata", "ocsf", "detection_finding-1.5.0.schema.json")
+# The Midnight Blizzard capture: Entra ID and Microsoft 365 records, no trace ids anywhere.
+MAIL_CAPTURE = os.path.join(CAPTURES, "app-granted-mail-reads-mailbox")
+# The stolen instance credential capture: CloudTrail records, no trace ids either.
+INSTANCE_CAPTURE = os.path.join(CAPTURES, "instance-credential-from-laptop.json")
+
+
+def capture_requests(path: str, tmp_path) -> list[ExportLogsServiceRequest]:
+    out = tmp_path / f"{os.path.basename(path)}.jsonl"
+    assert convert_main([path], str(out), None) == 0
+    return [parse_json(line, ExportLogsServiceRequest) for line in out.read_text().splitlines()]
+
+
+def send_all(port: int, requests) -> None:
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = logs_service_pb2_grpc.LogsServiceStub(channel)
+        for request in requests:
+            stub.Export(request, timeout=30)
+
+
+def start_service(sink, tmp_path=None, **config) -> Service:
+    svc = ServiceConfig(listen_grpc="127.0.0.1:0", listen_admin="127.0.0.1:0", listen_http=None,
+                        forward=sink.endpoint)
+    return Service(ProcessorConfig(service=svc, state_dir=str(tmp_path) if tmp_path else None, **config)).start()
+
+
+def event_attributes(sink) -> list[dict]:
+    return [{kv.key: to_python(kv.value) for kv in rec.attributes} for rec in sink.convergence_events()]
+
+
+def get(port: int, path: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+# -- SIEM-ready events --------------------------------------------------------------------------
+@pytest.mark.parametrize("capture, credential_form", [(INSTANCE_CAPTURE, "session"), (MAIL_CAPTURE, "app")])
+def test_an_event_carries_its_facts_as_fields_and_the_records_own_ids(sink, tmp_path, capture, credential_form):
+    service = start_service(sink)
+    try:
+        send_all(service.grpc_port, capture_requests(capture, tmp_path))
+    finally:
+        service.stop(grace=2)
+    events = event_attributes(sink)
+    assert events, "the capture raises an event"
+    e = events[-1]
+    # Where, with what, what and on what: fields beside the sentence, not only in it.
+    assert e["source.address"] and e["source.address"] in " ".join(e["nhi.convergence.findings"]) + e["source.address"]
+    assert e["user_agent.original"]
+    assert e["nhi.convergence.actions"] and all(isinstance(a, str) for a in e["nhi.convergence.actions"])
+    assert isinstance(e["nhi.convergence.targets"], list) and isinstance(e["nhi.convergence.networks"], list)
+    # No trace ids in an audit log: the evidence is the source's own record ids.
+    assert e["nhi.evidence.trace_ids"] == []
+    assert e["nhi.evidence.record_ids"], "CloudTrail eventID / Entra id / unified audit log Id as evidence"
+    raw = "\n".join(open(os.path.join(dp, f)).read() for dp, _, fs in os.walk(capture) for f in fs) \
+        if os.path.isdir(capture) else open(capture).read()
+    assert all(r in raw for r in e["nhi.evidence.record_ids"]), "ids as the vendor wrote them"
+    # Lists are lists; ATT&CK and OWASP ids apart; what to do first fits the credential.
+    assert e["threat.technique.id"] and all(t.startswith("T") for t in e["threat.technique.id"])
+    assert all(o.startswith("NHI") for o in e["nhi.owasp.id"])
+    response = e["nhi.response.suggested"].lower()
+    assert ("session" in response) if credential_form == "session" else ("consent" in response)
+    assert e["event.id"] == f"{e['nhi.convergence.id']}.{e['nhi.convergence.version']}"
+    assert e["nhi.convergence.severity"] in ("high", "critical")
+
+
+def test_ocsf_events_validate_against_the_ocsf_schema(sink, tmp_path):
+    service = start_service(sink, events=EventsConfig(format="ocsf"))
+    try:
+        send_all(service.grpc_port, capture_requests(INSTANCE_CAPTURE, tmp_path)
+                 + capture_requests(MAIL_CAPTURE, tmp_path))
+    finally:
+        service.stop(grace=2)
+    records = sink.convergence_events()
+    assert len(records) >= 2
+    validator = jsonschema.Draft202012Validator(json.load(open(OCSF_SCHEMA)))
+    for record in records:
+        finding = json.loads(record.body.string_value)
+        errors = [f"{'/'.join(map(str, x.path))}: {x.message}" for x in validator.iter_errors(finding)]
+        assert errors == []
+        attrs = {kv.key: to_python(kv.value) for kv in record.attributes}
+        assert finding["class_uid"] == 2004 and finding["finding_info"]["uid"] == attrs["nhi.convergence.id"]
+        assert finding["finding_info"]["analytic"]["type_id"] == 2  # Behavioral
+        assert finding["actor"]["user"]["uid"] == attrs["nhi.identity.id"]
+        assert {a["technique"]["uid"] for a in finding["finding_info"]["attacks"]} == set(attrs["threat.technique.id"])
+        assert len(finding["anomaly_analyses"][0]["anomalies"]) == len(attrs["nhi.convergence.findings"])
+        assert finding["anomaly_analyses"][0]["baselines"], "the baseline behind the findings"
+        assert finding["finding_info"]["first_seen_time"] <= finding["finding_info"]["last_seen_time"]
+
+
+def test_the_schema_catches_what_a_mapping_mistake_would_be():
+    """The checked-in schema is strict enough to fail a wrong finding (else the test above proves nothing)."""
+    validator = jsonschema.Draft202012Validator(json.load(open(OCSF_SCHEMA)))
+    good = {"activity_id": 1, "category_uid": 2, "class_uid": 2004, "type_uid": 200401, "time": 1, "severity_id": 4,
+            "finding_info": {"uid": "x"}, "metadata": {"version": "1.5.0", "product": {"name": "p"}}}
+    assert list(validator.iter_errors(good)) == []
+    for broken in ({**good, "class_uid": 2003}, {**good, "severity_id": 9}, {**good, "finding_info": {}},
+                   {**good, "findings_info": {"uid": "x"}}, {**good, "time": "yesterday"}):
+        assert list(validator.iter_errors(broken)), broken
+
+
+# -- the admin listener and the gRPC health service ---------------------------------------------
+def test_health_readiness_prometheus_and_version_answer(sink, tmp_path):
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    service = start_service(sink, telemetry=TelemetryConfig(prometheus=True))
+    try:
+        send_all(service.grpc_port, capture_requests(INSTANCE_CAPTURE, tmp_path))
+        port = service.admin_port
+        assert get(port, "/healthz") == (200, b"ok\n")
+        assert get(port, "/readyz")[0] == 200
+        status, body = get(port, "/metrics")
+        assert status == 200
+        text = body.decode()
+        assert "nhi_processor_records_received" in text and 'signal="logs"' in text
+        assert get(port, "/version")[1].decode().strip()
+        assert get(port, "/nothing")[0] == 404
+        with grpc.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            for name in ("", "opentelemetry.proto.collector.logs.v1.LogsService"):
+                answer = stub.Check(health_pb2.HealthCheckRequest(service=name), timeout=5)
+                assert answer.status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        service.stop(grace=2)
+
+
+def test_readiness_says_no_while_downstream_is_down(tmp_path):
+    from simulator.sink import OtlpSink
+
+    with OtlpSink() as down:
+        down.refuse = True
+        service = start_service(down, telemetry=TelemetryConfig(prometheus=False))
+        try:
+            with pytest.raises(grpc.RpcError):
+                send_all(service.grpc_port, capture_requests(INSTANCE_CAPTURE, tmp_path)[:1])
+            status, body = get(service.admin_port, "/readyz")
+            assert status == 503 and b"unavailable" in body
+            assert get(service.admin_port, "/metrics")[0] == 404  # prometheus off
+        finally:
+            service.stop(grace=1)
+
+
+# -- state inspection -----------------------------------------------------------------------------
+def test_state_show_on_a_running_service_and_on_its_state_directory_agree(sink, tmp_path):
+    state_dir = tmp_path / "state"
+    service = start_service(sink, state_dir_path := state_dir)
+    identity = "workload:arn:aws:iam::444455556666:role/app-server-role"
+    try:
+        send_all(service.grpc_port, capture_requests(INSTANCE_CAPTURE, tmp_path))
+        live = run_cli("state", "show", identity, "--endpoint", f"127.0.0.1:{service.admin_port}", "--json")
+        live_text = run_cli("state", "show", identity, "--endpoint", f"127.0.0.1:{service.admin_port}")
+        missing = subprocess.run([sys.executable, "-m", "otel_processor", "state", "show", "workload:nobody",
+                                  "--endpoint", f"127.0.0.1:{service.admin_port}"], capture_output=True, text=True)
+    finally:
+        service.stop(grace=5)
+    held = run_cli("state", "show", identity, "--state-dir", str(state_dir_path), "--json")
+    assert json.loads(live) == json.loads(held)
+    d = json.loads(live)
+    assert d["identity"]["id"] == identity and d["records"] > 0
+    assert d["trust"] < 1.0 and d["incident"]["convergence_id"]
+    assert d["known"]["networks"] >= 1 and d["known"]["clients"] >= 1
+    assert run_cli("state", "show", identity, "--state-dir", str(state_dir_path)) == live_text
+    assert "trust" in live_text and identity in live_text
+    assert missing.returncode == 1 and "not tracked" in missing.stderr
+
+
+def run_cli(*args: str) -> str:
+    done = subprocess.run([sys.executable, "-m", "otel_processor", *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_version_on_both_commands():
+    for module in ("otel_processor", "simulator.cli"):
+        done = subprocess.run([sys.executable, "-m", module, "--version"], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0 and done.stdout.split()[-1][0].isdigit(), done.stdout + done.stderr
+
+
+# -- the running process: JSON logs, a log line per event, SIGHUP ---------------------------------
+def test_json_logs_a_line_per_event_and_sighup_reload_keeps_a_good_file_over_a_bad_one(sink, tmp_path):
+    exceptions = tmp_path / "exceptions.yaml"
+    exceptions.write_text("exceptions: []\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "otel_processor", "serve", "--listen-admin", "", "--listen-grpc", "127.0.0.1:0",
+         "--listen-http", "", "--forward", sink.endpoint, "--exceptions", str(exceptions), "--log-format", "json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        port = int(line.split("OTLP/gRPC 127.0.0.1:")[1].split(",")[0].split(" ")[0])
+        send_all(port, capture_requests(INSTANCE_CAPTURE, tmp_path))
+        exceptions.write_text("exceptions:\n  - id: no-owner\n    match: {kind: workload}\n    reason: r\n"
+                              "    expires: 2026-01-01\n")
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(1.5)
+        exceptions.write_text("exceptions: []\n")
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(1.5)
+        assert proc.poll() is None, "a bad file on reload does not take the service down"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    logs = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert logs and all({"time", "level", "logger", "message"} <= set(x) for x in logs)
+    assert len(logs) == len([line for line in err.splitlines() if line.strip()]), "every line is JSON"
+    messages = [x["message"] for x in logs]
+    assert any(m.startswith("convergence event raised: id=") for m in messages)
+    assert any("exceptions not reloaded" in m and "owner" in m for m in messages)
+    assert any(m.startswith("exceptions reloaded") for m in messages)
