@@ -242,7 +242,11 @@ def run_processor(batches, processor: BatchProcessor, warmup=()) -> tuple[float,
     return time.perf_counter() - start, latencies
 
 
-def run_grpc(batches, records: int, warmup=(), warmup_records: int = 0) -> tuple[float, list[float]]:
+def run_grpc(batches, records: int, warmup=(), warmup_records: int = 0, senders: int = 1) -> tuple[float, list[float]]:
+    """End to end: ``senders`` client threads (a Collector's sending_queue.num_consumers), each
+    sending every ``senders``-th batch and waiting for its acknowledgement before the next."""
+    import threading
+
     import grpc
 
     from simulator.sink import OtlpSink
@@ -262,14 +266,28 @@ def run_grpc(batches, records: int, warmup=(), warmup_records: int = 0) -> tuple
             }
             for signal, data in warmup:
                 raw[signal](data, timeout=30)
-            latencies = []
+            latencies: list[float] = []
+            errors: list[BaseException] = []
+
+            def send(share) -> None:
+                try:
+                    for signal, data in share:
+                        t = time.perf_counter()
+                        raw[signal](data, timeout=30)
+                        latencies.append(time.perf_counter() - t)
+                except BaseException as exc:  # noqa: BLE001 - reported below
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=send, args=(batches[k::senders],)) for k in range(senders)]
             start = time.perf_counter()
-            for signal, data in batches:
-                t = time.perf_counter()
-                raw[signal](data, timeout=30)
-                latencies.append(time.perf_counter() - t)
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
             elapsed = time.perf_counter() - start
             channel.close()
+            if errors:
+                raise SystemExit(f"end-to-end send failed: {errors[0]}")
         got = len(sink.spans()) + len(sink.telemetry_log_records())
         records += warmup_records
         if got != records:
@@ -328,6 +346,8 @@ def main(argv=None) -> int:
     p.add_argument("--repeat", type=int, default=3,
                    help="runs of the floor and of each in-process path; the fastest counts (timeit's rule: "
                         "the slower runs measured the machine's other work, not this code)")
+    p.add_argument("--senders", type=int, nargs="+", default=[1, 4],
+                   help="concurrent senders for the end-to-end runs (default: 1 and 4)")
     p.add_argument("--json", help="write the figures here too")
     p.add_argument("--no-vendor", action="store_true",
                    help="leave vendor audit bodies out of the stream (the stream before issue 11)")
@@ -353,15 +373,15 @@ def main(argv=None) -> int:
         batches, BatchProcessor(ProcessorConfig(engine=EngineConfig(enabled=False))), warmup))
     full = paired(lambda: run_processor(batches, BatchProcessor(ProcessorConfig()), warmup))
     cold = paired(lambda: run_processor(batches, BatchProcessor(ProcessorConfig())))
-    grpc = paired(lambda: run_grpc(batches, args.records, warmup, warm_n))
+    grpc = {k: paired(lambda k=k: run_grpc(batches, args.records, warmup, warm_n, k)) for k in args.senders}
     mem, tracked = memory_per_identity(args.identities)
 
     n = args.records
     floor = min(floors)
     rows = [("parse+serialize (floor)", 1.0, floor, None), ("batch path, engine off", *batch),
-            ("full path, detection on", *full), ("full path, cold start", *cold),
-            ("end to end over loopback gRPC", *grpc)]
-    result = {"records": n, "batch_size": args.batch_size, "bytes_per_record": round(size), "warmup_records": warm_n,
+            ("full path, detection on", *full), ("full path, cold start", *cold)]
+    rows += [(f"end to end, gRPC, {k} sender{'s' if k > 1 else ''}", *grpc[k]) for k in args.senders]
+    result = {"records": n, "batch_size": args.batch_size, "senders": args.senders, "bytes_per_record": round(size), "warmup_records": warm_n,
               "repeat": max(1, args.repeat), "vendor_records": not args.no_vendor,
               "compiled_modules": compiled_modules()}
     print(f"{'path':32} {'records/s':>12} {'vs floor':>9} {'p50 ms':>8} {'p99 ms':>8}")
@@ -373,6 +393,11 @@ def main(argv=None) -> int:
         result[name] = {"records_per_s": round(rate), "ratio_to_floor": round(ratio, 4),
                         "p50_ms": round(pct(lat, 0.5), 3) if lat else None,
                         "p99_ms": round(pct(lat, 0.99), 3) if lat else None}
+    full_rate = n / full[1]
+    for k in args.senders:
+        share = (n / grpc[k][1]) / full_rate
+        print(f"end to end with {k} sender{'s' if k > 1 else ''}: {share:.0%} of the full path's rate")
+        result[f"end to end, gRPC, {k} sender{'s' if k > 1 else ''}"]["share_of_full_path"] = round(share, 4)
     print(f"engine state: {mem:,.0f} bytes per identity with {tracked:,} identities tracked")
     result["bytes_per_identity"] = round(mem)
     result["identities_tracked"] = tracked

@@ -89,6 +89,7 @@ def event_of(e) -> Event:
 # What the report's timeline shows around each scenario: the records of its identities from an
 # hour before to an hour after its window, with the detectors each tripped (nhi.anomaly).
 TIMELINE_MARGIN_NS = 3600 * 10**9
+_TIMELINE_KEYS = frozenset({"nhi.identity.id", "nhi.anomaly", "event.action", "rpc.service", "rpc.method"})
 
 
 def collect_timeline(sink: OtlpSink, labels) -> dict[str, list[tuple[int, str, list[str]]]]:
@@ -101,11 +102,16 @@ def collect_timeline(sink: OtlpSink, labels) -> dict[str, list[tuple[int, str, l
     out: dict[str, list[tuple[int, str, list[str]]]] = {}
 
     def add(attributes, t: int, name: str) -> None:
-        a = {kv.key: kv.value for kv in attributes if kv.key in ("nhi.identity.id", "nhi.anomaly", "event.action")}
+        a = {kv.key: kv.value for kv in attributes if kv.key in _TIMELINE_KEYS}
         ident = a["nhi.identity.id"].string_value if "nhi.identity.id" in a else None
         if ident not in windows or not any(lo <= t <= hi for lo, hi in windows[ident]):
             return
-        action = a["event.action"].string_value if "event.action" in a else name
+        if "event.action" in a:
+            action = a["event.action"].string_value
+        elif "rpc.method" in a:
+            action = f"{a['rpc.service'].string_value if 'rpc.service' in a else ''}/{a['rpc.method'].string_value}"
+        else:
+            action = name
         anomalies = [v.string_value for v in a["nhi.anomaly"].array_value.values] if "nhi.anomaly" in a else []
         out.setdefault(ident, []).append((t, action or "(unnamed)", anomalies))
 

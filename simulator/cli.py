@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.json:
                 write_json(result, args.json)
             if args.report:
-                write_report(args.report, result.score, result.world.labels, result.events, result.trust)
+                write_report(args.report, result, scenarios)
                 print(f"report: {args.report}")
             if args.exceptions:
                 return exceptions_verdict(result, args.exceptions)

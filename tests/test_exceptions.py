@@ -233,3 +233,12 @@ def test_the_verdict_passes_when_no_kept_back_event_is_an_attacks():
 
     assert exceptions_verdict(Result([]), "f") == 0
     assert exceptions_verdict(Result([("x", "attack", "id")]), "f") == 1
+
+
+def test_check_config_refuses_a_config_whose_exceptions_file_is_wrong(tmp_path):
+    (tmp_path / "exceptions.yaml").write_text("exceptions:\n  - id: a\n    match: {identity: x}\n    owner: o\n"
+                                              "    reason: r\n")
+    (tmp_path / "config.yaml").write_text("exceptions: exceptions.yaml\n")
+    done = subprocess.run([sys.executable, "-m", "otel_processor", "check-config", str(tmp_path / "config.yaml")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "exceptions.yaml" in done.stderr and "expires is required" in done.stderr

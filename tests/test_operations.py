@@ -238,3 +238,37 @@ def test_json_logs_a_line_per_event_and_sighup_reload_keeps_a_good_file_over_a_b
     assert any(m.startswith("convergence event raised: id=") for m in messages)
     assert any("exceptions not reloaded" in m and "owner" in m for m in messages)
     assert any(m.startswith("exceptions reloaded") for m in messages)
+
+
+def test_reload_takes_a_good_catalog_and_rules_and_keeps_the_old_ones_over_bad_files(sink, tmp_path):
+    """SIGHUP's work, in process: what reloads takes effect from the next batch; a broken file
+    leaves the previous one in force and says so; what the engine learnt stays."""
+    from otel_processor.engine.config import EngineConfig
+    from otel_processor.engine.features import RULES_FILE
+    from otlp_builders import logs
+
+    catalog, rules = tmp_path / "catalog.yaml", tmp_path / "rules.yaml"
+    catalog.write_text("identities:\n  - principal: svc-reporting\n    owner: data-team@example.com\n")
+    rules.write_text(open(RULES_FILE).read())
+    service = start_service(sink, catalog=str(catalog), engine=EngineConfig(rules_file=str(rules)))
+    request = logs({"service.name": "reports"}, {"attrs": {"user.id": "svc-reporting", "event.name": "report.run"}})
+    try:
+        send_all(service.grpc_port, [request])
+        learnt = service.engine.identities_tracked
+        catalog.write_text("identities:\n  - principal: svc-reporting\n    owner: finance-team@example.com\n")
+        rules.write_text(open(RULES_FILE).read().replace("  - name: Instance or pod credential used from a desktop",
+                                                         "  - name: Renamed by the reload", 1))
+        assert service.reload()
+        assert service.engine.rules.rules[0].name == "Renamed by the reload"
+        send_all(service.grpc_port, [request])
+        catalog.write_text("identities:\n  - kind: nonsense\n")
+        rules.write_text("rules: [\n")
+        assert not service.reload()
+        assert service.engine.rules.rules[0].name == "Renamed by the reload", "bad rules keep the old ones"
+        send_all(service.grpc_port, [request])
+        assert service.engine.identities_tracked == learnt, "a reload forgets nothing"
+    finally:
+        service.stop(grace=2)
+    owners = [next(kv.value.string_value for kv in rec.attributes if kv.key == "nhi.identity.owner")
+              for rec in sink.telemetry_log_records()]
+    assert owners == ["data-team@example.com", "finance-team@example.com", "finance-team@example.com"]

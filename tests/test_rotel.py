@@ -61,13 +61,21 @@ def detections(sink: OtlpSink) -> set[str]:
     return {e.identity_id for e in collect_events(sink)}
 
 
+# An event's facts as fields (what a SIEM routes on), compared between the hosts too.
+STRUCTURED = ("source.address", "user_agent.original", "geo.country.iso_code", "nhi.credential.id",
+              "nhi.convergence.actions", "nhi.convergence.targets", "nhi.convergence.networks",
+              "nhi.evidence.record_ids", "threat.technique.id", "nhi.owasp.id", "nhi.response.suggested", "event.id")
+
+
 def outcome(sink: OtlpSink) -> tuple[set, dict]:
-    """The events (identity, incident id, version, score) and what every record was enriched with."""
+    """The events (identity, incident id, version, score, structured fields) and what every
+    record was enriched with."""
     events = set()
     for rec in sink.convergence_events():
         a = {kv.key: any_to_py(kv.value) for kv in rec.attributes}
+        fields = tuple((k, tuple(a[k]) if isinstance(a.get(k), list) else a.get(k)) for k in STRUCTURED)
         events.add((a["nhi.identity.id"], a["nhi.convergence.id"], a.get("nhi.convergence.version"),
-                    a["nhi.convergence.score"]))
+                    a["nhi.convergence.score"], fields))
     enriched = {}
     for record in [s for _, s in sink.spans()] + sink.telemetry_log_records():
         enriched[bytes(record.trace_id) + bytes(record.span_id)] = {
@@ -132,6 +140,17 @@ def stop(proc: subprocess.Popen) -> int:
     except subprocess.TimeoutExpired:
         proc.kill()
         raise
+
+
+def test_events_carry_their_facts_as_fields(reference):
+    """Every event names what it is about in fields, not only in its sentence; the Rotel tests
+    below compare these fields between the two hosts."""
+    assert reference[0]
+    for event in reference[0]:
+        fields = dict(event[4])
+        assert fields["nhi.convergence.actions"] and fields["threat.technique.id"] and fields["nhi.response.suggested"]
+        assert fields["event.id"] == f"{event[1]}.{event[2]}"
+    assert any(dict(e[4])["source.address"] for e in reference[0])
 
 
 def test_serve_catches_every_attack_of_a_held_back_week_with_no_false_positive(world, reference):

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
+import struct
+import subprocess
 
 import pytest
 import yaml
@@ -19,6 +23,7 @@ from simulator.bench import run_bench
 from simulator.encode import batches
 from simulator.fleet import RESERVED_WORDS
 from simulator.replay import read_jsonl, replay, write_jsonl
+from simulator.report import write_report
 from simulator.scenarios import SCENARIO_DIR, load_scenario, load_scenarios
 from simulator.world import build_world
 
@@ -129,11 +134,21 @@ def test_export_then_replay_from_file_round_trips(tmp_path):
     assert {r.trace_id for r in world.records if r.signal == "traces"} == ids
 
 
+_BENCH: dict = {}
+
+
+def small_bench(shapes: str):
+    """One bench run per shape for the whole module (the report test reads the same run)."""
+    if shapes not in _BENCH:
+        _BENCH[shapes] = run_bench(load_scenarios(), identities=80, days=3, seed=9, progress=False, shapes=shapes)
+    return _BENCH[shapes]
+
+
 @pytest.mark.parametrize("shapes", ["otel", "vendor"])
 def test_bench_on_a_small_fleet_detects_every_attack_and_no_benign_identity(shapes):
     """The same behaviour, found whether it arrives as the contract's attributes or as the vendors'
     audit records read by the input profiles."""
-    result = run_bench(load_scenarios(), identities=80, days=3, seed=9, progress=False, shapes=shapes)
+    result = small_bench(shapes)
     assert result.records_received == result.records_sent == len(result.world.records)
     rows = {row.name: row for row in result.score.scenarios}
     assert set(rows) == {s.name for s in load_scenarios()}
@@ -242,3 +257,44 @@ def test_nhi_sim_sink_prints_events_as_they_arrive_and_counts_records():
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def test_the_report_summarises_every_scenario_and_renders_in_a_browser(tmp_path):
+    """Summary table and contents first; per scenario its events with severity, ids and absolute
+    times, labelled trust and timeline plots, a benign one's peak against the threshold. Then
+    headless Chromium loads it and takes a screenshot (CI installs Chromium; see .ci/run)."""
+    result = small_bench("otel")
+    scenarios = load_scenarios()
+    path = tmp_path / "report.html"
+    write_report(str(path), result, scenarios)
+    page = path.read_text()
+    summary = page[page.index("<h2>Summary</h2>"):page.index("<h2>Contents</h2>")]
+    assert summary.count("<tr") == len(scenarios) + 1
+    sections = page.split("<section ")[1:]
+    assert len(sections) == len(scenarios)
+    kinds = {s.name: s.kind for s in scenarios}
+    for section in sections:
+        name = re.search(r"<h2>([^<]+) <span", section).group(1)
+        assert re.search(r"Window 20\d\d-\d\d-\d\d \d\d:\d\d:\d\d to ", section)
+        assert section.count("event time (UTC)") >= 1 and "trust (nhi.trust.score)" in section
+        if kinds.pop(name) == "attack":
+            assert "<th>severity</th>" in section and re.search(r"<td>(high|critical|medium)</td>", section)
+            assert re.search(r"<code>T\d{4}", section) and "v1" in section
+            assert "a record that tripped a detector" in section
+        else:
+            assert "Peak score" in section and "against the alert threshold" in section
+    assert kinds == {}, "a section per scenario"
+    if CHROMIUM is None:
+        pytest.skip("no Chromium on this machine (.ci/run installs it)")
+    shot = tmp_path / "report.png"
+    done = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                           "--window-size=1000,2400", f"--screenshot={shot}", path.as_uri()],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and shot.exists(), done.stderr[-2000:]
+    png = shot.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", png[16:24])
+    assert (width, height) == (1000, 2400) and len(png) > 50_000, "a rendered page, not a blank one"

@@ -491,7 +491,7 @@ class Engine:
                 p = found[0] if len(found) == 1 else None
             return describe(self, p) if p is not None else None
 
-    def peer_count(self, group: str, t: int) -> int:
+    def peer_count(self, group: str) -> int:
         return self._peers.members(group)
 
     def trust_of(self, p: Profile, t: int) -> float:

@@ -61,7 +61,7 @@ def describe(engine, p, now_ns: int | None = None) -> dict:
         "failures": {"windows_seen": failures.windows_seen, "max_failures": failures.max_failures},
         "schedule": {"hours_utc": _bits(int(p.schedule.hours_mask), range(24)),
                      "weekdays": _bits(int(p.schedule.days_mask), WEEKDAYS)},
-        "peers": {"group": group, "members": engine.peer_count(group, now_ns)},
+        "peers": {"group": group, "members": engine.peer_count(group)},
         "trust": engine.trust_of(p, now_ns),
         "open_case": None if case is None else {
             "score": round(case.score, 4),
