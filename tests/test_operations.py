@@ -272,3 +272,13 @@ def test_reload_takes_a_good_catalog_and_rules_and_keeps_the_old_ones_over_bad_f
     owners = [next(kv.value.string_value for kv in rec.attributes if kv.key == "nhi.identity.owner")
               for rec in sink.telemetry_log_records()]
     assert owners == ["data-team@example.com", "finance-team@example.com", "finance-team@example.com"]
+
+
+def test_an_admin_listener_beyond_loopback_is_warned_about(caplog):
+    from otel_processor.hosts.serve.auth import BearerTokens, warn_if_exposed
+
+    with caplog.at_level("WARNING"):
+        warn_if_exposed(ServiceConfig(listen_admin="127.0.0.1:14319"), BearerTokens(None))
+        assert not [r for r in caplog.records if "listen_admin" in r.getMessage()]
+        warn_if_exposed(ServiceConfig(listen_admin="0.0.0.0:14319"), BearerTokens(None))
+    assert [r for r in caplog.records if "listen_admin 0.0.0.0:14319" in r.getMessage()]

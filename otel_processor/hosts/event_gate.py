@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
@@ -58,8 +59,6 @@ class EventGate:
     def log_expired(self, now: float | None = None, force: bool = False) -> None:
         """At start-up, on reload and then at most daily (wall clock): every expired exception,
         so that its owner renews or drops it."""
-        import time
-
         now = time.time() if now is None else now
         if not force and self._expired_logged_at and now - self._expired_logged_at < DAY_S:
             return

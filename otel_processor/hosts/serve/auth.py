@@ -88,16 +88,24 @@ def http_ssl_context(config: ServiceConfig) -> ssl.SSLContext | None:
     return context
 
 
+def _loopback(listen: str) -> bool:
+    host = listen.rpartition(":")[0].strip("[]")
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def warn_if_exposed(config: ServiceConfig, tokens: BearerTokens) -> None:
     """A listener beyond loopback with neither TLS nor authentication is anyone's to shape."""
+    if config.listen_admin and not _loopback(config.listen_admin):
+        log.warning("service.listen_admin %s is reachable beyond this machine without authentication: "
+                    "/state tells anyone who can reach it what each identity usually does; keep it "
+                    "pod-local (out of every Service and load balancer) or on loopback", config.listen_admin)
     for name, listen in (("listen_grpc", config.listen_grpc), ("listen_http", config.listen_http)):
         if not listen:
             continue
-        host = listen.rpartition(":")[0].strip("[]")
-        try:
-            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            loopback = False
+        loopback = _loopback(listen)
         if not loopback and not config.tls.enabled and not tokens.enabled:
             log.warning("service.%s %s is reachable beyond this machine with neither TLS (service.tls) nor "
                         "authentication (service.auth.bearer_tokens_file): anyone who can reach it can send "
