@@ -242,3 +242,18 @@ def test_check_config_refuses_a_config_whose_exceptions_file_is_wrong(tmp_path):
     done = subprocess.run([sys.executable, "-m", "otel_processor", "check-config", str(tmp_path / "config.yaml")],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "exceptions.yaml" in done.stderr and "expires is required" in done.stderr
+
+
+def test_an_event_with_more_values_than_kept_is_never_vouched_for_value_by_value():
+    """An attacker who does many harmless-looking things after one that is not must not push the
+    one out of what an exception checks."""
+    from otel_processor.engine.correlator import MAX_FACT_VALUES, Case
+
+    case = Case()
+    case.note_facts((None, None, None, None, "iam.amazonaws.com/CreateUser", None, None, None))
+    for n in range(MAX_FACT_VALUES):
+        case.note_facts((None, None, None, None, f"s3.amazonaws.com/GetObject{n}", None, None, None))
+    assert "iam.amazonaws.com/CreateUser" not in case.facts["action"]
+    e = dataclasses.replace(event(), facts={k: tuple(v) for k, v in case.facts.items()})
+    assert not entry(actions=["s3.amazonaws.com/Get*"]).applies(e)
+    assert entry(identity=ROLE.id).applies(e), "fields the overflow does not touch still match"
