@@ -7,7 +7,9 @@ when the machine's absolute speed does not:
   floor     Request.FromString(bytes).SerializeToString()
   batch     parse, BatchProcessor (resolve, observe, enrich; engine off), serialize
   full      the same with the behaviour engine on (detection included)
-  grpc      end to end over loopback: client -> Service (full path) -> OtlpSink, one client thread
+  grpc      end to end over loopback: client -> Service (full path) -> OtlpSink, --senders threads
+  hosts     the same end to end with `nhi-processor serve` / `rotel` as a separate process, with
+            the records per CPU-second its processes (Rotel's too) spent
   memory    tracemalloc bytes per identity after feeding --identities distinct identities
 
 A processor is a long-running service, so batch, full and grpc are measured in steady state:
@@ -295,6 +297,104 @@ def run_grpc(batches, records: int, warmup=(), warmup_records: int = 0, senders:
     return elapsed, latencies
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and all its descendants (Rotel is a child of
+    ``nhi-processor rotel``), from /proc."""
+    import os
+
+    ticks = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            with open(f"/proc/{current}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children") as fh:
+                    todo += [int(c) for c in fh.read().split()]
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
+def run_host_process(host: str, batches, records: int, warmup=(), warmup_records: int = 0,
+                     senders: int = 1) -> tuple[float, list[float], float]:
+    """The service as it is deployed: ``nhi-processor serve`` (or ``rotel``) in a process of its
+    own, the senders and the sink in this one (so they do not share the service's interpreter).
+    Returns (seconds until downstream had every record, batch latencies, CPU seconds the host's
+    processes spent on the measured batches)."""
+    import os
+    import socket
+    import subprocess
+    import threading
+
+    import grpc
+
+    from otel_processor.hosts.serve.service import count_records
+    from simulator.sink import OtlpSink
+
+    got = [0]
+    lock = threading.Lock()
+
+    def count(signal, request) -> None:
+        with lock:
+            got[0] += count_records(signal, request)
+
+    def free_port() -> int:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return sock.getsockname()[1]
+
+    with OtlpSink(keep=False, on_request=count) as sink:
+        port = free_port()
+        args = [sys.executable, "-m", "otel_processor", host, "--listen-grpc", f"127.0.0.1:{port}", "--listen-http",
+                "", "--forward", sink.endpoint, "--log-level", "ERROR"]
+        if host == "serve":
+            args += ["--listen-admin", ""]
+        if host == "rotel":
+            args += ["--listen-http", f"127.0.0.1:{free_port()}"]
+        env = {k: v for k, v in os.environ.items() if k != "NHI_STATE_DIR"}
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        try:
+            channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.max_send_message_length", 64 << 20)])
+            grpc.channel_ready_future(channel).result(timeout=60)
+            raw = {signal: channel.unary_unary(f"/opentelemetry.proto.collector.{ns}.v1.{svc}/Export",
+                                               request_serializer=lambda b: b, response_deserializer=lambda b: b)
+                   for signal, ns, svc in (("traces", "trace", "TraceService"), ("logs", "logs", "LogsService"))}
+            for signal, data in warmup:
+                raw[signal](data, timeout=60)
+            deadline = time.monotonic() + 120
+            while got[0] < warmup_records and time.monotonic() < deadline:
+                time.sleep(0.01)
+            cpu_before = _cpu_seconds(proc.pid)
+            latencies: list[float] = []
+
+            def send(share) -> None:
+                for signal, data in share:
+                    t = time.perf_counter()
+                    raw[signal](data, timeout=60)
+                    latencies.append(time.perf_counter() - t)
+
+            threads = [threading.Thread(target=send, args=(batches[k::senders],)) for k in range(senders)]
+            start = time.perf_counter()
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            while got[0] < warmup_records + records and time.perf_counter() - start < 300:
+                time.sleep(0.002)  # Rotel acknowledges on receipt: wait until downstream has it all
+            elapsed = time.perf_counter() - start
+            cpu = _cpu_seconds(proc.pid) - cpu_before
+            channel.close()
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        if got[0] != warmup_records + records:
+            raise SystemExit(f"{host}: sent {warmup_records + records} records, downstream got {got[0]}")
+    return elapsed, latencies, cpu
+
+
 def memory_per_identity(identities: int) -> tuple[float, int]:
     """Bytes of engine state per identity, each identity seen 5 times with realistic variety."""
     tracemalloc.start()
@@ -348,6 +448,8 @@ def main(argv=None) -> int:
                         "the slower runs measured the machine's other work, not this code)")
     p.add_argument("--senders", type=int, nargs="+", default=[1, 4],
                    help="concurrent senders for the end-to-end runs (default: 1 and 4)")
+    p.add_argument("--hosts", nargs="*", default=["serve", "rotel"], choices=["serve", "rotel"],
+                   help="also measure these hosts as separate processes (records per CPU-second)")
     p.add_argument("--json", help="write the figures here too")
     p.add_argument("--no-vendor", action="store_true",
                    help="leave vendor audit bodies out of the stream (the stream before issue 11)")
@@ -374,6 +476,10 @@ def main(argv=None) -> int:
     full = paired(lambda: run_processor(batches, BatchProcessor(ProcessorConfig()), warmup))
     cold = paired(lambda: run_processor(batches, BatchProcessor(ProcessorConfig())))
     grpc = {k: paired(lambda k=k: run_grpc(batches, args.records, warmup, warm_n, k)) for k in args.senders}
+    hosts = {}
+    for host in args.hosts:
+        for k in (args.senders if host == "serve" else [max(args.senders)]):
+            hosts[(host, k)] = run_host_process(host, batches, args.records, warmup, warm_n, k)
     mem, tracked = memory_per_identity(args.identities)
 
     n = args.records
@@ -398,6 +504,14 @@ def main(argv=None) -> int:
         share = (n / grpc[k][1]) / full_rate
         print(f"end to end with {k} sender{'s' if k > 1 else ''}: {share:.0%} of the full path's rate")
         result[f"end to end, gRPC, {k} sender{'s' if k > 1 else ''}"]["share_of_full_path"] = round(share, 4)
+    if hosts:
+        print(f"\nseparate processes (senders and sink here, the host on its own): {'records/s':>10} "
+              f"{'per CPU-s':>10} {'p50 ms':>8} {'p99 ms':>8}")
+    for (host, k), (seconds, lat, cpu) in hosts.items():
+        name = f"{'nhi-processor serve' if host == 'serve' else 'Rotel with the processor'}, {k} sender{'s' if k > 1 else ''}"
+        print(f"{name:58} {n / seconds:10,.0f} {n / cpu if cpu else 0:10,.0f} {pct(lat, 0.5):8.2f} {pct(lat, 0.99):8.2f}")
+        result[name] = {"records_per_s": round(n / seconds), "records_per_cpu_s": round(n / cpu) if cpu else None,
+                        "p50_ms": round(pct(lat, 0.5), 3), "p99_ms": round(pct(lat, 0.99), 3)}
     print(f"engine state: {mem:,.0f} bytes per identity with {tracked:,} identities tracked")
     result["bytes_per_identity"] = round(mem)
     result["identities_tracked"] = tracked
