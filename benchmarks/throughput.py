@@ -395,6 +395,72 @@ def run_host_process(host: str, batches, records: int, warmup=(), warmup_records
     return elapsed, latencies, cpu
 
 
+# Where a record's time goes, by the module a function lives in (first match wins).
+STAGES = (("read", ("otel_processor/pipeline/attributes", "otel_processor/pipeline/_wire", "otel_processor/inputs/",
+                    "otel_processor/pipeline/vendor", "otel_processor/anyvalue")),
+          ("resolve", ("otel_processor/identity/",)),
+          ("mask", ("otel_processor/outputs/redact",)),
+          ("observe", ("otel_processor/observe/",)),
+          ("engine", ("otel_processor/engine/",)),
+          ("enrich", ("otel_processor/outputs/enrich",)),
+          ("batch loop", ("otel_processor/pipeline/batch",)),
+          ("parse and write (protobuf)", ("FromString", "SerializeToString", "ParseFromString", "google/protobuf")))
+
+
+def stage_breakdown(batches, warmup) -> dict[str, float]:
+    """Share of the full path's time per stage, from cProfile's own time per function on the
+    plain-Python build (the compiled one hides its functions from the profiler), in a process of
+    its own. The shares say where to look; the compiled build moves time between them."""
+    import os
+    import pickle
+    import subprocess
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(suffix=".pkl", delete=False) as fh:
+        pickle.dump((batches, warmup), fh)
+    code = f"""
+import cProfile, pickle, pstats, sys
+sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})
+import throughput
+batches, warmup = pickle.load(open({fh.name!r}, "rb"))
+processor = throughput.BatchProcessor(throughput.ProcessorConfig())
+for signal, data in warmup:
+    throughput._process(processor, signal, data)
+profile = cProfile.Profile()
+profile.enable()
+for signal, data in batches:
+    throughput._process(processor, signal, data).SerializeToString()
+profile.disable()
+stats = pstats.Stats(profile).stats
+
+def stage_of(func):
+    where = func[0] + ":" + func[2]
+    return next((s for s, keys in throughput.STAGES if any(k in where for k in keys)), None)
+
+shares = {{}}
+for func, (_, _, own, _, callers) in stats.items():
+    stage = stage_of(func)
+    if stage is not None or not callers:
+        shares[stage or "other"] = shares.get(stage or "other", 0.0) + own
+        continue
+    # a builtin or library function: its time goes to the stages that called it
+    for caller, (_, _, spent, _) in callers.items():
+        key = stage_of(caller) or "other"
+        shares[key] = shares.get(key, 0.0) + spent
+pickle.dump(shares, sys.stdout.buffer)
+"""
+    try:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=1800,
+                              env={**os.environ, "NHI_PURE_PYTHON": "1"})
+    finally:
+        os.unlink(fh.name)
+    if done.returncode != 0:
+        raise SystemExit(f"stage breakdown failed: {done.stderr.decode(errors='replace')[-2000:]}")
+    shares = pickle.loads(done.stdout)
+    total = sum(shares.values()) or 1.0
+    return {stage: seconds / total for stage, seconds in sorted(shares.items(), key=lambda kv: -kv[1])}
+
+
 def memory_per_identity(identities: int) -> tuple[float, int]:
     """Bytes of engine state per identity, each identity seen 5 times with realistic variety."""
     tracemalloc.start()
@@ -450,6 +516,7 @@ def main(argv=None) -> int:
                    help="concurrent senders for the end-to-end runs (default: 1 and 4)")
     p.add_argument("--hosts", nargs="*", default=["serve", "rotel"], choices=["serve", "rotel"],
                    help="also measure these hosts as separate processes (records per CPU-second)")
+    p.add_argument("--no-stages", action="store_true", help="skip the per-stage breakdown (cProfile)")
     p.add_argument("--json", help="write the figures here too")
     p.add_argument("--no-vendor", action="store_true",
                    help="leave vendor audit bodies out of the stream (the stream before issue 11)")
@@ -480,6 +547,7 @@ def main(argv=None) -> int:
     for host in args.hosts:
         for k in (args.senders if host == "serve" else [max(args.senders)]):
             hosts[(host, k)] = run_host_process(host, batches, args.records, warmup, warm_n, k)
+    stages = {} if args.no_stages else stage_breakdown(batches, warmup)
     mem, tracked = memory_per_identity(args.identities)
 
     n = args.records
@@ -512,6 +580,17 @@ def main(argv=None) -> int:
         print(f"{name:58} {n / seconds:10,.0f} {n / cpu if cpu else 0:10,.0f} {pct(lat, 0.5):8.2f} {pct(lat, 0.99):8.2f}")
         result[name] = {"records_per_s": round(n / seconds), "records_per_cpu_s": round(n / cpu) if cpu else None,
                         "p50_ms": round(pct(lat, 0.5), 3), "p99_ms": round(pct(lat, 0.99), 3)}
+    if stages:
+        per_record_us = full[1] / n * 1e6
+        print(f"\nwhere the full path's time goes (plain-Python profile's shares, applied to the compiled "
+              f"full path's {per_record_us:.1f} us per record):")
+        for stage, share in stages.items():
+            print(f"  {stage:28} {share:6.1%} {share * per_record_us:8.2f} us")
+        for k in args.senders:
+            extra = (grpc[k][1] - full[1]) / n * 1e6
+            print(f"  {'gRPC receive, forward, wait':28} {'':6} {extra:8.2f} us more per record end to end "
+                  f"with {k} sender{'s' if k > 1 else ''}")
+        result["stages"] = {stage: round(share, 4) for stage, share in stages.items()}
     print(f"engine state: {mem:,.0f} bytes per identity with {tracked:,} identities tracked")
     result["bytes_per_identity"] = round(mem)
     result["identities_tracked"] = tracked
