@@ -244,52 +244,60 @@ def run_processor(batches, processor: BatchProcessor, warmup=()) -> tuple[float,
     return time.perf_counter() - start, latencies
 
 
-def run_grpc(batches, records: int, warmup=(), warmup_records: int = 0, senders: int = 1) -> tuple[float, list[float]]:
-    """End to end: ``senders`` client threads (a Collector's sending_queue.num_consumers), each
-    sending every ``senders``-th batch and waiting for its acknowledgement before the next."""
+def raw_stubs(channel) -> dict:
+    """OTLP Export methods that send the batches' bytes as they are (no re-serialization here)."""
+    return {signal: channel.unary_unary(f"/opentelemetry.proto.collector.{ns}.v1.{svc}/Export",
+                                        request_serializer=lambda b: b, response_deserializer=lambda b: b)
+            for signal, ns, svc in (("traces", "trace", "TraceService"), ("logs", "logs", "LogsService"))}
+
+
+def send_concurrently(raw: dict, batches, senders: int) -> list[float]:
+    """``senders`` client threads (a Collector's sending_queue.num_consumers), each sending every
+    ``senders``-th batch and waiting for its acknowledgement before the next; the latencies."""
     import threading
 
+    latencies: list[float] = []
+    errors: list[BaseException] = []
+
+    def send(share) -> None:
+        try:
+            for signal, data in share:
+                t = time.perf_counter()
+                raw[signal](data, timeout=60)
+                latencies.append(time.perf_counter() - t)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=send, args=(batches[k::senders],)) for k in range(senders)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise SystemExit(f"end-to-end send failed: {errors[0]}")
+    return latencies
+
+
+def run_grpc(batches, records: int, warmup=(), warmup_records: int = 0, senders: int = 1) -> tuple[float, list[float]]:
+    """End to end in this process: client threads (``send_concurrently``) -> Service -> OtlpSink."""
     import grpc
 
     from simulator.sink import OtlpSink
     from otel_processor.hosts.serve.service import Service
 
     with OtlpSink() as sink:
-        config = ProcessorConfig(service=ServiceConfig(listen_grpc="127.0.0.1:0", listen_http=None,
+        config = ProcessorConfig(service=ServiceConfig(listen_grpc="127.0.0.1:0", listen_http=None, listen_admin=None,
                                                        forward=sink.endpoint), state_dir=None)
         with Service(config) as service:
             channel = grpc.insecure_channel(f"127.0.0.1:{service.grpc_port}",
                                             options=[("grpc.max_send_message_length", 64 << 20)])
-            raw = {
-                "traces": channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export",
-                                              request_serializer=lambda b: b, response_deserializer=lambda b: b),
-                "logs": channel.unary_unary("/opentelemetry.proto.collector.logs.v1.LogsService/Export",
-                                            request_serializer=lambda b: b, response_deserializer=lambda b: b),
-            }
+            raw = raw_stubs(channel)
             for signal, data in warmup:
                 raw[signal](data, timeout=30)
-            latencies: list[float] = []
-            errors: list[BaseException] = []
-
-            def send(share) -> None:
-                try:
-                    for signal, data in share:
-                        t = time.perf_counter()
-                        raw[signal](data, timeout=30)
-                        latencies.append(time.perf_counter() - t)
-                except BaseException as exc:  # noqa: BLE001 - reported below
-                    errors.append(exc)
-
-            threads = [threading.Thread(target=send, args=(batches[k::senders],)) for k in range(senders)]
             start = time.perf_counter()
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
+            latencies = send_concurrently(raw, batches, senders)
             elapsed = time.perf_counter() - start
             channel.close()
-            if errors:
-                raise SystemExit(f"end-to-end send failed: {errors[0]}")
         got = len(sink.spans()) + len(sink.telemetry_log_records())
         records += warmup_records
         if got != records:
@@ -359,29 +367,15 @@ def run_host_process(host: str, batches, records: int, warmup=(), warmup_records
         try:
             channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.max_send_message_length", 64 << 20)])
             grpc.channel_ready_future(channel).result(timeout=60)
-            raw = {signal: channel.unary_unary(f"/opentelemetry.proto.collector.{ns}.v1.{svc}/Export",
-                                               request_serializer=lambda b: b, response_deserializer=lambda b: b)
-                   for signal, ns, svc in (("traces", "trace", "TraceService"), ("logs", "logs", "LogsService"))}
+            raw = raw_stubs(channel)
             for signal, data in warmup:
                 raw[signal](data, timeout=60)
             deadline = time.monotonic() + 120
             while got[0] < warmup_records and time.monotonic() < deadline:
                 time.sleep(0.01)
             cpu_before = _cpu_seconds(proc.pid)
-            latencies: list[float] = []
-
-            def send(share) -> None:
-                for signal, data in share:
-                    t = time.perf_counter()
-                    raw[signal](data, timeout=60)
-                    latencies.append(time.perf_counter() - t)
-
-            threads = [threading.Thread(target=send, args=(batches[k::senders],)) for k in range(senders)]
             start = time.perf_counter()
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
+            latencies = send_concurrently(raw, batches, senders)
             while got[0] < warmup_records + records and time.perf_counter() - start < 300:
                 time.sleep(0.002)  # Rotel acknowledges on receipt: wait until downstream has it all
             elapsed = time.perf_counter() - start
