@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 
-from .scoring import GRACE_NS
+from .scoring import GRACE_NS, attack_windows, in_attack_window
 
 HOUR_NS = 3600 * 10**9
 W, H = 920, 230
@@ -158,10 +158,6 @@ def timeline_plot(records: dict[str, list[tuple[int, str, list[str]]]], label) -
     return "".join(parts), legend
 
 
-def _in_attack(e, windows) -> bool:
-    return any(lo <= e.time_ns <= hi for lo, hi in windows.get(e.identity_id, ()))
-
-
 def _ids(references) -> str:
     attack = [r for r in references if r[:1] == "T"]
     owasp = [r for r in references if r.startswith("NHI")]
@@ -174,11 +170,7 @@ def write_report(path: str, result, scenarios=None) -> None:
     threshold = result.alert_threshold
     peaks = result.peaks()
     refs = {s.name: list(getattr(s, "references", []) or []) for s in scenarios or []}
-    attack_windows: dict[str, list[tuple[int, int]]] = {}
-    for label in labels:
-        if label.kind == "attack":
-            for ident in label.identity_ids:
-                attack_windows.setdefault(ident, []).append((label.start_ns, label.end_ns + GRACE_NS))
+    windows = attack_windows(labels)
     summary, sections, contents = [], [], []
     for row, label in zip(score.scenarios, labels):
         attack = row.kind == "attack"
@@ -186,7 +178,7 @@ def write_report(path: str, result, scenarios=None) -> None:
         mine = sorted((e for e in events if e.identity_id in label.identity_ids), key=lambda e: e.time_ns)
         # what scoring counted: an attack's events in its window; a benign one's outside every attack
         counted = ([e for e in mine if label.start_ns <= e.time_ns <= label.end_ns + GRACE_NS] if attack
-                   else [e for e in mine if not _in_attack(e, attack_windows)])
+                   else [e for e in mine if not in_attack_window(e, windows)])
         verdict = ("detected" if row.detected else "MISSED") if attack else ("FALSE ALARM" if row.detected else "quiet")
         top = max(counted, key=lambda e: e.score, default=None)
         anchor = _anchor(row.name)

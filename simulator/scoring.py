@@ -56,15 +56,25 @@ class Score:
         return asdict(self)
 
 
-def score(events: list[Event], labels: list[Label], identities: int, days: float) -> Score:
-    attack_windows: dict[str, list[tuple[int, int]]] = {}
+def attack_windows(labels: list[Label]) -> dict[str, list[tuple[int, int]]]:
+    """identity -> the windows (start, end + grace) of the attacks on it."""
+    windows: dict[str, list[tuple[int, int]]] = {}
     for label in labels:
         if label.kind == "attack":
             for ident in label.identity_ids:
-                attack_windows.setdefault(ident, []).append((label.start_ns, label.end_ns + GRACE_NS))
+                windows.setdefault(ident, []).append((label.start_ns, label.end_ns + GRACE_NS))
+    return windows
+
+
+def in_attack_window(e: Event, windows: dict[str, list[tuple[int, int]]]) -> bool:
+    return any(lo <= e.time_ns <= hi for lo, hi in windows.get(e.identity_id, ()))
+
+
+def score(events: list[Event], labels: list[Label], identities: int, days: float) -> Score:
+    windows = attack_windows(labels)
 
     def in_attack(e: Event) -> bool:
-        return any(lo <= e.time_ns <= hi for lo, hi in attack_windows.get(e.identity_id, ()))
+        return in_attack_window(e, windows)
 
     rows = []
     for label in labels:
