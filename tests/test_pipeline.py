@@ -216,3 +216,24 @@ def test_every_record_comes_out_with_its_attributes(resource, records, as_logs, 
         if extra:
             assert {"nhi.identity.id", "nhi.identity.kind", "nhi.trust.score"} <= extra
             assert 0.0 <= got["nhi.trust.score"] <= 1.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(key=st.text(max_size=40), value=st.text(max_size=300), field_number=st.sampled_from([6, 9]))
+def test_hand_encoded_attributes_are_what_protobuf_encodes(key, value, field_number):
+    """The identity and credential attributes are written as wire bytes built by hand; they must
+    be byte for byte what protobuf encodes for the same KeyValue, at every length (one- and
+    two-byte length prefixes) and for any text."""
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+    from otel_processor.outputs import enrich
+
+    def encoded(kv: KeyValue) -> bytes:
+        body = kv.SerializeToString()
+        return enrich._varint(field_number << 3 | 2) + enrich._varint(len(body)) + body
+
+    assert enrich.string_attribute(key, value, field_number) == encoded(
+        KeyValue(key=key, value=AnyValue(string_value=value)))
+    assert enrich._credential_wire(value, field_number) == encoded(
+        KeyValue(key="nhi.credential.id", value=AnyValue(string_value=value)))
+    assert enrich._TRUST_ONE[field_number] == encoded(KeyValue(key="nhi.trust.score", value=AnyValue(double_value=1.0)))
