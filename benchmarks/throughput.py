@@ -10,6 +10,8 @@ when the machine's absolute speed does not:
   grpc      end to end over loopback: client -> Service (full path) -> OtlpSink, --senders threads
   hosts     the same end to end with `nhi-processor serve` / `rotel` as a separate process, with
             the records per CPU-second its processes (Rotel's too) spent
+  large     full path and end to end (most senders) again on the same number of records in
+            --large-batch-size batches, against a floor run on those batches
   memory    tracemalloc bytes per identity after feeding --identities distinct identities
 
 A processor is a long-running service, so batch, full and grpc are measured in steady state:
@@ -506,6 +508,10 @@ def main(argv=None) -> int:
     p.add_argument("--repeat", type=int, default=3,
                    help="runs of the floor and of each in-process path; the fastest counts (timeit's rule: "
                         "the slower runs measured the machine's other work, not this code)")
+    p.add_argument("--large-batch-size", type=int, default=8192,
+                   help="also run the full path and end to end with the most senders on the same number of "
+                        "records in batches this large (a Collector's batch processor at its default "
+                        "send_batch_size); 0 skips")
     p.add_argument("--senders", type=int, nargs="+", default=[1, 4],
                    help="concurrent senders for the end-to-end runs (default: 1 and 4)")
     p.add_argument("--hosts", nargs="*", default=["serve", "rotel"], choices=["serve", "rotel"],
@@ -537,6 +543,21 @@ def main(argv=None) -> int:
     full = paired(lambda: run_processor(batches, BatchProcessor(ProcessorConfig()), warmup))
     cold = paired(lambda: run_processor(batches, BatchProcessor(ProcessorConfig())))
     grpc = {k: paired(lambda k=k: run_grpc(batches, args.records, warmup, warm_n, k)) for k in args.senders}
+    large_rows = []
+    if args.large_batch_size:
+        large = make_batches(args.records, args.large_batch_size, args.stream_identities, vendor=not args.no_vendor)
+        large_floors: list[float] = []
+
+        def paired_large(run) -> tuple[float, float, list[float]]:
+            return measure(repeat, lambda: large_floors.append(run_floor(large)) or large_floors[-1], run)
+
+        k = max(args.senders)
+        label = f"{args.large_batch_size:,}-record batches"
+        large_rows = [(f"full path, {label}", *paired_large(lambda: run_processor(
+                           large, BatchProcessor(ProcessorConfig()), warmup))),
+                      (f"end to end, {k} senders, {label}",
+                       *paired_large(lambda: run_grpc(large, args.records, warmup, warm_n, k)))]
+        # Ratios are against the floor on the same large batches; the rates are comparable as they are.
     hosts = {}
     for host in args.hosts:
         for k in (args.senders if host == "serve" else [max(args.senders)]):
@@ -549,15 +570,18 @@ def main(argv=None) -> int:
     rows = [("parse+serialize (floor)", 1.0, floor, None), ("batch path, engine off", *batch),
             ("full path, detection on", *full), ("full path, cold start", *cold)]
     rows += [(f"end to end, gRPC, {k} sender{'s' if k > 1 else ''}", *grpc[k]) for k in args.senders]
-    result = {"records": n, "batch_size": args.batch_size, "senders": args.senders, "bytes_per_record": round(size), "warmup_records": warm_n,
+    rows += large_rows
+    result = {"records": n, "batch_size": args.batch_size, "large_batch_size": args.large_batch_size,
+              "senders": args.senders, "bytes_per_record": round(size), "warmup_records": warm_n,
               "repeat": max(1, args.repeat), "vendor_records": not args.no_vendor,
               "compiled_modules": compiled_modules()}
-    print(f"{'path':32} {'records/s':>12} {'vs floor':>9} {'p50 ms':>8} {'p99 ms':>8}")
+    width = max(len(row[0]) for row in rows)
+    print(f"{'path':{width}} {'records/s':>12} {'vs floor':>9} {'p50 ms':>8} {'p99 ms':>8}")
     for name, ratio, seconds, lat in rows:
         rate = n / seconds
         p50 = f"{pct(lat, 0.5):8.2f}" if lat else f"{'':8}"
         p99 = f"{pct(lat, 0.99):8.2f}" if lat else f"{'':8}"
-        print(f"{name:32} {rate:12,.0f} {ratio:9.1%} {p50} {p99}")
+        print(f"{name:{width}} {rate:12,.0f} {ratio:9.1%} {p50} {p99}")
         result[name] = {"records_per_s": round(rate), "ratio_to_floor": round(ratio, 4),
                         "p50_ms": round(pct(lat, 0.5), 3) if lat else None,
                         "p99_ms": round(pct(lat, 0.99), 3) if lat else None}
