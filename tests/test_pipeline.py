@@ -237,3 +237,33 @@ def test_hand_encoded_attributes_are_what_protobuf_encodes(key, value, field_num
     assert enrich._credential_wire(value, field_number) == encoded(
         KeyValue(key="nhi.credential.id", value=AnyValue(string_value=value)))
     assert enrich._TRUST_ONE[field_number] == encoded(KeyValue(key="nhi.trust.score", value=AnyValue(double_value=1.0)))
+
+
+_DUPLICABLE = st.lists(st.tuples(
+    st.sampled_from(["process.command_line", "http.request.header.x-api-key", "user.id", "http.route"]),
+    st.sampled_from(["deploy --password hunter22", "deploy --dry-run", "key_00000042_xxxxxxxxxxxxxxxxxxxxxxxx",
+                     "svc-a", "Bearer abcdefghijklmnop"])), min_size=1, max_size=6)
+
+
+@settings(max_examples=150, deadline=None)
+@given(pairs=_DUPLICABLE)
+def test_what_the_observation_reads_is_what_is_forwarded_with_repeated_keys(pairs):
+    """A record the compiled reader flags is masked in place and the values it read are brought
+    up to date; with a key repeated (an attacker may repeat one), the value read must still be
+    the forwarded record's last occurrence, masked, as a reader of the forwarded record sees it."""
+    from otel_processor.pipeline.attributes import read_attributes
+
+    processor = BatchProcessor()
+    if not processor._reader.available:
+        pytest.skip("the compiled wire reader is not built (plain-Python install)")
+    req = ExportTraceServiceRequest()
+    span = req.resource_spans.add().scope_spans.add().spans.add()
+    for key, value in pairs:
+        kv = span.attributes.add()
+        kv.key = key
+        kv.value.string_value = value
+    data = req.SerializeToString()
+    (read,) = processor._reader.scan("traces", data, 1).reads
+    if read[1] or read[2] & 1:  # flagged: masked by the batch loop
+        read = processor._mask_record(span, read)
+    assert read[0] == read_attributes(span.attributes, processor._keys)[0]

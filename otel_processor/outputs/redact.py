@@ -363,10 +363,11 @@ class Redactor:
         for i in reversed(doomed):
             del kvs[i]
 
-    def attributes_at(self, kvs, indices, strip: bool) -> set[str]:
-        """Masks the attributes at ``indices`` (what the compiled reader found), then drops forged
-        ``nhi.*`` ones when ``strip``; returns the keys whose values changed."""
-        changed = set()
+    def attributes_at(self, kvs, indices, strip: bool) -> dict[str, int]:
+        """Masks the attributes at ``indices`` (what the compiled reader found, in order), then
+        drops forged ``nhi.*`` ones when ``strip``; returns the keys whose values changed, each
+        with the last index it was masked at (before any was dropped)."""
+        changed = {}
         for i in indices:
             kv = kvs[i]
             how = self.key_action(kv.key)
@@ -374,7 +375,7 @@ class Redactor:
                 self._hide(kv.value, how)
             elif kv.HasField("value"):
                 self._any(kv.value)
-            changed.add(kv.key)
+            changed[kv.key] = i
         if strip:
             for i in reversed([i for i, kv in enumerate(kvs) if kv.key in OUR_ATTRIBUTES]):
                 del kvs[i]

@@ -117,12 +117,23 @@ class BatchProcessor:
             self.redactor.message(record)  # events, links, names, bodies...: the whole record
             # the body may have changed: read from the masked record, not from the bytes
             return read_attributes(record.attributes, self._keys) + (flags & OBJECT_BODY, None, -1)
-        changed = self.redactor.attributes_at(record.attributes, dirty or (), strip=bool(special & HAS_OURS))
-        stale = changed.intersection(rec)
-        if stale:  # what the observation reads must be what is forwarded: read those again
-            for kv in record.attributes:
+        attributes = record.attributes
+        stripped = bool(special & HAS_OURS)
+        changed = self.redactor.attributes_at(attributes, dirty or (), strip=stripped)
+        stale = changed.keys() & rec.keys()
+        if not stale:
+            return read
+        # What the observation reads must be what is forwarded: the key's last occurrence, which is
+        # the one just masked unless the same key follows it (indices shifted if some were dropped).
+        if stripped:
+            for kv in attributes:
                 if kv.key in stale:
                     rec[kv.key] = to_python(kv.value)
+            return read
+        for key in stale:
+            last = changed[key]
+            if all(attributes[j].key != key for j in range(last + 1, len(attributes))):
+                rec[key] = to_python(attributes[last].value)
         return read
 
     def scrub(self, request, data: bytes | None = None) -> None:
