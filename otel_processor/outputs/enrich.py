@@ -47,15 +47,28 @@ def _field(number: int, payload: bytes) -> bytes:
     return _varint(number << 3 | 2) + _varint(len(payload)) + payload
 
 
+_NAMES: dict[str, bytes] = {}  # attribute key -> its encoded KeyValue.key field (the keys written here)
+
+
 def string_attribute(key: str, value: str, field_number: int) -> bytes:
     """One ``key = value`` string attribute as the repeated ``attributes`` field (``field_number``)
     of a span or log record: KeyValue.key = 1, KeyValue.value = 2, AnyValue.string_value = 1.
 
-    Encoded by hand rather than through KeyValue messages: building, serializing and joining
-    protobuf objects cost about 100,000 instructions per new identity (callgrind), paid on
-    every record of a stream whose identities are mostly new (cold start, one-off API keys)."""
-    name = _field(1, key.encode("utf-8", "surrogatepass")) if key else b""  # proto3 leaves an empty key out
-    return _field(field_number, name + _field(2, _field(1, value.encode("utf-8", "surrogatepass"))))
+    Encoded by hand rather than through KeyValue messages, whose building, serializing and
+    joining cost about 100,000 instructions per new identity (callgrind): paid on every record of
+    a stream whose identities are mostly new (cold start, one-off API keys), and per record for
+    the credential id. Attributes below 128 bytes, nearly all, take one concatenation."""
+    name = _NAMES.get(key)
+    if name is None:
+        name = _field(1, key.encode("utf-8", "surrogatepass")) if key else b""  # proto3 leaves an empty key out
+        if len(_NAMES) < 64:
+            _NAMES[key] = name
+    raw = value.encode("utf-8", "surrogatepass")
+    n = len(raw)
+    size = len(name) + n + 4  # the key, then 0x12, AnyValue's length, 0x0A, the value's length, the value
+    if size < 128:  # every length fits one byte
+        return bytes((field_number << 3 | 2, size)) + name + bytes((0x12, n + 2, 0x0A, n)) + raw
+    return _field(field_number, name + _field(2, _field(1, raw)))
 
 
 # nhi.trust.score as wire bytes up to its double, whose 8 little-endian bytes end the encoding:
@@ -85,8 +98,12 @@ def identity_attributes(identity: Identity) -> IdentityAttributes:
                       ("nhi.identity.source", identity.source)]
         if identity.owner:
             attributes.append(("nhi.identity.owner", identity.owner))
-        plain = {n: b"".join(string_attribute(key, value, n) for key, value in attributes)
-                 for n in (SPAN_ATTRIBUTES_FIELD, LOG_ATTRIBUTES_FIELD)}
+        plain = {}
+        for n in (SPAN_ATTRIBUTES_FIELD, LOG_ATTRIBUTES_FIELD):
+            wire = b""
+            for key, value in attributes:
+                wire += string_attribute(key, value, n)
+            plain[n] = wire
         found = IdentityAttributes(identity, {n: wire + _TRUST_ONE[n] for n, wire in plain.items()}, plain)
         if len(_IDENTITY_ATTRIBUTES) > 65_536:
             _IDENTITY_ATTRIBUTES.clear()
@@ -118,14 +135,7 @@ def enrich(record, field_number: int, identity: Identity, verdict: Verdict, cred
         kv.value.string_value = verdict.convergence_id
 
 
-_CREDENTIAL_KEY = _field(1, b"nhi.credential.id")
-
-
 def _credential_wire(credential: str, field_number: int) -> bytes:
     """``nhi.credential.id`` = ``credential`` as attribute wire bytes: appended in the same merge as
     the identity's, instead of building a KeyValue object per record."""
-    value = credential.encode("utf-8", "surrogatepass")
-    n = len(value)
-    if n < 100:  # every length below fits one byte: KeyValue = key (19 bytes) + 0x12 len 0x0A len value
-        return bytes((field_number << 3 | 2, n + 23)) + _CREDENTIAL_KEY + bytes((0x12, n + 2, 0x0A, n)) + value
-    return _field(field_number, _CREDENTIAL_KEY + _field(2, _field(1, value)))
+    return string_attribute("nhi.credential.id", credential, field_number)
