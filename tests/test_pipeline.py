@@ -251,7 +251,7 @@ def test_what_the_observation_reads_is_what_is_forwarded_with_repeated_keys(pair
     """A record the compiled reader flags is masked in place and the values it read are brought
     up to date; with a key repeated (an attacker may repeat one), the value read must still be
     the forwarded record's last occurrence, masked, as a reader of the forwarded record sees it."""
-    from otel_processor.pipeline.attributes import read_attributes
+    from otel_processor.pipeline.attributes import DIRTY, read_attributes
 
     processor = BatchProcessor()
     if not processor._reader.available:
@@ -264,6 +264,6 @@ def test_what_the_observation_reads_is_what_is_forwarded_with_repeated_keys(pair
         kv.value.string_value = value
     data = req.SerializeToString()
     (read,) = processor._reader.scan("traces", data, 1).reads
-    if read[1] or read[2] & 1:  # flagged: masked by the batch loop
+    if read[1] or read[2] & DIRTY:  # flagged: masked by the batch loop
         read = processor._mask_record(span, read)
     assert read[0] == read_attributes(span.attributes, processor._keys)[0]
