@@ -108,6 +108,10 @@ class Finding:
     span_id: bytes = b""
 
 
+# facts["action" + FACT_OVERFLOW]: the event saw more actions than it keeps, so nothing that
+# checks them value by value (an exception) may vouch for it.
+FACT_OVERFLOW = "+"
+
 @dataclass(slots=True)
 class ConvergenceEvent:
     """One incident for one identity (TELEMETRY.md section 4), updated as it grows.
@@ -135,7 +139,7 @@ class ConvergenceEvent:
     version: int = 1
     # Values of the records behind the findings, latest last (engine/correlator.py FACT_NAMES):
     # source.address, user_agent.original, geo.country.iso_code, network, action, target,
-    # credential, record_id.
+    # credential, record_id. ``name + FACT_OVERFLOW`` present: more values were seen than kept.
     facts: dict[str, tuple[str, ...]] = field(default_factory=dict)
     response: str = ""  # the suggested first step (rules.yaml ``responses``)
     baseline: dict[str, int] = field(default_factory=dict)  # records and known values when decided

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 
-from ..model import Finding
+from ..model import FACT_OVERFLOW, Finding
 
 MIN_FACET = 0.2
 DECISIVE = "first_sight."  # facets that stand alone (engine/first_sight.py)
@@ -29,7 +29,6 @@ MAX_RELATED = 8
 MAX_FACT_VALUES = 8
 # What an event says in fields beside its sentence (outputs/events.py), gathered from the records
 # that gave findings: the latest values of each, at most MAX_FACT_VALUES.
-OVERFLOW = "+"  # facts["action+"]: more actions were seen than are kept (exceptions must not vouch)
 FACT_NAMES = ("source.address", "user_agent.original", "geo.country.iso_code", "network", "action", "target",
               "credential", "record_id")
 
@@ -97,7 +96,7 @@ class Case:
                     known.append(value)
                     if len(known) > MAX_FACT_VALUES:
                         del known[0]
-                        facts[name + OVERFLOW] = ["more values than kept"]
+                        facts[name + FACT_OVERFLOW] = ["more values than kept"]
 
     def note_class(self, action_class: str) -> None:
         if action_class not in self.classes and len(self.classes) < 8:
@@ -174,5 +173,5 @@ def case_from_state(s: list) -> Case:
         c.incident = inc
     if len(s) > 8 and isinstance(s[8], dict):  # snapshots before event facts have none
         c.facts = {k: [str(v) for v in vs][-MAX_FACT_VALUES:] for k, vs in s[8].items()
-                   if k.removesuffix(OVERFLOW) in FACT_NAMES and isinstance(vs, list)}
+                   if k.removesuffix(FACT_OVERFLOW) in FACT_NAMES and isinstance(vs, list)}
     return c

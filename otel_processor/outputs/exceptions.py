@@ -36,9 +36,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from ..errors import ConfigError
-from ..model import IDENTITY_KINDS, ConvergenceEvent
-
-OVERFLOW = "+"  # engine/correlator.py: facts["action+"] when more actions were seen than kept
+from ..model import FACT_OVERFLOW, IDENTITY_KINDS, ConvergenceEvent
 from ..yamlbind import load_file
 
 MAX_DAYS = 90
@@ -105,11 +103,11 @@ class ExceptionMatch:
         if self.facets and not _all_under([f.split(":", 1)[0] for f in event.findings], self.facets):
             return False
         # An event whose values outran what is kept cannot be vouched for value by value.
-        if self.actions and ("action" + OVERFLOW in facts or not _all_under(facts.get("action", ()), self.actions)):
+        if self.actions and ("action" + FACT_OVERFLOW in facts or not _all_under(facts.get("action", ()), self.actions)):
             return False
-        if self.targets and ("target" + OVERFLOW in facts or not _all_under(facts.get("target", ()), self.targets)):
+        if self.targets and ("target" + FACT_OVERFLOW in facts or not _all_under(facts.get("target", ()), self.targets)):
             return False
-        if self.networks and ("source.address" + OVERFLOW in facts or "network" + OVERFLOW in facts
+        if self.networks and ("source.address" + FACT_OVERFLOW in facts or "network" + FACT_OVERFLOW in facts
                               or not self._networks_hold(facts)):
             return False
         return True
