@@ -407,6 +407,9 @@ STAGES = (("read", ("otel_processor/pipeline/attributes", "otel_processor/pipeli
           ("parse and write (protobuf)", ("FromString", "SerializeToString", "ParseFromString", "google/protobuf")))
 
 
+WIRE_MODULE = "otel_processor.pipeline._wire"
+
+
 def _profiled_modules() -> str:
     """``NHI_PURE_PYTHON`` for the stage breakdown: every compiled module from source, so that
     cProfile sees its functions, except the wire reader, which has no Python twin of the same
@@ -416,9 +419,6 @@ def _profiled_modules() -> str:
     if WIRE_MODULE not in compiled:
         return "1"
     return ",".join(name for name in compiled if name != WIRE_MODULE)
-
-
-WIRE_MODULE = "otel_processor.pipeline._wire"
 
 
 def stage_breakdown(batches, warmup) -> dict[str, float]:
@@ -565,18 +565,19 @@ def main(argv=None) -> int:
     large_rows = []
     if args.large_batch_size:
         large = make_batches(args.records, args.large_batch_size, args.stream_identities, vendor=not args.no_vendor)
-        large_floors: list[float] = []
-
-        def paired_large(run) -> tuple[float, float, list[float]]:
-            return measure(repeat, lambda: large_floors.append(run_floor(large)) or large_floors[-1], run)
-
         k = max(args.senders)
         label = f"{args.large_batch_size:,}-record batches"
-        large_rows = [(f"full path, {label}", *paired_large(lambda: run_processor(
-                           large, BatchProcessor(ProcessorConfig()), warmup))),
-                      (f"end to end, {k} senders, {label}",
-                       *paired_large(lambda: run_grpc(large, args.records, warmup, warm_n, k)))]
-        # Ratios are against the floor on the same large batches; the rates are comparable as they are.
+
+        def against_large_floor(run) -> tuple[float, float, list[float]]:
+            # the floor on the same large batches; the rates are comparable as they are
+            return measure(repeat, lambda: run_floor(large), run)
+
+        large_rows = [
+            (f"full path, {label}",
+             *against_large_floor(lambda: run_processor(large, BatchProcessor(ProcessorConfig()), warmup))),
+            (f"end to end, {k} sender{'s' if k > 1 else ''}, {label}",
+             *against_large_floor(lambda: run_grpc(large, args.records, warmup, warm_n, k))),
+        ]
     hosts = {}
     for host in args.hosts:
         for k in (args.senders if host == "serve" else [max(args.senders)]):
