@@ -73,16 +73,13 @@ def in_attack_window(e: Event, windows: dict[str, list[tuple[int, int]]]) -> boo
 def score(events: list[Event], labels: list[Label], identities: int, days: float) -> Score:
     windows = attack_windows(labels)
 
-    def in_attack(e: Event) -> bool:
-        return in_attack_window(e, windows)
-
     rows = []
     for label in labels:
         mine = [e for e in events if e.identity_id in label.identity_ids]
         if label.kind == "attack":
             hits = [e for e in mine if label.start_ns <= e.time_ns <= label.end_ns + GRACE_NS]
         else:
-            hits = [e for e in mine if not in_attack(e)]
+            hits = [e for e in mine if not in_attack_window(e, windows)]
         first = min((e.time_ns for e in hits), default=None)
         ttd = round((first - label.start_ns) / 1e9, 1) if first is not None and label.kind == "attack" else None
         latest = {}
@@ -92,10 +89,10 @@ def score(events: list[Event], labels: list[Label], identities: int, days: float
                                   [f"{e.identity_id}: {e.body}" for e in latest.values()]))
     attacks = [r for r in rows if r.kind == "attack"]
     recall = sum(r.detected for r in attacks) / len(attacks) if attacks else 1.0
-    incidents = {(e.identity_id, e.convergence_id): in_attack(e) for e in events}
+    incidents = {(e.identity_id, e.convergence_id): in_attack_window(e, windows) for e in events}
     true = sum(1 for ok in incidents.values() if ok)
     precision = true / len(incidents) if incidents else 1.0
-    fp_identities = sorted({e.identity_id for e in events if not in_attack(e)})
+    fp_identities = sorted({e.identity_id for e in events if not in_attack_window(e, windows)})
     identity_days = identities * days
     return Score(rows, round(recall, 4), round(precision, 4), fp_identities,
                  round(len(fp_identities) / identity_days * 1000, 3) if identity_days else 0.0,
