@@ -66,24 +66,70 @@ class OptionalBuildExt(build_ext):
             self._skip(exc)
         target = os.path.dirname(self.get_ext_fullpath("otel_processor.model"))
         os.makedirs(target, exist_ok=True)
+        if self.built:
+            self.built["(pxd)"] = _pxd_digest()
         with open(os.path.join(target, "_compiled_sources.json"), "w", encoding="utf-8") as fh:
             json.dump(self.built, fh, indent=1, sort_keys=True)
 
     def build_extension(self, ext) -> None:
+        stem = ext.name.replace(".", "/")
+        source = stem + ".py" if os.path.exists(stem + ".py") else stem + ".pyx"
+        with open(source, "rb") as fh:
+            digest = hashlib.sha256(fh.read()).hexdigest()
+        if self._reuse(ext, digest):
+            self.built[ext.name] = digest
+            return
         try:
             super().build_extension(ext)
         except Exception as exc:  # noqa: BLE001
             self._skip(exc, ext.name)
             return
-        stem = ext.name.replace(".", "/")
-        source = stem + ".py" if os.path.exists(stem + ".py") else stem + ".pyx"
-        with open(source, "rb") as fh:
-            self.built[ext.name] = hashlib.sha256(fh.read()).hexdigest()
+        self.built[ext.name] = digest
+
+    def _reuse(self, ext, digest: str) -> bool:
+        """A second ``pip install -e .`` (the README's test command after its first command)
+        compiles nothing that an earlier install compiled from the same source: the module left
+        in the source tree is copied where this build expects it. The same C types (.pxd files)
+        are compiled into the modules that share them, so a changed .pxd compiles them all."""
+        inplace = os.path.join(*ext.name.split(".")[:-1], os.path.basename(self.get_ext_filename(ext.name)))
+        if not os.path.exists(inplace) or _previously_compiled().get(ext.name) != digest or _pxd_changed():
+            return False
+        target = self.get_ext_fullpath(ext.name)
+        if os.path.abspath(target) != os.path.abspath(inplace):
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            self.copy_file(inplace, target)
+        return True
 
     @staticmethod
     def _skip(exc: Exception, name: str = "extensions") -> None:
         print(f"nhi-convergence: not compiling {name} ({exc}); the pure-Python code will run",
               file=sys.stderr)
+
+
+MANIFEST = os.path.join("otel_processor", "_compiled_sources.json")
+
+
+def _previously_compiled() -> dict[str, str]:
+    """Module name -> SHA-256 of the source the module in the source tree was compiled from."""
+    try:
+        with open(MANIFEST, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return {}
+
+
+def _pxd_digest() -> str:
+    digest = hashlib.sha256()
+    for folder, _dirs, files in sorted(os.walk("otel_processor")):
+        for name in sorted(files):
+            if name.endswith(".pxd"):
+                with open(os.path.join(folder, name), "rb") as fh:
+                    digest.update(name.encode() + fh.read())
+    return digest.hexdigest()
+
+
+def _pxd_changed() -> bool:
+    return _previously_compiled().get("(pxd)") != _pxd_digest()
 
 
 def extensions() -> list:
