@@ -150,9 +150,10 @@ def _trust_point(series, identities, attributes, t) -> None:
 def run_bench(scenarios: list[Scenario], identities: int = 120, days: int = 7, seed: int = 7,
               endpoint: str | None = None, sink_listen: str | None = None, speed: float = 0.0,
               config: ProcessorConfig | None = None, progress: bool = True, shapes: str = "otel",
-              exceptions: str | None = None) -> BenchResult:
+              exceptions: str | None = None, batch_seconds: int = 60) -> BenchResult:
     """``exceptions``: an exceptions file to run the embedded processor with; what it kept back
-    is in ``BenchResult.held`` (see ``hidden_attacks``)."""
+    is in ``BenchResult.held`` (see ``hidden_attacks``). ``batch_seconds``: event time one request
+    holds at most (``simulator.encode.batches``)."""
     if exceptions and endpoint is not None:
         raise ValueError("--exceptions applies to the embedded processor, not to one at --endpoint")
     started = time.monotonic()
@@ -172,7 +173,8 @@ def run_bench(scenarios: list[Scenario], identities: int = 120, days: int = 7, s
             service = Service(config).start()
             endpoint = f"127.0.0.1:{service.grpc_port}"
         try:
-            sent = replay(batches(world.records), endpoint, speed, len(world.records), progress)
+            sent = replay(batches(world.records, max_span_ns=batch_seconds * 10**9), endpoint, speed,
+                          len(world.records), progress)
         finally:
             if service is not None:
                 service.stop(grace=5)

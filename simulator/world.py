@@ -29,6 +29,11 @@ class World:
     end_ns: int
 
     @property
+    def days(self) -> int:
+        """Days of telemetry: the history, then the evaluation days."""
+        return (self.end_ns - START_NS) // DAY
+
+    @property
     def identity_ids(self) -> list[str]:
         return [i.identity_id for i in self.fleet]
 

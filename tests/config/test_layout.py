@@ -14,7 +14,7 @@ import re
 
 import pytest
 
-PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "otel_processor")
+from paths import PACKAGE
 MAY_IMPORT = re.compile(r"^May import:(.*)$", re.M)
 
 

@@ -26,10 +26,11 @@ from otel_processor.inputs.files import records, walk
 from otel_processor.inputs.record import VendorRecord
 from otel_processor.otlp_json import parse_json
 from otel_processor.pipeline import BatchProcessor
+from paths import ROOT
 
 from otlp_builders import logs
 
-DATASET = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "datasets", "invictus-aws-cloudtrail",
+DATASET = os.path.join(ROOT, "..", "shared", "datasets", "invictus-aws-cloudtrail",
                        "CloudTrail")
 TAGS = re.compile(r"\s*stratus-red-team_[0-9a-f-]+")
 ROLE = "workload:arn:aws:iam::123837392027:role/stratus-red-team-ec2-steal-credentials-role"

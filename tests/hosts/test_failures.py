@@ -20,6 +20,7 @@ from otel_processor.engine.state import StateError
 from otel_processor.errors import ConfigError
 
 from observations import D, H, S, T0, history, ident, obs, sweep
+from paths import PACKAGE
 
 
 def run_cli(*args, env=None, timeout=60):
@@ -114,7 +115,7 @@ def test_a_state_dir_that_is_a_file_a_busy_port_and_missing_files_are_one_line(t
     config.write_text("engine:\n  rules_file: my-rules.yaml\nservice:\n  auth:\n    bearer_tokens_file: tokens\n")
     code, _, err = run_cli("check-config", str(config))
     assert code == 2 and str(tmp_path / "my-rules.yaml") in one_line_error(err)
-    (tmp_path / "my-rules.yaml").write_text(open(os.path.join(os.path.dirname(__file__), "..", "otel_processor",
+    (tmp_path / "my-rules.yaml").write_text(open(os.path.join(PACKAGE,
                                                               "rules", "rules.yaml")).read())
     code, _, err = run_cli("check-config", str(config))
     assert code == 2 and str(tmp_path / "tokens") in one_line_error(err)
@@ -157,11 +158,9 @@ def test_nhi_sim_names_the_cause_in_one_line(tmp_path):
     good = tmp_path / "good.jsonl"
     good.write_text('{"resourceLogs": [{"scopeLogs": [{"logRecords": [{"timeUnixNano": "1"}]}]}]}\n')
     for endpoint in (f"127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"):
-        started = time.monotonic()
         code, _, err = run_sim("replay", "--from", str(good), "--endpoint", endpoint, "--no-progress")
         line = one_line_error(err)
         assert code == 2 and "connection refused" in line.lower() and endpoint in line
-        assert time.monotonic() - started < 60
 
 
 # -- floods and snapshots ------------------------------------------------------------------------
@@ -197,32 +196,56 @@ def test_a_long_idle_settled_identity_may_give_way_to_a_graduate():
     assert engine._roster.peek(newcomer.id).tier == 1 and engine.evictions_by_tier["settled"] == 1
 
 
+class _HandOver:
+    """The engine's lock, instrumented: the first time the snapshotting thread lets go of it, an
+    observation from another thread must get through before the snapshot goes on."""
+
+    def __init__(self, engine, observation):
+        self.engine, self.lock, self.observation = engine, engine._lock, observation
+        self.snapshotter: threading.Thread | None = None
+        self.through: bool | None = None
+
+    def __enter__(self):
+        self.lock.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self.lock.release()
+        if threading.current_thread() is self.snapshotter and self.through is None and not self.lock._is_owned():
+            other = threading.Thread(target=self.engine.observe, args=(self.observation,))
+            other.start()
+            other.join(60)  # a hang guard, not a time bound: the lock is free, it returns at once
+            self.through = not other.is_alive()
+        return False
+
+
 def test_snapshots_do_not_stall_ingestion_and_restore_exactly(tmp_path):
+    """The snapshot takes the engine's lock a chunk of identities at a time: an observation made
+    after it started, of an identity in its last chunk, is in the file. A snapshot that held the
+    lock across its whole write would let the observation in only after writing that identity."""
     engine = Engine(EngineConfig(max_identities=100_000))
     for i in range(40_000):
         engine.observe(obs(ident(f"svc-{i}", kind="service_account", group=f"name:g{i % 100}"), T0 + i * S))
-    worst, stop = [0.0], threading.Event()
-
-    def ingest():
-        k = 0
-        while not stop.is_set():
-            started = time.perf_counter()
-            engine.observe(obs(ident(f"svc-{k % 40_000}", kind="service_account"), T0 + (50_000 + k) * S))
-            worst[0] = max(worst[0], time.perf_counter() - started)
-            k += 1
-
-    thread = threading.Thread(target=ingest)
-    thread.start()
+    last_key, last = engine._roster.items()[-1]
+    count_before = last.count
+    name = last_key.split(":", 1)[1]
+    late = obs(ident(name, kind="service_account", group=f"name:g{int(name[4:]) % 100}"), T0 + 50_000 * S)
+    assert late.identity.id == last_key
     path = str(tmp_path / "s.json.gz")
+    hand_over = _HandOver(engine, late)
+    done = []
+    hand_over.snapshotter = threading.Thread(target=lambda: done.append(engine.snapshot_to(path)))
+    engine._lock = hand_over
     try:
-        assert engine.snapshot_to(path)
+        hand_over.snapshotter.start()
+        hand_over.snapshotter.join(300)
     finally:
-        stop.set()
-        thread.join()
-    assert worst[0] < 0.25, f"an observation waited {worst[0]:.2f} s for the snapshot"
+        engine._lock = hand_over.lock
+    assert done == [True] and hand_over.through
     restored = Engine(EngineConfig(max_identities=100_000))
     restored.restore_from(path)
     assert restored.identities_tracked == engine.identities_tracked
+    assert restored._roster.peek(last_key).count == count_before + 1, "the observation made mid-snapshot is in it"
     assert not os.path.exists(path + ".tmp")
 
 
@@ -243,16 +266,15 @@ def test_sigterm_with_200k_identities_snapshots_within_the_grace(tmp_path):
                             stderr=subprocess.PIPE, text=True)
     try:
         assert "listening" in proc.stdout.readline()
-        time.sleep(1.1)
-        started = time.monotonic()
+        time.sleep(1.1)  # a later mtime than the snapshot written above
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
-        took = time.monotonic() - started
+        assert proc.wait(timeout=60) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert took < 8.0, f"SIGTERM took {took:.1f} s against an 8 s grace"
-    assert os.path.getmtime(path) > before, "the final snapshot was written"
+    # The service gives its final snapshot the shutdown grace as a deadline and leaves the previous
+    # one in place when it runs out (Engine.snapshot_to): a rewritten file is one written in time.
+    assert os.path.getmtime(path) > before, "the final snapshot was written within the grace"
     restored = Engine(EngineConfig(max_identities=250_000))
     restored.restore_from(path)
     assert restored.identities_tracked == 200_000

@@ -14,18 +14,16 @@ import pytest
 
 from otel_processor.config import ProcessorConfig
 from otel_processor.pipeline import BatchProcessor
-from simulator.encode import batches, reversed_resources
-from simulator.scenarios import load_scenarios
-from simulator.world import build_world
+from simulator.encode import reversed_resources
+from worlds import requests_of
 
 pytestmark = pytest.mark.slow
 LATENESS_S = 300
 
 
 @pytest.fixture(scope="module")
-def requests():
-    world = build_world(load_scenarios(), 120, 7, seed=13)
-    return list(batches(world.records))
+def requests(week):
+    return requests_of(week.records)
 
 
 def run(requests) -> set[tuple]:

@@ -10,7 +10,7 @@ import yaml
 from otel_processor.config import DEFAULT_FORWARD, DEFAULT_LISTEN_GRPC
 from otel_processor.identity.rules import IDENTITY_KEYS
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from paths import ROOT
 KINDS = ("receivers", "processors", "exporters")
 
 

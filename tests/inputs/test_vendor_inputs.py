@@ -33,7 +33,7 @@ from otel_processor.pipeline import BatchProcessor
 
 from otlp_builders import attrs_of
 
-TESTDATA = os.path.join(os.path.dirname(__file__), "..", "otel_processor", "inputs", "testdata")
+from paths import VENDOR_FIXTURES as TESTDATA
 with open(os.path.join(TESTDATA, "expected.yaml"), encoding="utf-8") as _f:
     EXPECTED: dict = yaml.safe_load(_f)
 FIXTURES = sorted(EXPECTED)

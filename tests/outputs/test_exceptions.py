@@ -21,10 +21,10 @@ from otel_processor.hosts.serve.service import Service
 from otel_processor.model import ConvergenceEvent, Identity
 from otel_processor.outputs.exceptions import ExceptionEntry, ExceptionMatch, draft, load_exceptions
 from otel_processor.pipeline import BatchProcessor
-from simulator.encode import batches
 from simulator.replay import replay
 from simulator.scenarios import load_scenarios
 from simulator.world import build_world
+from worlds import BATCH_SECONDS, requests_of
 
 T0 = 1_772_700_000 * 10**9
 ROLE = Identity("workload:arn:aws:iam::111122223333:role/backup-nightly", "workload",
@@ -139,21 +139,19 @@ def test_the_draft_command_reads_an_otlp_json_event(tmp_path):
 
 
 # -- the whole path -------------------------------------------------------------------------------
-WORLD = dict(identities=100, days=3, seed=3)
 LOW_THRESHOLD = 0.3  # low enough that benign look-alikes raise events to silence
-
-
-def _world():
-    return build_world(load_scenarios(), WORLD["identities"], WORLD["days"], WORLD["seed"])
+# a world where a benign look-alike raises events on both sides of an expiry at LOW_THRESHOLD
+WORLD = dict(identities=100, days=3, seed=3)
+BENCH_WORLD = dict(identities=80, days=3, seed=3)  # the bench's own world, rebuilt here for its labels
 
 
 def test_an_exception_silences_exactly_one_benign_identity_until_its_expiry(sink, tmp_path):
-    world = _world()
+    world = build_world(load_scenarios(), **WORLD)
     attacked = {i for label in world.labels if label.kind == "attack" for i in label.identity_ids}
     engine = EngineConfig(alert_threshold=LOW_THRESHOLD)
     reference = BatchProcessor(ProcessorConfig(state_dir=None, engine=engine))
     expected = []
-    for signal, request, _ in batches(world.records):
+    for signal, request, _ in requests_of(world.records):
         expected += (reference.process_traces if signal == "traces" else reference.process_logs)(request).events
     times: dict[str, list[int]] = {}
     for e in expected:
@@ -169,7 +167,7 @@ def test_an_exception_silences_exactly_one_benign_identity_until_its_expiry(sink
     svc = ServiceConfig(listen_grpc="127.0.0.1:0", listen_http=None, listen_admin=None, forward=sink.endpoint)
     service = Service(ProcessorConfig(service=svc, state_dir=None, engine=engine, exceptions=str(path))).start()
     try:
-        replay(batches(world.records), f"127.0.0.1:{service.grpc_port}", 0.0, len(world.records), False)
+        replay(requests_of(world.records), f"127.0.0.1:{service.grpc_port}", 0.0, len(world.records), False)
     finally:
         service.stop(grace=5)
     sent = {(rec_attr(r, "nhi.identity.id"), rec_attr(r, "nhi.convergence.id"), rec_attr(r, "nhi.convergence.version"))
@@ -195,7 +193,7 @@ def rec_attr(record, key):
 
 
 def test_bench_with_exceptions_fails_on_one_that_hides_an_attack_and_only_on_that_one(tmp_path):
-    world = _world()
+    world = build_world(load_scenarios(), **BENCH_WORLD)
     attack = next(label for label in world.labels if label.kind == "attack")
     attacked = {i for label in world.labels if label.kind == "attack" for i in label.identity_ids}
     benign = sorted({i for label in world.labels if label.kind == "benign" for i in label.identity_ids} - attacked)
@@ -209,8 +207,9 @@ def test_bench_with_exceptions_fails_on_one_that_hides_an_attack_and_only_on_tha
     config = tmp_path / "config.yaml"
     config.write_text(f"engine:\n  alert_threshold: {LOW_THRESHOLD}\n")  # the look-alikes raise events too
     done = subprocess.run([sys.executable, "-m", "simulator.cli", "bench", "--no-progress", "--exceptions", str(path),
-                           "--config", str(config), "--identities", str(WORLD["identities"]),
-                           "--days", str(WORLD["days"]), "--seed", str(WORLD["seed"])],
+                           "--config", str(config), "--identities", str(BENCH_WORLD["identities"]),
+                           "--days", str(BENCH_WORLD["days"]), "--seed", str(BENCH_WORLD["seed"]),
+                           "--batch-seconds", str(BATCH_SECONDS)],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 1, done.stdout + done.stderr
     out = done.stdout

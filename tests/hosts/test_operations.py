@@ -24,10 +24,9 @@ from otel_processor.config import ProcessorConfig, ServiceConfig, TelemetryConfi
 from otel_processor.hosts.serve.service import Service
 from otel_processor.inputs.convert import main as convert_main
 from otel_processor.otlp_json import parse_json
+from paths import CAPTURES, TESTDATA
 
-HERE = os.path.dirname(__file__)
-CAPTURES = os.path.join(HERE, "testdata", "captures")
-OCSF_SCHEMA = os.path.join(HERE, "testdata", "ocsf", "detection_finding-1.5.0.schema.json")
+OCSF_SCHEMA = os.path.join(TESTDATA, "ocsf", "detection_finding-1.5.0.schema.json")
 # The Midnight Blizzard capture: Entra ID and Microsoft 365 records, no trace ids anywhere.
 MAIL_CAPTURE = os.path.join(CAPTURES, "app-granted-mail-reads-mailbox")
 # The stolen instance credential capture: CloudTrail records, no trace ids either.

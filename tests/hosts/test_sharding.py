@@ -16,10 +16,9 @@ from otel_processor.config import ProcessorConfig, ServiceConfig
 from simulator.sink import OtlpSink
 from otel_processor.hosts.serve.service import Service
 from simulator.bench import collect_events
-from simulator.encode import batches
 from simulator.replay import replay
 from simulator.scenarios import load_scenarios
-from simulator.world import build_world
+from worlds import requests_of
 
 
 ASSUMED_ROLE = re.compile(r"^arn:aws[a-z-]*:sts::([0-9]+):assumed-role/([^/]+)/.*$")
@@ -66,7 +65,7 @@ def run(streams) -> tuple[list, int, int]:
                                                                forward=sink.endpoint), state_dir=None)
                 services.append(Service(config).start())
             for service, records in zip(services, streams):
-                sent += replay(batches(records), f"127.0.0.1:{service.grpc_port}", progress=False)
+                sent += replay(requests_of(records), f"127.0.0.1:{service.grpc_port}", progress=False)
         finally:
             for service in services:
                 service.stop(grace=5)
@@ -74,10 +73,10 @@ def run(streams) -> tuple[list, int, int]:
         return collect_events(sink), sent, got
 
 
-def test_two_replicas_detect_what_one_instance_detects():
+def test_two_replicas_detect_what_one_instance_detects(week):
     # 120 identities: each replica must see enough of each peer group to discount group changes
     # (a 60-identity fleet split in two leaves too few services per replica; see the config).
-    world = build_world(load_scenarios(), 120, 3, seed=7)
+    world = week
     single, sent, got = run([world.records])
     assert sent == got == len(world.records)
     split = [[r for r in world.records if replica_of(r, 2) == k] for k in range(2)]

@@ -18,7 +18,7 @@ from otel_processor.config import DEFAULT_LISTEN_ADMIN, DEFAULT_LISTEN_GRPC, DEF
 from otel_processor.identity.catalog import load_catalog
 from otel_processor.outputs.exceptions import load_exceptions
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from paths import ROOT
 DOCKERFILE = os.path.join(ROOT, "deploy", "Dockerfile")
 MANIFEST = os.path.join(ROOT, "deploy", "kubernetes", "nhi-processor.yaml")
 

@@ -15,7 +15,7 @@ from otel_processor.otlp_json import parse_json
 from otel_processor.outputs.events import severity_band
 from otel_processor.pipeline import BatchProcessor
 
-CAPTURES = os.path.join(os.path.dirname(__file__), "testdata", "captures")
+from paths import CAPTURES
 # capture -> (the identity that must raise, the fact its event must name)
 EXPECTED = {
     # An EC2 instance role's key, taken from the instance metadata service and used with the AWS

@@ -3,6 +3,7 @@ import pytest
 from otel_processor.identity.catalog import load_catalog
 from otel_processor.config import ProcessorConfig, load_config
 from otel_processor.errors import ConfigError
+from paths import ROOT
 
 
 def test_defaults_work_without_a_file():
@@ -41,7 +42,7 @@ def test_the_readme_settings_table_lists_every_setting():
 
     from otel_processor.config import ProcessorConfig
 
-    readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md"), encoding="utf-8").read()
+    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
     table = readme[readme.index("## Settings"):readme.index("### Identity catalog")]
 
     def names(cls, prefix=""):
