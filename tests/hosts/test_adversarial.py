@@ -369,6 +369,37 @@ def test_a_slow_downstream_is_not_sent_twice_and_the_engine_does_not_count_twice
     assert len(sink.telemetry_log_records()) == 3
 
 
+def test_a_retry_after_the_senders_deadline_is_not_delivered_twice(sink):
+    """A sender whose deadline passes while the batch is being delivered counts the export as
+    failed and sends it again (what the Rotel front collector does under load): the retry is
+    acknowledged, not processed or forwarded a second time."""
+    sink.delay_s = 1.0
+    request = logs({"service.name": "a"}, *[{"attrs": {"event.category": "api", "event.action": "read",
+                                                       "user.id": "svc-late"}} for _ in range(3)])
+    with service_for(sink.endpoint) as service:
+        channel = grpc.insecure_channel(f"127.0.0.1:{service.grpc_port}")
+        stub = logs_service_pb2_grpc.LogsServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Export(request, timeout=0.3)
+        assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert sink.wait_for(lambda s: len(s.telemetry_log_records()) >= 3, 30)
+        assert _wait_until(lambda: service.metrics.snapshot().get("nhi.processor.batches.after_deadline") == 1)
+        stub.Export(request, timeout=10)  # the sender's retry
+        channel.close()
+        assert service.engine._roster.peek("service_account:svc-late").count == 3
+        assert service.metrics.snapshot()["nhi.processor.retries.recognised"] == 3
+    assert len(sink.telemetry_log_records()) == 3
+
+
+def _wait_until(condition, timeout_s: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 def test_a_retry_after_a_downstream_failure_is_not_learnt_twice(sink):
     request = logs({"service.name": "a"}, *[{"attrs": {"event.category": "api", "event.action": "read",
                                                        "user.id": "svc-reader"}} for _ in range(4)])

@@ -64,6 +64,13 @@ def delivered(sink: OtlpSink) -> int:
     return len(sink.spans()) + len(sink.telemetry_log_records())
 
 
+def distinct(sink: OtlpSink) -> int:
+    """Records delivered, each counted once however often it arrived (every simulated record
+    has its own trace and span id)."""
+    return len({(bytes(r.trace_id), bytes(r.span_id)) for r in
+                [s for _, s in sink.spans()] + sink.telemetry_log_records()})
+
+
 def detections(sink: OtlpSink) -> set[str]:
     return {e.identity_id for e in collect_events(sink)}
 
@@ -219,11 +226,15 @@ def test_rotel_front_collector_exports_to_the_processor(world, reference):
             try:
                 wait_port(grpc_port)
                 sent = replay(requests_of(world.records, BENCH_BATCH_SECONDS), f"127.0.0.1:{grpc_port}", progress=False)
-                assert sink.wait_for(lambda s: delivered(s) >= sent, 90)
+                assert sink.wait_for(lambda s: distinct(s) >= sent, 90)
             finally:
                 code = stop(proc)
         assert code == 0
-        assert delivered(sink) == sent
+        # At least once, as the Collector's exporters are: nothing lost; a batch Rotel's exporter
+        # retries after its own deadline is recognised when it was delivered meanwhile, and sent
+        # twice only when the retry arrives while the first attempt is still being processed.
+        assert distinct(sink) == sent
+        assert delivered(sink) - sent <= sent // 20, f"{delivered(sink) - sent} records delivered twice"
         assert detections(sink) == {e.identity_id for e in reference[2]}
 
 

@@ -74,6 +74,11 @@ def _export(service, signal: str, request_cls, tokens: BearerTokens):
             context.abort_with_status(unavailable_status(str(exc), retry_after))
         except Rejected as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        remaining = context.time_remaining()
+        if not context.is_active() or (remaining is not None and remaining <= 0):
+            # Delivered, but the sender's deadline passed first: it counts the export as failed
+            # and retries it, which would deliver the batch twice.
+            service.delivered_after_the_senders_deadline(data)
         return SERVICES[signal][2]()
 
     return export

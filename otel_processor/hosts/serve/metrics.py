@@ -93,6 +93,9 @@ class ProcessorMetrics:
         self.retries_recognised = meter.create_counter(
             "nhi.processor.retries.recognised", unit="{record}",
             description="Records of a sender's retry of a refused batch (outcome: not_learnt_twice, already_delivered)")
+        self.late_answers = meter.create_counter(
+            "nhi.processor.batches.after_deadline", unit="{batch}",
+            description="Batches delivered after the sender's gRPC deadline had passed (its retry is recognised)")
         self.malformed = meter.create_counter("nhi.processor.requests.malformed", unit="{request}")
         self.unauthenticated = meter.create_counter("nhi.processor.requests.unauthenticated", unit="{request}",
                                                     description="Requests refused for want of a valid bearer token")

@@ -6,7 +6,9 @@ remembers the digest of each refused batch's bytes, for a while and a bounded nu
 - refused because downstream failed: the retry is processed and forwarded again, but the engine
   does not learn from it a second time (its records are enriched with current trust);
 - refused because downstream was slow: the export was left running; if it completed, the retry
-  is acknowledged without being sent again, and if it is still running the retry waits for it.
+  is acknowledged without being sent again, and if it is still running the retry waits for it;
+- delivered after the sender's gRPC deadline had passed (the sender counts it as failed): the
+  retry is acknowledged without being processed or sent again.
 
 Digests are only computed while something is remembered, so the common path pays nothing.
 BLAKE2b: a crafted collision would let a batch slip past the engine, so a CRC will not do.

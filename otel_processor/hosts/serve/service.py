@@ -281,6 +281,12 @@ class Service:
             self._slots.release()
             self.metrics.latency.record(time.perf_counter() - started, attrs)
 
+    def delivered_after_the_senders_deadline(self, data: bytes) -> None:
+        """The sender stopped waiting before this batch was delivered and will send it again:
+        its retry is then acknowledged without being processed or forwarded a second time."""
+        self._retries.remember(digest(data), DELIVERED)
+        self.metrics.late_answers.add(1)
+
     def _forward(self, signal: str, request, depth: int) -> None:
         try:
             self.forwarder.export(signal, request)
