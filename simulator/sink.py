@@ -58,6 +58,8 @@ class OtlpSink:
         self.on_request = on_request  # called with (signal, request) for every accepted request
         self.refuse = False  # True plays an outage: every export gets UNAVAILABLE
         self.delay_s = 0.0   # plays a slow downstream: each export is answered this much later
+        self.hold: threading.Event | None = None  # plays a stuck downstream: exports wait until it is set
+        self.arrived = 0  # exports that reached the sink, answered or not yet
         self._max_receive = max_receive_bytes
         self.refused_requests = 0
         self._server: grpc.Server | None = None
@@ -166,6 +168,11 @@ class OtlpSink:
         return grpc.StatusCode.UNAVAILABLE if refuse is True else refuse
 
     def _keep(self, context, signal: str, request) -> None:
+        with self._changed:
+            self.arrived += 1
+            self._changed.notify_all()
+        if self.hold is not None:
+            self.hold.wait(60)
         if self.delay_s:
             import time
 

@@ -69,3 +69,18 @@ def test_ci_runs_the_readme_test_command():
     ci = open(os.path.join(ROOT, ".ci", "run"), encoding="utf-8").read().rstrip().splitlines()
     assert ci[-1] == commands[1]
     assert "-m both_builds" in commands[1] and "NHI_PURE_PYTHON=1" in commands[1]
+
+
+def test_every_deliberate_break_still_applies_to_the_code():
+    """``tests/breaks.py`` applies each break as a text replacement: one that no longer matches
+    the code checks nothing, so it fails here rather than when someone next runs the script.
+    Every killer it names must exist too."""
+    import breaks
+
+    for b in breaks.BREAKS:
+        text = open(os.path.join(ROOT, b.file), encoding="utf-8").read()
+        assert breaks.broken(text, b) != text, b.name
+        for killer in b.killers:
+            path, _, name = killer.partition("::")
+            source = open(os.path.join(ROOT, path), encoding="utf-8").read()
+            assert re.search(rf"^def {re.escape(name.split('[')[0])}\(", source, re.M), f"{b.name}: no {killer}"

@@ -381,3 +381,24 @@ def test_the_chain_is_the_same_in_every_arrival_order():
         assert {(who, rule) for who, rule, _ in found} == {(who, rule) for who, rule, _ in expected}, order
         if order.index(2) < order.index(3):
             assert found == expected, order
+
+
+def test_the_earliest_finding_names_the_incident_in_any_arrival_order():
+    """Out-of-order delivery must not rename an incident: the earliest evidence names it. Once it
+    is open and named, evidence arriving later that is older keeps the name (events already
+    carry it)."""
+    from otel_processor.engine.correlator import Case, Incident, incident_id
+    from otel_processor.model import Finding
+
+    early = Finding("new_value.network", 0.6, "a network never seen", "app", T0)
+    late = Finding("volume", 0.6, "12x the busiest window", "app", T0 + 600 * S)
+    for order in ([late, early], [early, late]):
+        case = Case()
+        for finding in order:
+            case.add(finding, None)
+        assert case.first_ns == T0, [f.detector for f in order]
+    case = Case()
+    case.add(late, None)
+    case.incident = Incident(incident_id("workload:x", case.first_ns), late.time_ns)
+    case.add(early, None)
+    assert case.first_ns == late.time_ns

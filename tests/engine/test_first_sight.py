@@ -377,3 +377,41 @@ def test_a_key_that_does_not_spread_is_no_signal(case):
                       trace=k + 1) for k, src in enumerate(networks)]
     _, events = _run(calls)
     assert not any(f.startswith("first_sight.session_spread") for e in events for f in e.findings)
+
+
+def test_a_snapshot_keeps_every_cross_identity_table(tmp_path):
+    """Grants, credentials in use, credential facts and mailbox chains live outside any one
+    identity's profile: each comes back from a snapshot as it was, and a grant made before a
+    restart still links the app's reads after it."""
+    t = T0 + 9 * H
+    role_session = ident("arn:aws:sts::111122223333:assumed-role/app/i-0abc", group="aws:1:app")
+    stream = [
+        _grant(t),
+        obs(ADMIN, t + 30 * S, action="credential.created", signal="iam", target=None, src="10.40.2.17", ua=None,
+            nhi_target_identity=f"oauth_app:{APP.principal}", nhi_credential_created="k-new", trace=2),
+        obs(ADMIN, t + 40 * S, action="mailbox.forwarding_rule.created", signal="email", target=None,
+            email_to_address="drop@evil.example", email_external="true", trace=3),
+        obs(role_session, t + 50 * S, action="s3.amazonaws.com/GetObject", target="b", src="10.0.12.7",
+            ua="aws-cli/2.15.0", aws_access_key_id="ASIAEXAMPLE000000001", aws_session="i-0abc", trace=4),
+    ]
+    engine = Engine(EngineConfig())
+    for o in stream:
+        engine.observe(o)
+    path = str(tmp_path / "state.json.gz")
+    assert engine.snapshot_to(path)
+    restored = Engine(EngineConfig())
+    restored.restore_from(path)
+    for table in ("_grants", "_credentials", "_credential_book", "_chain"):
+        kept = getattr(engine, table).state()
+        assert kept and any(kept), f"{table}: the stream must fill it for this test to mean something"
+        assert getattr(restored, table).state() == kept, table
+    straight = Engine(EngineConfig())
+    for o in stream:
+        straight.observe(o)
+    for e in (straight, restored):
+        for o in _mail_reads(t + 300 * S):
+            e.observe(o)
+    after_restart = restored.take_events()
+    assert any(f.startswith("first_sight.granted_bulk_read:") for ev in after_restart for f in ev.findings)
+    assert [(e.identity.id, e.convergence_id, e.score) for e in after_restart] == \
+        [(e.identity.id, e.convergence_id, e.score) for e in straight.take_events() if e.time_ns >= t + 300 * S]

@@ -150,6 +150,18 @@ def test_mutual_tls_refuses_clients_without_a_certificate_from_the_ca(pki, sink)
     assert len(sink.spans()) == 2
 
 
+def test_a_bearer_token_is_accepted_whole_and_only_whole(tmp_path):
+    from otel_processor.hosts.serve.auth import BearerTokens
+
+    path = tmp_path / "tokens"
+    path.write_text("t0ken-one\n")
+    tokens = BearerTokens(str(path))
+    assert tokens.allows("Bearer t0ken-one") and tokens.allows("bearer  t0ken-one ")
+    for wrong in ("Bearer t0ken", "Bearer t", "Bearer t0ken-one-and-more", "Bearer T0KEN-ONE", "Basic t0ken-one",
+                  "t0ken-one", "Bearer", "", None):
+        assert not tokens.allows(wrong), wrong
+
+
 def test_bearer_tokens_on_both_listeners(tmp_path, sink):
     tokens = tmp_path / "tokens"
     tokens.write_text("# senders\nt0ken-one\n\nt0ken-two\n")

@@ -171,6 +171,37 @@ def test_readiness_says_no_while_downstream_is_down(tmp_path):
             service.stop(grace=1)
 
 
+def test_readiness_says_no_as_soon_as_shutdown_starts_while_a_batch_drains(sink, tmp_path):
+    """A draining replica must leave the Service's endpoints before its last batch is done."""
+    import threading
+
+    sink.hold = threading.Event()  # downstream answers the in-flight batch only when told
+    service = start_service(sink, telemetry=TelemetryConfig(prometheus=False))
+    stopping = threading.Thread(target=service.stop, kwargs={"grace": 30})
+    channel = grpc.insecure_channel(f"127.0.0.1:{service.grpc_port}")
+    try:
+        export = logs_service_pb2_grpc.LogsServiceStub(channel).Export.future(
+            capture_requests(INSTANCE_CAPTURE, tmp_path)[0], timeout=60)
+        assert sink.wait_for(lambda s: s.arrived > 0, 30), "the batch is being forwarded"
+        assert get(service.admin_port, "/readyz")[0] == 200
+        stopping.start()
+        for _ in range(3000):  # a hang guard: shutdown starts at once
+            if not service.readiness()[0]:
+                break
+            time.sleep(0.01)
+        assert get(service.admin_port, "/readyz") == (503, b"shutting down\n")
+        assert not export.done(), "still draining"
+        sink.hold.set()
+        assert export.result() is not None  # and the batch completes
+    finally:
+        sink.hold.set()
+        channel.close()
+        if stopping.ident:
+            stopping.join(60)
+        else:
+            service.stop(grace=2)
+
+
 # -- state inspection -----------------------------------------------------------------------------
 def test_state_show_on_a_running_service_and_on_its_state_directory_agree(sink, tmp_path):
     state_dir = tmp_path / "state"

@@ -81,6 +81,9 @@ def test_fixture_converts_and_attributes_to_the_contract_identity(name):
     found, unattributed = _identities(requests)
     assert dict(found) == EXPECTED[name]["identities"]
     assert unattributed == EXPECTED[name].get("unattributed", 0)
+    owners = {attrs_of(r.attributes)["nhi.identity.id"]: attrs_of(r.attributes)["nhi.identity.owner"]
+              for r in _records(requests) if "nhi.identity.owner" in attrs_of(r.attributes)}
+    assert owners == EXPECTED[name].get("owners", {})
 
 
 def _as_json_string_bodies(request: ExportLogsServiceRequest) -> ExportLogsServiceRequest:

@@ -56,6 +56,8 @@ def entry(expires="2026-03-10", **match) -> ExceptionEntry:
     ({"rule": "Bulk read*"}, {"rule_name": "Secret store emptied"}),
     ({"facets": ["volume"]}, {"findings": ("volume: 12x", "new_value.network: first use from 203.0.113.0/24")}),
     ({"networks": ["10.20.0.0/16"]}, {"source.address": ("10.20.3.4", "203.0.113.9")}),
+    # a source that is no address (a service name in sourceIPAddress, a forged value) is not in any network
+    ({"networks": ["10.20.0.0/16"]}, {"source.address": ("10.20.3.4", "ec2.amazonaws.com")}),
     ({"actions": ["s3.amazonaws.com/Get*"]}, {"action": ("s3.amazonaws.com/GetObject", "iam.amazonaws.com/CreateUser")}),
     ({"targets": ["backups/*"]}, {"target": ("backups/db-1", "prod/secrets/db")}),
 ])

@@ -38,6 +38,7 @@ SPAN_CASES = [
     ("aws secret key", lambda s, v: s.attributes.extend(_kv("aws.secret_access_key", v))),
     ("nested array", lambda s, v: s.attributes.extend(_kv("http.request.header.x-api-key", [[v]]))),
     ("bytes value", lambda s, v: s.attributes.extend(_kv("http.request.header.x-api-key", v.encode()))),
+    ("bytes value under an ordinary key", lambda s, v: s.attributes.extend(_kv("payload", f"password={v}".encode()))),
     ("map under a credential key", lambda s, v: s.attributes.extend(_kv("credentials", {"user": "u", "k": v}))),
     ("nested map key", lambda s, v: s.attributes.extend(_kv("app.config", {"db": {"password": v}}))),
     ("url.full query", lambda s, v: s.attributes.extend(_kv("url.full", f"https://api.example.com/v1?api_key={v}&a=1"))),
@@ -89,11 +90,12 @@ def test_no_planted_secret_leaves_a_span(i, where, plant):
     assert got["http.request.method"] == "GET" and got["nhi.identity.id"]
 
 
-@pytest.mark.parametrize("body", ["string", "map", "array"])
+@pytest.mark.parametrize("body", ["string", "map", "array", "bytes"])
 def test_no_secret_leaves_a_log_body_resource_or_scope(body):
     secret = planted(90)
     value = {"string": f"login ok password={secret} user=ana", "map": {"event": "x", "password": secret},
-             "array": ["a", f"Authorization: Bearer {secret}"]}[body]
+             "array": ["a", f"Authorization: Bearer {secret}"],
+             "bytes": f"login ok password={secret} user=ana".encode()}[body]
     request = logs({"service.name": "auth", "github.token": secret + "r"},
                    {"attrs": {"event.category": "authentication", "event.action": "signin", "user.id": "svc-a"}})
     record = request.resource_logs[0].scope_logs[0].log_records[0]
