@@ -24,6 +24,9 @@ import sys
 import tempfile
 from dataclasses import dataclass
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from look_alikes import look_alike_pairs  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COPIED = ("otel_processor", "simulator", "scenarios", "tests", "pyproject.toml")
 
@@ -37,6 +40,7 @@ class Break:
     killers: tuple[str, ...]
     nth: int = 0  # which occurrence when ``find`` occurs more than once (then ``count`` says how many)
     count: int = 1
+    every: bool = False  # caught only when every killer fails, not one of them
 
 
 BREAKS = (
@@ -81,6 +85,13 @@ BREAKS = (
           "        self._event(p, case, t, trace_id, span_id, effective, incident)\n",
           ("tests/simulator/test_simulator.py::test_bench_on_a_small_fleet_detects_every_attack_and_no_benign_identity",
            "tests/hosts/test_sharding.py::test_two_replicas_detect_what_one_instance_detects")),
+    # Every positive twin of a look-alike test (tests/look_alikes.py) that runs the engine: each
+    # must fail on it, or its look-alike proves nothing.
+    Break("an engine that never emits an event, against every look-alike's twin", "otel_processor/engine/engine.py",
+          "        self._events.append(self._event(p, case, t, trace_id, span_id, effective, incident))\n",
+          "        self._event(p, case, t, trace_id, span_id, effective, incident)\n",
+          tuple(sorted({f"{path}::{twin}" for path, _, twin in look_alike_pairs()
+                        if twin and not path.endswith("test_detectors.py")})), every=True),
     Break("forged nhi.* attributes kept", "otel_processor/outputs/redact.py",
           "            if strip and key in OUR_ATTRIBUTES:\n                doomed.append(i)\n                continue\n", "",
           ("tests/pipeline/test_pipeline.py::test_unattributable_records_pass_unchanged_and_forged_nhi_values_are_dropped",)),
@@ -188,10 +199,13 @@ def main(argv=None) -> int:
                 stale.append(b.name)
                 continue
             code, failed = run_tests(tree, ["tests"] if args.suite else list(b.killers))
-        killed = code == 1 and failed
+        missed = [k for k in b.killers if not any(f == k or f.startswith(k + "[") for f in failed)] if b.every else []
+        killed = code == 1 and failed and not missed
         print(f"{'killed ' if killed else 'SURVIVED'}  {b.name}", flush=True)
         for test in failed:
             print(f"            by {test}", flush=True)
+        for test in missed:
+            print(f"            not by {test}", flush=True)
         if not killed:
             survivors.append(b.name)
     caught = len(chosen) - len(survivors) - len(stale)

@@ -11,6 +11,7 @@ import ast
 import os
 import re
 
+from look_alikes import look_alike_pairs, nothing_happened_tests
 from paths import ROOT, TESTS
 
 CLOCKS = {"perf_counter", "perf_counter_ns", "monotonic", "monotonic_ns", "time", "time_ns", "process_time",
@@ -84,3 +85,14 @@ def test_every_deliberate_break_still_applies_to_the_code():
             path, _, name = killer.partition("::")
             source = open(os.path.join(ROOT, path), encoding="utf-8").read()
             assert re.search(rf"^def {re.escape(name.split('[')[0])}\(", source, re.M), f"{b.name}: no {killer}"
+
+
+def test_every_nothing_happened_detection_test_names_a_positive_twin_in_its_file():
+    pairs = look_alike_pairs()
+    assert len(pairs) >= 20, "the check must see the look-alike tests"
+    unpaired = [f"{path}::{test}" for path, test, twin in pairs if twin is None]
+    assert unpaired == []
+    for path, test, twin in pairs:
+        source = open(os.path.join(ROOT, path), encoding="utf-8").read()
+        assert re.search(rf"^def {twin}\(", source, re.M), f"{path}::{test}: no twin {twin}"
+        assert twin not in nothing_happened_tests(source), f"{path}::{test}: its twin {twin} also expects nothing"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -123,6 +124,7 @@ def test_failure_burst_counts_authorization_denials():
     assert found and "authorization failures across" in found[0].reason
 
 
+@pytest.mark.look_alike_of("test_failure_burst_counts_authorization_denials")
 def test_failure_burst_ignores_server_failures():
     assert _denials("server") == []
 

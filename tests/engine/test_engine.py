@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -33,6 +34,7 @@ def test_secret_sweep_from_new_place_gives_one_explained_event_updated_in_place(
     assert last.evidence_trace_ids
 
 
+@pytest.mark.look_alike_of("test_secret_sweep_from_new_place_gives_one_explained_event_updated_in_place")
 def test_single_weak_deviation_does_not_alert():
     engine = Engine()
     me = ident()
@@ -41,6 +43,7 @@ def test_single_weak_deviation_does_not_alert():
     assert engine.take_events() == []
 
 
+@pytest.mark.look_alike_of("test_the_same_probing_succeeding_is_an_incident")
 def test_no_event_without_a_successful_call():
     engine = Engine()
     me = ident()
@@ -50,6 +53,18 @@ def test_no_event_without_a_successful_call():
         engine.observe(obs(me, t + D + 3 * H + k * S, action=f"iam.amazonaws.com/List{k}", src="203.0.113.9",
                            ua="curl/8", outcome="failure", failure="authz"))
     assert engine.take_events() == []
+
+
+def test_the_same_probing_succeeding_is_an_incident():
+    """The twin of the test above: the same 40 calls from the same place, succeeding."""
+    engine = Engine()
+    me = ident()
+    t = history(engine, me)
+    engine.observe(obs(me, t + 3 * H))
+    for k in range(40):
+        engine.observe(obs(me, t + D + 3 * H + k * S, action=f"iam.amazonaws.com/List{k}", src="203.0.113.9",
+                           ua="curl/8"))
+    assert {e.identity.id for e in engine.take_events()} == {me.id}
 
 
 def _release(movers: int, config: EngineConfig | None = None) -> list[str]:
@@ -79,6 +94,7 @@ def test_a_change_made_by_one_member_alone_is_an_incident():
     assert _release(1) == ["workload:shop/svc-0"]
 
 
+@pytest.mark.look_alike_of("test_a_change_made_by_one_member_alone_is_an_incident")
 def test_the_same_change_made_by_the_whole_group_is_discounted():
     assert _release(5) == []
 
@@ -88,6 +104,7 @@ def test_without_the_peer_discount_the_group_change_would_alert():
     assert len(_release(5, EngineConfig(peer_discount=1.0))) == 5
 
 
+@pytest.mark.look_alike_of("test_a_change_made_by_one_member_alone_is_an_incident")
 def test_runner_pool_moving_range_is_not_an_incident():
     """A runner pool moving to a new internal range: every CI role of the group changes network."""
     engine = Engine()
@@ -147,6 +164,7 @@ def test_each_incident_names_the_rule_its_evidence_matches():
                      "split": "Workload credential used away from the workload it was issued to"}
 
 
+@pytest.mark.look_alike_of("test_a_brand_new_identity_sweeping_distinct_secrets_is_an_incident")
 def test_brand_new_identity_is_not_an_incident():
     engine = Engine()
     t = history(engine, ident())
@@ -154,6 +172,16 @@ def test_brand_new_identity_is_not_an_incident():
     for k in range(50):
         engine.observe(obs(newcomer, t + k * 60 * S, target=f"prod/db{k % 3}", src="10.20.0.9"))
     assert engine.take_events() == []
+
+
+def test_a_brand_new_identity_sweeping_distinct_secrets_is_an_incident():
+    """The twin of the test above: the same newcomer, reading 50 distinct secrets in six minutes."""
+    engine = Engine()
+    t = history(engine, ident())
+    newcomer = ident("arn:aws:iam::1:role/deploy-api-v2")
+    for k in range(50):
+        engine.observe(obs(newcomer, t + k * 7 * S, target=f"prod/db{k}", src="10.20.0.9"))
+    assert {e.identity.id for e in engine.take_events()} == {newcomer.id}
 
 
 def test_mailbox_forwarding_consent_app_chain():
@@ -219,6 +247,7 @@ def test_an_inbox_rule_forwarding_inside_the_organisation_is_not_tampering():
     assert app in flagged
 
 
+@pytest.mark.look_alike_of("test_mailbox_forwarding_consent_app_chain")
 def test_consent_without_mailbox_tampering_is_not_a_chain():
     engine = Engine()
     mailbox = Identity("human:ana@corp.example", "human", "ana@corp.example", "user.id")

@@ -46,6 +46,7 @@ def test_an_instance_credential_used_from_a_mac_raises_a_high_event_with_no_hist
     assert event.rule_name == "Instance or pod credential used from a desktop"
 
 
+@pytest.mark.look_alike_of("test_an_instance_credential_used_from_a_mac_raises_a_high_event_with_no_history")
 def test_the_same_instance_credential_used_by_a_deploy_tool_on_linux_stays_quiet():
     calls = [obs(ROLE, T0 + k * 20 * S, action="s3.amazonaws.com/GetObject", target=f"bucket-{k % 3}",
                  src="10.40.1.7", ua=LINUX_CLI, aws_session=INSTANCE_SESSION, trace=k + 1) for k in range(6)]
@@ -53,6 +54,7 @@ def test_the_same_instance_credential_used_by_a_deploy_tool_on_linux_stays_quiet
     assert events == []
 
 
+@pytest.mark.look_alike_of("test_an_instance_credential_used_from_a_mac_raises_a_high_event_with_no_history")
 def test_an_engineer_assuming_a_role_from_a_laptop_is_not_an_instance_credential():
     session = "arn:aws:sts::111122223333:assumed-role/web-app/alice@example.com"
     calls = [obs(ROLE, T0 + k * 20 * S, action="s3.amazonaws.com/ListBuckets", src="198.51.100.23", ua=MAC_CLI,
@@ -67,11 +69,17 @@ def test_a_pod_token_used_by_kubectl_on_a_mac():
                  ua="kubectl/v1.29.2 (darwin/arm64) kubernetes/4b8e819", trace=k + 1) for k in range(3)]
     engine, events = _run(calls)
     assert [e.identity.id for e in events] == [pod.id]
+
+
+@pytest.mark.look_alike_of("test_a_pod_token_used_by_kubectl_on_a_mac")
+def test_the_same_pod_token_used_by_its_workload_in_the_cluster_stays_quiet():
+    pod = ident("system:serviceaccount:payments:api", group="k8s:payments")
     in_cluster = [obs(pod, T0 + k * 10 * S, action="list secrets", target="payments/secrets", src="10.0.3.4",
                       ua="api/v0.0.0 (linux/amd64) kubernetes/$Format", trace=k + 1) for k in range(3)]
     assert _run(in_cluster)[1] == []
 
 
+@pytest.mark.look_alike_of("test_an_instance_credential_used_from_a_mac_raises_a_high_event_with_no_history")
 def test_a_client_the_settled_baseline_holds_is_normal_here():
     """An instance role an operator really does use from a Mac (the baseline says so)."""
     engine = Engine(EngineConfig())
@@ -92,6 +100,7 @@ def test_twenty_five_distinct_secrets_in_three_minutes_with_no_history():
                or f.startswith("first_sight.secret_sweep:") for f in events[0].findings)
 
 
+@pytest.mark.look_alike_of("test_twenty_five_distinct_secrets_in_three_minutes_with_no_history")
 def test_a_rotation_job_whose_history_holds_the_same_burst_stays_quiet():
     engine = Engine(EngineConfig())
     for night in range(3):
@@ -103,12 +112,14 @@ def test_a_rotation_job_whose_history_holds_the_same_burst_stays_quiet():
     assert "first_sight.secret_sweep" not in _facets(engine)
 
 
+@pytest.mark.look_alike_of("test_twenty_five_distinct_secrets_in_three_minutes_with_no_history")
 def test_a_few_secrets_spread_over_an_hour_are_no_sweep():
     calls = [obs(ROLE, T0 + k * 3 * 60 * S, target=f"prod/secret-{k}", trace=k + 1) for k in range(25)]
     _, events = _run(calls)
     assert not any("first_sight.secret_sweep" in f for e in events for f in e.findings)
 
 
+@pytest.mark.look_alike_of("test_twenty_five_distinct_secrets_in_three_minutes_with_no_history")
 def test_a_human_reading_many_secrets_is_not_a_non_human_sweep():
     person = ident("arn:aws:iam::111122223333:user/bert", kind="human", group=None)
     calls = [obs(person, T0 + k * 7 * S, target=f"prod/secret-{k}", trace=k + 1) for k in range(25)]
@@ -124,12 +135,14 @@ def test_a_token_cloning_twelve_private_repositories_in_half_an_hour():
     assert any(f.startswith("first_sight.repository_sweep:") for f in events[0].findings)
 
 
+@pytest.mark.look_alike_of("test_a_token_cloning_twelve_private_repositories_in_half_an_hour")
 def test_a_token_cloning_one_repository_an_hour_is_no_sweep():
     calls = [obs(TOKEN, T0 + k * H, action="git.clone", target=f"acme/repo-{k}", src="203.0.113.9",
                  ua="git/2.43.0", signal="auth", trace=k + 1) for k in range(12)]
     assert _run(calls)[1] == []
 
 
+@pytest.mark.look_alike_of("test_a_token_cloning_twelve_private_repositories_in_half_an_hour")
 def test_a_backup_job_the_catalog_declares_may_clone_everything():
     backup = ident("github-token:backup", kind="api_key", group="github:acme", expected_actions=("git.clone",))
     calls = [obs(backup, T0 + k * 60 * S, action="git.clone", target=f"acme/repo-{k}", ua="git/2.43.0",
@@ -150,6 +163,7 @@ def test_a_settled_role_creating_a_user_for_the_first_time():
     assert any(f.startswith("first_sight.privilege:") and "CreateUser" in f for e in events for f in e.findings)
 
 
+@pytest.mark.look_alike_of("test_a_settled_role_creating_a_user_for_the_first_time")
 def test_a_deploy_role_that_always_creates_roles_stays_quiet():
     engine = Engine(EngineConfig())
     t = history(engine, ROLE, days=7)
@@ -175,6 +189,7 @@ def test_role_chaining_is_a_first_but_ec2_handing_an_instance_its_session_is_not
     assert found == {"ec2.amazonaws.com": False, INSTANCE_SESSION: True}
 
 
+@pytest.mark.look_alike_of("test_a_settled_role_creating_a_user_for_the_first_time")
 def test_one_privilege_change_in_a_cold_capture_is_evidence_but_not_an_event_alone():
     _, events = _run([obs(ROLE, T0, action="iam.amazonaws.com/AttachRolePolicy", target="web-app", signal="iam")])
     assert events == []
@@ -263,6 +278,7 @@ def test_an_app_granted_mail_then_reading_a_mailbox_in_bulk_in_either_order():
         assert ADMIN.id in events[-1].related_identities or events[-1].related_identities == ()
 
 
+@pytest.mark.look_alike_of("test_an_app_granted_mail_then_reading_a_mailbox_in_bulk_in_either_order")
 def test_reading_without_a_grant_or_after_a_harmless_grant_is_no_signal():
     t = T0 + 9 * H
     for grant in ([], [_grant(t, scopes="User.Read openid profile")]):
@@ -272,6 +288,7 @@ def test_reading_without_a_grant_or_after_a_harmless_grant_is_no_signal():
         assert engine.take_events() == []
 
 
+@pytest.mark.look_alike_of("test_an_app_granted_mail_then_reading_a_mailbox_in_bulk_in_either_order")
 def test_a_few_messages_read_after_a_grant_are_not_bulk():
     t = T0 + 9 * H
     engine = Engine(EngineConfig())
@@ -280,6 +297,7 @@ def test_a_few_messages_read_after_a_grant_are_not_bulk():
     assert engine.take_events() == []
 
 
+@pytest.mark.look_alike_of("test_a_new_secret_used_minutes_later_from_a_network_neither_creator_nor_app_used")
 def test_an_app_whose_baseline_holds_mail_reads_keeps_reading_after_its_secret_is_rotated():
     """The look-alike: a new secret on a mail archiver that has read mailboxes for a week."""
     engine = Engine(EngineConfig())
@@ -327,6 +345,7 @@ def test_a_new_secret_whose_creation_record_arrives_after_its_use_is_judged_when
     assert any(f.startswith("first_sight.fresh_credential_use:") for f in events[0].findings)
 
 
+@pytest.mark.look_alike_of("test_a_new_secret_used_minutes_later_from_a_network_neither_creator_nor_app_used")
 def test_a_new_secret_used_by_its_app_from_the_app_s_own_network_stays_quiet():
     engine = Engine(EngineConfig())
     t = history(engine, APP, action="token.issued", signal="auth", ua=None)
@@ -339,6 +358,7 @@ def test_a_new_secret_used_by_its_app_from_the_app_s_own_network_stays_quiet():
     assert engine.take_events() == []
 
 
+@pytest.mark.look_alike_of("test_a_new_secret_used_minutes_later_from_a_network_neither_creator_nor_app_used")
 def test_an_old_credential_used_from_a_new_network_is_not_a_fresh_one():
     t = T0 + 9 * H
     engine = Engine(EngineConfig())
@@ -368,6 +388,7 @@ def test_one_temporary_key_from_three_networks_against_two_services_within_half_
 
 
 @pytest.mark.parametrize("case", ["two networks", "one service", "an hour apart", "a different key each time"])
+@pytest.mark.look_alike_of("test_one_temporary_key_from_three_networks_against_two_services_within_half_an_hour")
 def test_a_key_that_does_not_spread_is_no_signal(case):
     networks = ["203.0.113.10", "198.51.100.77"] + ([] if case == "two networks" else ["192.0.2.200"])
     actions = ["s3.amazonaws.com/GetObject"] * 3 if case == "one service" else \

@@ -160,6 +160,7 @@ def test_contract_actions_targets_and_credentials():
     assert bracketed[0].attrs["user_agent.original"].startswith("aws-cli/1.18.136")
 
 
+@pytest.mark.look_alike_of("test_the_issued_session_used_from_a_laptop_outside_aws_is_an_event")
 def test_issuance_by_a_service_becomes_a_credential_fact():
     requests, _ = _converted([os.path.join(TESTDATA, "cloudtrail")])
     processor = BatchProcessor()
@@ -173,6 +174,26 @@ def test_issuance_by_a_service_becomes_a_credential_fact():
     assert facts.clients == ("aws-cli",)  # [aws-cli/...] through the VPC endpoint is the same client
     # the session's calls through a NAT gateway and a VPC endpoint by one SDK: no event
     assert not [r for r in _records(requests) if "nhi.anomaly" in attrs_of(r.attributes)]
+
+
+def test_the_issued_session_used_from_a_laptop_outside_aws_is_an_event():
+    """The twin of the test above: the same fixture, the session's last call made from a VPS
+    address by the CLI on a Mac, as a stolen instance credential is."""
+    from otel_processor.anyvalue import set_value
+
+    requests, _ = _converted([os.path.join(TESTDATA, "cloudtrail")])
+    used = [r for r in _records(requests)
+            if (to_python(r.body).get("userIdentity") or {}).get("accessKeyId") == "ASIAEXAMPLEKEY000001"]
+    assert used
+    body = to_python(used[-1].body)
+    body.update(sourceIPAddress="45.137.21.88", userAgent="aws-cli/2.15.0 Python/3.11.6 Darwin/23.1.0 exe/x86_64")
+    set_value(used[-1].body, body)
+    processor, events = BatchProcessor(), []
+    for request in requests:
+        events += processor.process_logs(request).events
+    flagged = [r for r in _records(requests) if "nhi.anomaly" in attrs_of(r.attributes)]
+    assert [attrs_of(r.attributes)["nhi.credential.id"] for r in flagged] == ["ASIAEXAMPLEKEY000001"]
+    assert [e.identity.principal for e in events] == ["arn:aws:iam::111122223333:role/app-instance-role"]
 
 
 def test_replay_through_serve_over_grpc_attributes_every_fixture(sink):
