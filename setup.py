@@ -10,6 +10,7 @@ A compiled module older than its source is never used (see ``otel_processor/_com
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -109,6 +110,7 @@ class OptionalBuildExt(build_ext):
 MANIFEST = os.path.join("otel_processor", "_compiled_sources.json")
 
 
+@functools.lru_cache(maxsize=None)
 def _previously_compiled() -> dict[str, str]:
     """Module name -> SHA-256 of the source the module in the source tree was compiled from."""
     try:
@@ -118,6 +120,7 @@ def _previously_compiled() -> dict[str, str]:
         return {}
 
 
+@functools.lru_cache(maxsize=None)
 def _pxd_digest() -> str:
     digest = hashlib.sha256()
     for folder, _dirs, files in sorted(os.walk("otel_processor")):

@@ -17,7 +17,7 @@ import worlds
 from paths import TESTS
 from simulator.sink import OtlpSink
 
-BOTH_BUILDS_ROOMS = {"engine", "pipeline", "inputs", "outputs"}
+BOTH_BUILDS_ROOMS = {"engine", "identity", "pipeline", "inputs", "outputs"}
 
 
 def pytest_collection_modifyitems(config, items):

@@ -10,14 +10,25 @@ environments and hex ids removed). The stem rule is what lets a fleet of ``svc-b
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 
 import re2
 
-from ..model import CI_JOB, SERVICE_ACCOUNT, WORKLOAD
+from ..model import API_KEY, CI_JOB, HUMAN, SERVICE_ACCOUNT, WORKLOAD
 
 K8S_SERVICE_ACCOUNT = re.compile(r"^system:serviceaccount:([^:]+):([^:]+)$")
+# A node's kubelet, and the control plane's own components: machines, whose stolen credentials
+# (a kubelet's client certificate, a component's token) act without anyone at a keyboard.
+K8S_NODE = re.compile(r"^system:node:([^:]+)$")
+K8S_CONTROL_PLANE = frozenset({"system:kube-controller-manager", "system:kube-scheduler", "system:kube-proxy",
+                               "system:apiserver", "system:volume-scheduler", "system:kube-aggregator",
+                               "system:serviceaccount-issuer-discovery"})
+# Workload Identity Federation: an external workload (a CI job, another cloud's VM) acting on
+# Google Cloud as a pool's principal or member of a principal set.
+GCP_FEDERATED = re.compile(r"^principal(?:Set)?://iam\.googleapis\.com/projects/[^/]+/locations/[^/]+/"
+                           r"workloadIdentityPools/([^/]+)/")
 AWS_ROLE = re.compile(r"^arn:aws[\w-]*:iam::(\d+):role/(?:.*/)?([^/]+)$")
 AWS_ASSUMED_ROLE = re.compile(r"^arn:aws[\w-]*:sts::(\d+):assumed-role/([^/]+)/.+$")
 AWS_USER = re.compile(r"^arn:aws[\w-]*:iam::(\d+):user/(?:.*/)?([^/]+)$")
@@ -51,6 +62,13 @@ def classify_principal(value: str) -> tuple[str, str, str | None] | None:
     m = K8S_SERVICE_ACCOUNT.match(value)
     if m:
         return WORKLOAD, value, f"k8s:{m.group(1)}"
+    if K8S_NODE.match(value):
+        return WORKLOAD, value, "k8s:nodes"
+    if value in K8S_CONTROL_PLANE:
+        return WORKLOAD, value, "k8s:control-plane"
+    m = GCP_FEDERATED.match(value)
+    if m:
+        return WORKLOAD, value, f"gcp-wif:{m.group(1)}"
     m = AWS_ASSUMED_ROLE.match(value)
     if m:
         acct, role = m.group(1), m.group(2)
@@ -79,6 +97,47 @@ def classify_principal(value: str) -> tuple[str, str, str | None] | None:
         local = value.split("@", 1)[0]
         return SERVICE_ACCOUNT, value, f"name:{name_stem(local.removesuffix('[bot]'))}"
     return None
+
+
+AWS_ROOT = re.compile(r"^arn:aws[\w-]*:iam::(\d+):root$")
+# IAM Identity Center gives each person a role per permission set; the session is the person.
+AWS_SSO_ROLE = "AWSReservedSSO_"
+GITHUB_ACTIONS_PROVIDER = "token.actions.githubusercontent.com"
+
+
+@functools.lru_cache(maxsize=65_536)  # per record on the busiest source; bounded, least recent out
+def classify_aws(arn: str, principal_type: str | None, access_key: str | None, from_console: bool,
+                 web_identity_provider: str | None) -> tuple[str, str, str | None] | None:
+    """Who acted on an AWS record, from what the record says about the principal and its
+    credential before the principal's name: (kind, principal, group), or None to fall back to
+    ``classify_principal``.
+
+    - ``AWSReservedSSO_*`` role sessions are the person signed in through IAM Identity Center;
+      root is a person.
+    - An IAM user calling through an access key, not from the console, is a long-lived key:
+      ``api_key`` keyed on the user and the key (``AKIA…``) it used; a temporary key (``ASIA…``,
+      from ``GetSessionToken``) still acts for the user's long-lived key, so it is keyed on the
+      user. The same user at the console is a person.
+    - A role session opened through GitHub Actions' OIDC provider is a CI job.
+    """
+    m = AWS_ASSUMED_ROLE.match(arn)
+    if m:
+        acct, role = m.group(1), m.group(2)
+        if role.startswith(AWS_SSO_ROLE):
+            return HUMAN, arn.rsplit("/", 1)[-1], None
+        if web_identity_provider and GITHUB_ACTIONS_PROVIDER in web_identity_provider:
+            return CI_JOB, f"arn:aws:iam::{acct}:role/{role}", f"ci:aws:{acct}"
+        return None
+    if principal_type == "Root" or AWS_ROOT.match(arn):
+        return HUMAN, arn, None
+    m = AWS_USER.match(arn)
+    if m is None or NHI_NAME.search(m.group(2)):
+        return None
+    if from_console or not access_key:
+        return (HUMAN, arn, None) if from_console else None
+    acct, user = m.group(1), m.group(2)
+    principal = f"{arn}/{access_key}" if access_key.startswith("AKIA") else arn
+    return API_KEY, principal, f"aws:{acct}:iam-user-keys"
 
 
 def repo_owner(url: str) -> str | None:

@@ -19,7 +19,7 @@ from typing import Protocol
 
 from ..model import AI_AGENT, API_KEY, CI_JOB, OAUTH_APP, WORKLOAD, Identity
 from .credentials import CREDENTIAL_ATTRIBUTES, principal_of_credential
-from .principals import repo_owner
+from .principals import classify_aws, repo_owner
 
 SERVER = 2  # OTLP span kind
 
@@ -112,8 +112,24 @@ def _value_of(key: str, value, make: IdentityMaker) -> Identity | None:
 
 
 def _aws_principal(ctx: RecordContext, make: IdentityMaker) -> Identity | None:
+    """The principal's type, its credential and how it signed in decide before its name
+    (``principals.classify_aws``); the ARN's format after that."""
     found = _first(ctx, "aws.principal.arn")
-    return make.by_value(str(found[0]), "aws.principal.arn") if found else None
+    if not found:
+        return None
+    arn = str(found[0])
+    attrs = ctx.rec if "aws.principal.arn" in ctx.rec else ctx.res
+    decided = classify_aws(arn, _text(attrs.get("aws.principal.type")), _text(attrs.get("aws.access_key.id")),
+                           attrs.get("aws.session.from_console") in (True, "true"),
+                           _text(attrs.get("aws.session.web_identity_provider")))
+    if decided is not None:
+        kind, principal, group = decided
+        return make.identity(kind, principal, "aws.principal.arn", group)
+    return make.by_value(arn, "aws.principal.arn")
+
+
+def _text(value) -> str | None:
+    return str(value) if value else None
 
 
 def _user(ctx: RecordContext, make: IdentityMaker) -> Identity | None:
@@ -142,7 +158,7 @@ RULES: tuple[Rule, ...] = (
     Rule("ci_job", frozenset({"cicd.pipeline.name", "vcs.repository.url.full"}), _pipeline),
     Rule("oauth_app", frozenset({"oauth.client.id"}), _oauth_client),
     Rule("api_key", frozenset(CREDENTIAL_ATTRIBUTES), _credential, _credential_value),
-    Rule("aws_principal", frozenset({"aws.principal.arn"}), _aws_principal, _value_of),
+    Rule("aws_principal", frozenset({"aws.principal.arn"}), _aws_principal),
     Rule("user", frozenset({"user.id", "enduser.id"}), _user, _value_of),
 )
 # Rule 7 reads only the resource's service.name and applies when no other rule matched.

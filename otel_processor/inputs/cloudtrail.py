@@ -58,6 +58,15 @@ def attributes(r: VendorRecord) -> dict:
         "cloud.region": text_of(d.get("awsRegion")),
         "cloud.account.id": text_of(d.get("recipientAccountId")) or text_of(who.get("accountId")),
     }
+    # How the principal signed in, which decides who it is (identity/principals.classify_aws):
+    # a console session is a person's; a role session opened through an OIDC provider says which.
+    if d.get("sessionCredentialFromConsole") in ("true", True) or d.get("eventType") == "AwsConsoleSignIn":
+        attrs["aws.session.from_console"] = "true"
+    context = who.get("sessionContext")
+    if isinstance(context, dict):
+        federation = context.get("webIdFederationData")
+        if isinstance(federation, dict):
+            attrs["aws.session.web_identity_provider"] = text_of(federation.get("federatedProvider"))
     return present(attrs)
 
 
@@ -88,11 +97,15 @@ def map_record(r: VendorRecord) -> Mapped | Skipped:
         issued = Issuance(key, r.text("responseElements.assumedRoleUser.arn") or _session_arn(
             r.text("requestParameters.roleArn"), r.text("requestParameters.roleSessionName")) or "",
                           attrs.get("aws.principal.arn", ""), attrs.get("source.address"))
+    if not attrs.get("aws.principal.arn") and kind == "WebIdentityUser" and r.text("userIdentity.userName"):
+        # AssumeRoleWithWebIdentity names the federated subject only: for GitHub Actions
+        # (repo:<org>/<repo>:ref:...) that is the CI job, owned by the repository.
+        attrs["user.id"] = r.text("userIdentity.userName")
     if not attrs.get("aws.principal.arn") and kind == "IAMUser" and r.text("userIdentity.userName"):
         # Console sign-in steps (CheckMfa...) name the user without its ARN.
         attrs["aws.principal.arn"] = (f"arn:aws:iam::{r.text('userIdentity.accountId', 'recipientAccountId')}:"
                                       f"user/{r.text('userIdentity.userName')}")
-    if not attrs.get("aws.principal.arn"):
+    if not attrs.get("aws.principal.arn") and not attrs.get("user.id"):
         if r.text("userIdentity.invokedBy"):
             return Skipped(NAME, f"{r.text('eventType') or 'event'} by {r.text('userIdentity.invokedBy')}", when)
         return Skipped(NAME, f"no principal ARN (userIdentity type {r.text('userIdentity.type') or 'absent'})", when)

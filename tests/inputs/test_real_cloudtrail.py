@@ -34,6 +34,9 @@ DATASET = os.path.join(ROOT, "..", "shared", "datasets", "invictus-aws-cloudtrai
                        "CloudTrail")
 TAGS = re.compile(r"\s*stratus-red-team_[0-9a-f-]+")
 ROLE = "workload:arn:aws:iam::123837392027:role/stratus-red-team-ec2-steal-credentials-role"
+# The IAM user whose long-lived access key ran the whole simulation: a key, not a person at a
+# console (its console records are sessionCredentialFromConsole), and it swept Secrets Manager.
+KEY = "api_key:arn:aws:iam::123837392027:user/bert-jan/AKIATFQR7NSC8Q4X20BJ"
 
 pytestmark = pytest.mark.skipif(not os.path.isdir(DATASET), reason="shared dataset not present")
 
@@ -93,12 +96,14 @@ def test_every_record_is_converted_and_every_principal_resolves(converted):
     assert attributed == with_arn + issued + named
 
 
-def test_converted_capture_raises_only_the_instance_credential_event(converted):
+def test_converted_capture_raises_the_instance_credential_and_the_key_s_secret_sweep(converted):
     _, (out, _, _) = converted
-    assert {e.identity.id for e in out} == {ROLE}
-    event = out[0]
+    assert {e.identity.id for e in out} == {ROLE, KEY}
+    event = next(e for e in out if e.identity.id == ROLE)
     assert "192.168.10.20" in event.body and "3.225.16.109" in event.body
     assert "T1552.005" in event.rule_references
+    swept = [e for e in out if e.identity.id == KEY]
+    assert any(f.startswith("first_sight.secret_sweep:") for e in swept for f in e.findings)
 
 
 def test_collector_attribute_shape_gives_the_same_event():
@@ -111,4 +116,4 @@ def test_collector_attribute_shape_gives_the_same_event():
     out, total, attributed = _run(requests)
     assert total == 2900
     assert attributed == sum(1 for e in events if (e.get("userIdentity") or {}).get("arn"))
-    assert {e.identity.id for e in out} == {ROLE}
+    assert {e.identity.id for e in out} == {ROLE, KEY}
