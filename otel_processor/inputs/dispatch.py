@@ -56,7 +56,7 @@ def profile_of(data: dict) -> str | None:
         return cloudtrail.NAME
     if "protoPayload" in data:
         return gcp.NAME
-    if "auditID" in data:
+    if "auditID" in data or kubernetes.is_audit_event(data):
         return kubernetes.NAME
     if "OfficeWorkload" in data or ("Workload" in data and "Operation" in data):
         return m365.NAME

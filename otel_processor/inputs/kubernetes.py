@@ -25,9 +25,16 @@ EXTRA_POD = "authentication.kubernetes.io/pod-name"
 EXTRA_NODE = "authentication.kubernetes.io/node-name"
 
 
+def is_audit_event(data: dict) -> bool:
+    """An audit event by what it is (``kind: Event`` of ``audit.k8s.io``), for re-exports that
+    dropped its ``auditID``."""
+    api = data.get("apiVersion")
+    return data.get("kind") == "Event" and isinstance(api, str) and api.startswith("audit.k8s.io/")
+
+
 def unwrap(data: dict) -> dict | None:
     """The audit event inside an EKS, AKS or plain envelope; None when there is none."""
-    if "auditID" in data or "verb" in data:
+    if "auditID" in data or "verb" in data or is_audit_event(data):
         return data
     for holder in (data.get("properties"), data):  # AKS diagnostic settings, EKS CloudWatch
         if isinstance(holder, dict):

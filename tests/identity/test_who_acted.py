@@ -96,6 +96,8 @@ ROWS = [
     ("controller manager", k8s("system:kube-controller-manager", ["system:authenticated"]), "workload:system:kube-controller-manager"),
     ("a person through kubectl (look-alike)", k8s("alice@corp.example", ["developers", "system:authenticated"]),
      "human:alice@corp.example"),
+    ("kubelet, re-exported without auditID", {k: v for k, v in k8s("system:node:n1", ["system:nodes"]).items()
+                                               if k != "auditID"}, "workload:system:node:n1"),
     # Google Cloud: a federated workload is a workload
     ("workload identity federation", gcp(subject="principal://iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/github/subject/repo:acme/api:ref:refs/heads/main"),
      "workload:principal://iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/github/subject/repo:acme/api:ref:refs/heads/main"),
