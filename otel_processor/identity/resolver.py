@@ -45,7 +45,7 @@ class Resolver:
             (key,) = present
             rule = OWNER_OF_KEY[key]
             if rule.from_value is not None and key in rec:
-                found = rule.from_value(key, rec[key], self)
+                found = rule.from_value(key, rec[key], self, rec)
                 if found is not None:
                     return found
         ctx = RecordContext(rec, res, is_span, span_kind, is_consent, audit_log)

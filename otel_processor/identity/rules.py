@@ -54,8 +54,9 @@ class Rule:
     keys: frozenset[str]
     resolve: Callable[[RecordContext, IdentityMaker], Identity | None]
     # For a record whose only identity attribute is one of ``keys`` on the record itself: the
-    # identity from that one value, without building a context (the common case on the hot path).
-    from_value: Callable[[str, object, IdentityMaker], Identity | None] | None = None
+    # identity from that one value (and the record's other attributes, where the rule reads
+    # them), without building a context (the common case on the hot path).
+    from_value: Callable[[str, object, IdentityMaker, dict], Identity | None] | None = None
 
 
 def _first(ctx: RecordContext, *keys: str) -> tuple[object, str] | None:
@@ -93,7 +94,7 @@ def _oauth_client(ctx: RecordContext, make: IdentityMaker) -> Identity | None:
     return make.identity(OAUTH_APP, str(found[0]), "oauth.client.id", None) if found else None
 
 
-def _credential_value(key: str, value, make: IdentityMaker) -> Identity | None:
+def _credential_value(key: str, value, make: IdentityMaker, _attrs: dict | None = None) -> Identity | None:
     principal = principal_of_credential(value)
     return make.identity(API_KEY, principal, key, None) if principal else None
 
@@ -107,25 +108,32 @@ def _credential(ctx: RecordContext, make: IdentityMaker) -> Identity | None:
     return None
 
 
-def _value_of(key: str, value, make: IdentityMaker) -> Identity | None:
+def _value_of(key: str, value, make: IdentityMaker, _attrs: dict | None = None) -> Identity | None:
     return make.by_value(str(value), key) if value else None
 
 
 def _aws_principal(ctx: RecordContext, make: IdentityMaker) -> Identity | None:
-    """The principal's type, its credential and how it signed in decide before its name
-    (``principals.classify_aws``); the ARN's format after that."""
     found = _first(ctx, "aws.principal.arn")
     if not found:
         return None
-    arn = str(found[0])
-    attrs = ctx.rec if "aws.principal.arn" in ctx.rec else ctx.res
+    return _aws_value(found[1], found[0], make, ctx.rec if "aws.principal.arn" in ctx.rec else ctx.res)
+
+
+def _aws_value(key: str, value, make: IdentityMaker, attrs: dict | None = None) -> Identity | None:
+    """The principal's type, its credential and how it signed in decide before its name
+    (``principals.classify_aws``); the ARN's format after that. ``attrs``: the attributes
+    beside the ARN (the record's, or the resource's when the ARN is there)."""
+    if not value:
+        return None
+    arn = str(value)
+    attrs = attrs or {}
     decided = classify_aws(arn, _text(attrs.get("aws.principal.type")), _text(attrs.get("aws.access_key.id")),
                            attrs.get("aws.session.from_console") in (True, "true"),
                            _text(attrs.get("aws.session.web_identity_provider")))
     if decided is not None:
         kind, principal, group = decided
-        return make.identity(kind, principal, "aws.principal.arn", group)
-    return make.by_value(arn, "aws.principal.arn")
+        return make.identity(kind, principal, key, group)
+    return make.by_value(arn, key)
 
 
 def _text(value) -> str | None:
@@ -158,7 +166,7 @@ RULES: tuple[Rule, ...] = (
     Rule("ci_job", frozenset({"cicd.pipeline.name", "vcs.repository.url.full"}), _pipeline),
     Rule("oauth_app", frozenset({"oauth.client.id"}), _oauth_client),
     Rule("api_key", frozenset(CREDENTIAL_ATTRIBUTES), _credential, _credential_value),
-    Rule("aws_principal", frozenset({"aws.principal.arn"}), _aws_principal),
+    Rule("aws_principal", frozenset({"aws.principal.arn"}), _aws_principal, _aws_value),
     Rule("user", frozenset({"user.id", "enduser.id"}), _user, _value_of),
 )
 # Rule 7 reads only the resource's service.name and applies when no other rule matched.
