@@ -4,7 +4,9 @@ Log Analytics / Sentinel ``OfficeActivity`` table (``OfficeWorkload``, ``Client_
 ``Parameters`` as JSON text...).
 
 The actor is ``UserId``, or the application (``ClientAppId`` / ``AppId``, an ``oauth_app``) when the
-record says an application acted (``UserType`` 5 or 6, or app-only access). Inbox rules and mailbox
+record says an application acted (``UserType`` 5 or 6, or app-only access), or when an application
+that is not one of Microsoft's own clients (``first_party_apps.txt``) acted with the user's
+delegated permissions: the app acts, with the user as ``nhi.identity.on_behalf_of``. Inbox rules and mailbox
 settings that forward or redirect mail become ``mailbox.forwarding_rule.created`` (or
 ``mailbox.rule.created`` when they stay inside); ``MailItemsAccessed`` becomes
 ``mailbox.items.read`` on ``MailboxOwnerUPN`` with the number of items as volume. Directory
@@ -13,10 +15,21 @@ events the unified log also carries (``Workload: AzureActiveDirectory``) are rea
 
 from __future__ import annotations
 
+import os
+
 from ..model import OAUTH_APP
 from .record import IdentityHint, Mapped, Skipped, VendorRecord, present
 
 NAME = "m365"
+
+
+def _first_party() -> frozenset[str]:
+    path = os.path.join(os.path.dirname(__file__), "first_party_apps.txt")
+    with open(path, encoding="utf-8") as fh:
+        return frozenset(line.split()[0].lower() for line in fh if line.strip() and not line.startswith("#"))
+
+
+FIRST_PARTY_APPS = _first_party()
 RULE_OPERATIONS = frozenset({"new-inboxrule", "set-inboxrule", "updateinboxrules", "set-mailbox",
                              "new-transportrule", "set-transportrule"})
 FORWARD_PARAMETERS = ("forwardto", "redirectto", "forwardasattachmentto", "forwardingsmtpaddress",
@@ -92,6 +105,13 @@ def map_record(r: VendorRecord) -> Mapped | Skipped:
         attrs["oauth.client.id"] = app
         if user_id.startswith("ServicePrincipal_") and user_id[17:].lower() != app.lower():
             attrs["nhi.identity.alias"] = user_id[17:]  # its service principal's object id
+    elif app and user_id and app.lower() not in FIRST_PARTY_APPS:
+        # Delegated access: an application of someone else's acting with the user's permissions
+        # (what a consented app, or one given a new secret, does with a mailbox). The app acts;
+        # the user stands beside it.
+        identity = IdentityHint(OAUTH_APP, app, "m365.ClientAppId")
+        attrs["oauth.client.id"] = app
+        attrs["nhi.identity.on_behalf_of"] = user_id
     else:
         user = r.text("UserId", "UserKey")
         if not user:

@@ -23,7 +23,8 @@ OUR_ATTRIBUTES = frozenset({"nhi.identity.id", "nhi.identity.kind", "nhi.identit
                             # what input profiles hand the engine (issuance, targets, related
                             # identities): never taken from a sender, whose copies are dropped
                             "nhi.credential.created", "nhi.credential.issued_to", "nhi.credential.issued_by",
-                            "nhi.target.identity", "nhi.identity.related", "nhi.identity.alias"})
+                            "nhi.target.identity", "nhi.identity.related", "nhi.identity.alias",
+                            "nhi.identity.on_behalf_of"})
 # Field numbers of ``attributes`` in Span and LogRecord (opentelemetry/proto/*/v1/*.proto).
 SPAN_ATTRIBUTES_FIELD = 9
 LOG_ATTRIBUTES_FIELD = 6
@@ -111,11 +112,15 @@ def identity_attributes(identity: Identity) -> IdentityAttributes:
     return found
 
 
-def enrich(record, field_number: int, identity: Identity, verdict: Verdict, credential: str | None = None) -> None:
+def enrich(record, field_number: int, identity: Identity, verdict: Verdict, credential: str | None = None,
+           on_behalf_of: str | None = None) -> None:
     """Append ``nhi.*`` attributes to a span (field 9) or log record (field 6); ``credential``:
-    the ``nhi.credential.id`` the record used, when it names one."""
+    the ``nhi.credential.id`` the record used, when it names one; ``on_behalf_of``: the user an
+    app acted for, when the record says so."""
     cached = identity_attributes(identity)
     tail = _credential_wire(credential, field_number) if credential else b""
+    if on_behalf_of:
+        tail += string_attribute("nhi.identity.on_behalf_of", on_behalf_of, field_number)
     if verdict is NEUTRAL_VERDICT or (verdict.trust_score == 1.0 and not verdict.anomalies
                                       and not verdict.convergence_id):
         record.MergeFromString(cached.trusted[field_number] + tail if tail else cached.trusted[field_number])

@@ -318,13 +318,14 @@ class BatchProcessor:
             result.unattributed += 1
             return
         result.attributed += 1
+        for_whom = attrs.get("nhi.identity.on_behalf_of")
         if not self.detect:
-            enrich(record, LOG_ATTRIBUTES_FIELD, identity, NEUTRAL_VERDICT, attrs.get("nhi.credential.id"))
+            enrich(record, LOG_ATTRIBUTES_FIELD, identity, NEUTRAL_VERDICT, attrs.get("nhi.credential.id"), for_whom)
             return
         obs = make_observation(identity, attrs, _NO_RESOURCE, log_signal(attrs, _NO_RESOURCE, None), action,
                                vendor.time_ns, log_outcome(attrs), False, record.trace_id, record.span_id)
         enrich(record, LOG_ATTRIBUTES_FIELD, identity, self.engine.observe_unlocked(obs) if self._learn
-               else self.engine.peek(identity.id, obs.time_ns), obs.details.get("nhi.credential.id"))
+               else self.engine.peek(identity.id, obs.time_ns), obs.details.get("nhi.credential.id"), for_whom)
 
 
 _NO_RESOURCE: dict = {}

@@ -49,7 +49,31 @@ def gcp(principal_email: str | None = None, subject: str | None = None) -> dict:
             "timestamp": T, "severity": "NOTICE", "logName": "projects/acme-prod/logs/cloudaudit.googleapis.com%2Fdata_access"}
 
 
+def mail_items_accessed(user: str, app: str | None, owner: str | None = None, items: int = 7) -> dict:
+    """The unified audit log's MailItemsAccessed (Management Activity API, Exchange schema)."""
+    record = {"CreationTime": "2026-11-02T09:15:00", "Id": "5b4f0a2e-0000-4000-8000-000000000001",
+              "Operation": "MailItemsAccessed", "OrganizationId": "0f1e2d3c-0000-4000-8000-000000000000",
+              "RecordType": 50, "ResultStatus": "Succeeded", "UserKey": "10032001A1B2C3D4", "UserType": 0,
+              "Version": 1, "Workload": "Exchange", "ClientIPAddress": "198.51.100.7", "UserId": user,
+              "ClientInfoString": "Client=REST;Client=RESTSystem;;", "MailAccessType": "Bind",
+              "MailboxGuid": "7e6d5c4b-0000-4000-8000-000000000000", "MailboxOwnerUPN": owner or user,
+              "OperationCount": items,
+              "OperationProperties": [{"Name": "MailAccessType", "Value": "Bind"}, {"Name": "IsThrottled", "Value": "False"}]}
+    if app:
+        record.update(AppId=app, ClientAppId=app)
+    return record
+
+
+MAIL_APP = "3f8a9b7c-0000-4000-8000-00000000a001"  # a tenant's own registered app
+OUTLOOK_WEB = "9199bf20-a13f-4107-85dc-02114787ef48"  # One Outlook Web, Microsoft's own client
+
 ROWS = [
+    # Microsoft 365: an app reading a mailbox with a user's delegated permissions is the app
+    ("an app reads mail for a user", mail_items_accessed("cfo@corp.example", MAIL_APP), f"oauth_app:{MAIL_APP}"),
+    ("the user reads her mail in Outlook on the web (look-alike)", mail_items_accessed("cfo@corp.example", OUTLOOK_WEB),
+     "human:cfo@corp.example"),
+    ("the user reads her mail, no client app recorded (look-alike)", mail_items_accessed("cfo@corp.example", None),
+     "human:cfo@corp.example"),
     # AWS: an IAM user through its long-lived key is the key; the same user at the console is a person
     ("IAM user, access key, CLI", cloudtrail({"type": "IAMUser", "principalId": "AIDA1", "arn": f"arn:aws:iam::{ACCOUNT}:user/ci-deployer",
                                              "accountId": ACCOUNT, "accessKeyId": "AKIAEXAMPLE000000001", "userName": "ci-deployer"}),
@@ -112,6 +136,26 @@ def test_the_record_is_attributed_to_the_identity_its_principal_and_credential_s
     set_value(record.body, body)
     BatchProcessor().process_logs(request)
     assert attrs_of(record.attributes).get("nhi.identity.id") == expected
+
+
+def test_an_app_reading_a_mailbox_for_a_user_carries_the_user_beside_it_and_her_own_reads_do_not():
+    out = {}
+    for name, app in (("app", MAIL_APP), ("own", OUTLOOK_WEB)):
+        request = logs({"cloud.provider": "azure"}, {"attrs": {}})
+        record = request.resource_logs[0].scope_logs[0].log_records[0]
+        set_value(record.body, mail_items_accessed("cfo@corp.example", app))
+        BatchProcessor().process_logs(request)
+        out[name] = attrs_of(record.attributes)
+    assert (out["app"]["nhi.identity.kind"], out["app"]["nhi.identity.on_behalf_of"]) == ("oauth_app", "cfo@corp.example")
+    assert out["own"]["nhi.identity.id"] == "human:cfo@corp.example" and "nhi.identity.on_behalf_of" not in out["own"]
+
+
+def test_a_sender_cannot_set_on_behalf_of_itself():
+    request = logs({"service.name": "x"}, {"attrs": {"user.id": "svc-a", "event.category": "api",
+                                                     "nhi.identity.on_behalf_of": "ceo@corp.example"}})
+    BatchProcessor().process_logs(request)
+    got = attrs_of(request.resource_logs[0].scope_logs[0].log_records[0].attributes)
+    assert got["nhi.identity.id"] == "service_account:svc-a" and "nhi.identity.on_behalf_of" not in got
 
 
 def test_half_the_rows_are_people_or_look_alikes():
