@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from . import cloudtrail, entra, gcp, github, kubernetes, m365
+from . import azure, cloudtrail, entra, gcp, github, kubernetes, m365
 from .record import Mapped, Skipped, Unusable, VendorRecord
 
 MapFunction = Callable[[VendorRecord], "Mapped | Skipped"]
@@ -28,10 +28,13 @@ PROFILES: dict[str, MapFunction] = {
     github.NAME: github.map_record,
     kubernetes.NAME: kubernetes.map_record,
     gcp.NAME: gcp.map_record,
+    azure.ACTIVITY: azure.map_activity,
+    azure.KEYVAULT: azure.map_keyvault,
+    azure.GRAPH: azure.map_graph,
 }
 
 # Sources whose exports change the case of field names (Log Analytics tables of Graph records).
-FOLD_CASE = frozenset({entra.SIGNIN, entra.AUDIT, m365.NAME})
+FOLD_CASE = frozenset({entra.SIGNIN, entra.AUDIT, m365.NAME, azure.ACTIVITY, azure.KEYVAULT, azure.GRAPH})
 
 # Azure ``category`` (diagnostic settings) and Log Analytics ``Type`` values, lower case.
 _AZURE_KINDS = {
@@ -40,6 +43,11 @@ _AZURE_KINDS = {
     "kube-audit": kubernetes.NAME,
     "kube-audit-admin": kubernetes.NAME,
     "officeactivity": m365.NAME,
+    # the Activity Log's categories, and its table
+    **{name: azure.ACTIVITY for name in ("administrative", "security", "policy", "azureactivity")},
+    "auditevent": azure.KEYVAULT,
+    "azkvauditlogs": azure.KEYVAULT,
+    "microsoftgraphactivitylogs": azure.GRAPH,
 }
 
 

@@ -28,10 +28,10 @@ def test_every_row_of_the_identity_table_is_what_the_processor_decides(reference
 
 def test_the_table_covers_every_source_with_people_beside_the_non_human_identities():
     table = rows()
-    assert len(table) >= 55
+    assert len(table) >= 60
     assert sum(1 for _, identity, _ in table if identity and identity.startswith("human:")) >= 15
     files = {reference.partition("#")[0] for reference, _, _ in table}
     sources = {f.split("/")[3] for f in files if f.startswith("otel_processor/")}
-    assert sources == {"cloudtrail", "entra", "gcp", "github", "kubernetes", "m365"}
+    assert sources == {"azure", "cloudtrail", "entra", "gcp", "github", "kubernetes", "m365"}
     fixtures = os.path.join(ROOT, "tests", "testdata", "identity")
     assert {f"tests/testdata/identity/{n}" for n in os.listdir(fixtures)} <= files, "every identity fixture has a row"

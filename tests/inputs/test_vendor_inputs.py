@@ -108,9 +108,15 @@ def test_native_bodies_map_or_json_text_are_read_as_the_converted_form():
     assert ours == theirs
     assert sum(1 for a in ours if "nhi.identity.id" in a) == sum(
         sum(e["identities"].values()) for e in EXPECTED.values())
-    # forwarded unchanged apart from nhi.* (and credentials masked: the STS session token)
+    # forwarded unchanged apart from nhi.* (and credentials masked: the STS session token; what an
+    # Azure Activity record holds under "authorization", its RBAC evidence, is fingerprinted as
+    # everything under that key is)
     after = [to_python(r.body) for r in _records(requests)]
     changed = [(b, a) for b, a in zip(before, after) if b != a]
+    azure = [(b, a) for b, a in changed if "identity" in b and "authorization" in b["identity"]]
+    assert len(azure) == 1 and {k: v for k, v in azure[0][1]["identity"].items() if k != "authorization"} == {
+        k: v for k, v in azure[0][0]["identity"].items() if k != "authorization"}
+    changed = [c for c in changed if c not in azure]
     assert len(changed) == 1
     credentials_before = changed[0][0]["responseElements"]["credentials"]
     credentials_after = changed[0][1]["responseElements"]["credentials"]
@@ -144,7 +150,16 @@ def test_contract_actions_targets_and_credentials():
     assert {m.attrs["email.to.address"] for m in forwarding} == {"collector@mailbox-relay.example",
                                                                 "archive@offsite-mail.example"}
     reads = found["mailbox.items.read"]
-    assert max(m.attrs["messaging.batch.message_count"] for m in reads) == 240
+    assert max(m.attrs.get("messaging.batch.message_count", 1) for m in reads) == 240
+    graph = [m for m in reads if m.source == "graph_activity"]
+    assert {(m.attrs["oauth.client.id"] if m.identity else m.attrs["user.id"], m.attrs["cloud.resource_id"])
+            for m in graph} == {("3f8a9b7c-0000-4000-8000-00000000a001", "pat.finance@contoso.example"),
+                                ("2b3c4d5e-0000-4000-8000-00000000c002", "2b3c4d5e-0000-4000-8000-00000000c002")}
+    arm = {m.attrs["event.action"]: m for ms in found.values() for m in ms if m.source == "azure_activity"}
+    assert arm["microsoft.authorization/roleassignments/write"].attrs["event.category"] == "iam"
+    assert arm["microsoft.keyvault/vaults/write"].attrs["http.response.status_code"] == 403
+    vault = [m for ms in found.values() for m in ms if m.source == "azure_keyvault"]
+    assert "https://kv-prod.vault.azure.net/secrets/db-password" in {m.attrs["cloud.resource_id"] for m in vault}
     token = found["token.issued"]
     assert {m.attrs.get("nhi.credential.id") for m in token} >= {"d4c3b2a1-0000-4000-8000-00000000c001"}
     assert found["create serviceaccounts/token"] if "create serviceaccounts/token" in found else True
