@@ -84,6 +84,11 @@ def profile_of(data: dict) -> str | None:
     message = data.get("message")
     if isinstance(message, str) and message[:1] == "{" and '"auditID"' in message[:4096]:
         return kubernetes.NAME  # EKS through CloudWatch Logs: the audit event as text
+    # SIEM re-exports that change the case of the unified audit log's keys ("workload",
+    # "operation"): checked last, on records nothing else claimed.
+    keys = {k.lower() for k in data if isinstance(k, str)}
+    if "officeworkload" in keys or ("workload" in keys and "operation" in keys and "creationtime" in keys):
+        return m365.NAME
     return None
 
 
