@@ -176,7 +176,9 @@ def test_readiness_says_no_as_soon_as_shutdown_starts_while_a_batch_drains(sink,
     import threading
 
     sink.hold = threading.Event()  # downstream answers the in-flight batch only when told
-    service = start_service(sink, telemetry=TelemetryConfig(prometheus=False))
+    svc = ServiceConfig(listen_grpc="127.0.0.1:0", listen_admin="127.0.0.1:0", listen_http=None,
+                        forward=sink.endpoint, forward_timeout_s=60)  # the held export must not time out
+    service = Service(ProcessorConfig(service=svc, state_dir=None, telemetry=TelemetryConfig(prometheus=False))).start()
     stopping = threading.Thread(target=service.stop, kwargs={"grace": 30})
     channel = grpc.insecure_channel(f"127.0.0.1:{service.grpc_port}")
     try:
