@@ -9,17 +9,57 @@ to a file (read by the Collector's filelog receiver), and in the managed service
 
 Who: ``user.username`` (``system:serviceaccount:<ns>:<name>`` is a workload); the credential is
 ``authentication.kubernetes.io/credential-id`` and the pod a bound token was issued to is in
-``user.extra``. Only ``stage: ResponseComplete`` is an event of ours: the other stages describe the
-same request again.
+``user.extra``. Only ``stage: ResponseComplete`` is an event of ours (the other stages describe the
+same request again), except for sessions into a pod (``exec``, ``attach``, ``portforward``),
+observed at ``ResponseStarted``, when they open, and not again when they close.
 """
 
 from __future__ import annotations
+
+import threading
+from collections import OrderedDict
 
 from .record import Mapped, Skipped, VendorRecord, parse_json_text, present, text_of
 
 NAME = "kubernetes"
 RBAC = frozenset({"roles", "rolebindings", "clusterroles", "clusterrolebindings", "serviceaccounts/token",
                   "certificatesigningrequests", "tokenrequests"})
+# A session into a pod (kubectl exec, attach, port-forward) is recorded when it opens
+# (ResponseStarted) and again when it closes, maybe hours later: it is observed when it opens, and
+# at its close only when its opening was not seen (an audit policy that omits ResponseStarted).
+CONNECT = frozenset({"exec", "attach", "portforward"})
+
+
+class OpenedSessions:
+    """The audit ids of sessions into pods observed when they opened: bounded, oldest forgotten
+    first (a session still open after 4,096 newer ones is observed again when it closes)."""
+
+    def __init__(self, capacity: int = 4096):
+        self.capacity = capacity
+        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def first_of(self, audit_id: str | None, stage: str) -> bool:
+        """Whether this stage of the session is the one to observe."""
+        if stage == "ResponseStarted":
+            if audit_id:
+                with self._lock:
+                    self._ids[audit_id] = None
+                    if len(self._ids) > self.capacity:
+                        self._ids.popitem(last=False)
+            return True
+        if stage != "ResponseComplete":
+            return False
+        if not audit_id:
+            return True
+        with self._lock:
+            opened = audit_id in self._ids
+            if opened:
+                del self._ids[audit_id]
+        return not opened
+
+
+OPENED = OpenedSessions()
 EXTRA_CREDENTIAL = "authentication.kubernetes.io/credential-id"
 EXTRA_POD = "authentication.kubernetes.io/pod-name"
 EXTRA_NODE = "authentication.kubernetes.io/node-name"
@@ -66,7 +106,10 @@ def map_record(r: VendorRecord) -> Mapped | Skipped:
     e = r.inner(event)
     when = e.time("stageTimestamp", "requestReceivedTimestamp", "timestamp")
     stage = text_of(event.get("stage")) or "ResponseComplete"
-    if stage != "ResponseComplete":
+    if text_of(_dict(event.get("objectRef")).get("subresource")) in CONNECT:
+        if not OPENED.first_of(text_of(event.get("auditID")), stage):
+            return Skipped(NAME, f"stage {stage}: the session into the pod was observed when it opened", when)
+    elif stage != "ResponseComplete":
         return Skipped(NAME, f"stage {stage}: only ResponseComplete is observed", when)
     user_info = _dict(event.get("user"))
     user = text_of(user_info.get("username"))

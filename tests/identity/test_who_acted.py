@@ -1,8 +1,10 @@
 """Delegated access: an application reading a mailbox with a user's permissions is the app, with
-the user beside it; the user reading her own mail stays the user. (Every other who-acted case is
-a row of docs/identity.md, checked by test_identity_table.py.)"""
+the user beside it; the user reading her own mail stays the user. A session into a pod is observed
+once. (Every other who-acted case is a row of docs/identity.md, checked by test_identity_table.py.)"""
 
 from __future__ import annotations
+
+import uuid
 
 from otel_processor.pipeline import BatchProcessor
 from vendor_records import attributed, record_of
@@ -23,3 +25,15 @@ def test_a_sender_cannot_set_on_behalf_of_itself():
     BatchProcessor().process_logs(request)
     got = attrs_of(request.resource_logs[0].scope_logs[0].log_records[0].attributes)
     assert got["nhi.identity.id"] == "service_account:svc-a" and "nhi.identity.on_behalf_of" not in got
+
+
+def test_a_session_into_a_pod_is_observed_when_it_opens_and_not_again_when_it_closes():
+    opens = record_of("tests/testdata/identity/k8s-exec-opens.json")
+    session = str(uuid.uuid4())  # the profile remembers opened sessions by audit id, process-wide
+    opened = attributed({**opens, "auditID": session})
+    closed = attributed({**opens, "auditID": session, "stage": "ResponseComplete"})
+    assert opened["nhi.identity.id"] == "workload:system:serviceaccount:ci:runner" and "nhi.identity.id" not in closed
+    # a policy that omits ResponseStarted: the close is all there is, and it is observed
+    alone = attributed({**opens, "auditID": str(uuid.uuid4()), "stage": "ResponseComplete"})
+    assert alone["nhi.identity.id"] == "workload:system:serviceaccount:ci:runner"
+
