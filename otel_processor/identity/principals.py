@@ -105,7 +105,9 @@ AWS_SSO_ROLE = "AWSReservedSSO_"
 GITHUB_ACTIONS_PROVIDER = "token.actions.githubusercontent.com"
 
 
-@functools.lru_cache(maxsize=65_536)  # per record on the busiest source; bounded, least recent out
+# Per record on the busiest source. Bounded in entries, least recent out, and in size: the caller
+# bounds every argument (identity/rules._aws_value).
+@functools.lru_cache(maxsize=65_536)
 def classify_aws(arn: str, principal_type: str | None, access_key: str | None, from_console: bool,
                  web_identity_provider: str | None) -> tuple[str, str, str | None] | None:
     """Who acted on an AWS record, from what the record says about the principal and its
@@ -135,9 +137,8 @@ def classify_aws(arn: str, principal_type: str | None, access_key: str | None, f
         return None
     if from_console or not access_key:
         return (HUMAN, arn, None) if from_console else None
-    acct, user = m.group(1), m.group(2)
     principal = f"{arn}/{access_key}" if access_key.startswith("AKIA") else arn
-    return API_KEY, principal, f"aws:{acct}:iam-user-keys"
+    return API_KEY, principal, f"aws:{m.group(1)}:iam-user-keys"
 
 
 def repo_owner(url: str) -> str | None:

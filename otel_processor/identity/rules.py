@@ -19,7 +19,7 @@ from typing import Protocol
 
 from ..model import AI_AGENT, API_KEY, CI_JOB, OAUTH_APP, WORKLOAD, Identity
 from .credentials import CREDENTIAL_ATTRIBUTES, principal_of_credential
-from .principals import classify_aws, repo_owner
+from .principals import MAX_PRINCIPAL, bounded_principal, classify_aws, repo_owner
 
 SERVER = 2  # OTLP span kind
 
@@ -125,7 +125,7 @@ def _aws_value(key: str, value, make: IdentityMaker, attrs: dict | None = None) 
     beside the ARN (the record's, or the resource's when the ARN is there)."""
     if not value:
         return None
-    arn = str(value)
+    arn = bounded_principal(str(value))  # the sender's text: bounded before a pattern or a cache sees it
     attrs = attrs or {}
     decided = classify_aws(arn, _text(attrs.get("aws.principal.type")), _text(attrs.get("aws.access_key.id")),
                            attrs.get("aws.session.from_console") in (True, "true"),
@@ -137,7 +137,7 @@ def _aws_value(key: str, value, make: IdentityMaker, attrs: dict | None = None) 
 
 
 def _text(value) -> str | None:
-    return str(value) if value else None
+    return str(value)[:MAX_PRINCIPAL] if value else None
 
 
 def _user(ctx: RecordContext, make: IdentityMaker) -> Identity | None:

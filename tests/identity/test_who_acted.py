@@ -37,3 +37,22 @@ def test_a_session_into_a_pod_is_observed_when_it_opens_and_not_again_when_it_cl
     alone = attributed({**opens, "auditID": str(uuid.uuid4()), "stage": "ResponseComplete"})
     assert alone["nhi.identity.id"] == "workload:system:serviceaccount:ci:runner"
 
+
+
+def test_a_megabyte_principal_and_key_are_bounded_before_anything_keeps_them(monkeypatch):
+    """The AWS rule caches what it decided per (principal, type, key...): every argument is bounded
+    first, or a sender could fill the cache with megabytes."""
+    from otel_processor.identity import rules
+    from otel_processor.identity.principals import MAX_PRINCIPAL
+
+    seen = []
+    real = rules.classify_aws
+    monkeypatch.setattr(rules, "classify_aws", lambda *args: seen.append(args) or real(*args))
+    huge = "arn:aws:iam::111122223333:user/" + "a/" * 500_000 + "deploy"
+    request = logs({"service.name": "x"}, {"attrs": {"aws.principal.arn": huge, "aws.principal.type": "IAMUser",
+                                                     "aws.access_key.id": "AKIA" + "B" * 1_000_000,
+                                                     "rpc.method": "GetObject"}})
+    BatchProcessor().process_logs(request)
+    got = attrs_of(request.resource_logs[0].scope_logs[0].log_records[0].attributes)
+    assert seen and all(len(a) <= 2 * MAX_PRINCIPAL for args in seen for a in args if isinstance(a, str))
+    assert got["nhi.identity.id"] and len(got["nhi.identity.id"]) < 3 * MAX_PRINCIPAL
