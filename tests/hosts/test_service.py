@@ -275,13 +275,17 @@ def test_serve_without_config_starts_and_sigterm_drains(sink, tmp_path):
         stub = logs_service_pb2_grpc.LogsServiceStub(channel)
         big = logs({"service.name": "batch-writer"},
                    *[{"attrs": {"event.category": "api", "event.action": "write", "n": i}} for i in range(20000)])
-        future = stub.Export.future(big, timeout=10)
-        time.sleep(0.05)
+        sink.hold = threading.Event()  # downstream answers only when told: the batch is then in flight
+        future = stub.Export.future(big, timeout=60)
+        assert sink.wait_for(lambda s: s.arrived > 0, 60), "the batch reached downstream"
         proc.send_signal(signal.SIGTERM)
+        sink.hold.set()
         future.result()  # the in-flight batch is answered OK, not cut off
         assert proc.wait(timeout=30) == 0
         channel.close()
     finally:
+        if sink.hold is not None:
+            sink.hold.set()
         if proc.poll() is None:
             proc.kill()
     assert len(sink.telemetry_log_records()) == 20000
