@@ -29,16 +29,21 @@ GRAPH = "graph_activity"
 
 OID = "http://schemas.microsoft.com/identity/claims/objectidentifier"
 UPN = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn"
-NAME_CLAIM = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name"
 # ARM status names as the Activity Log gives them, as HTTP status codes.
 _STATUS = {"ok": 200, "created": 201, "accepted": 202, "nocontent": 204, "badrequest": 400, "unauthorized": 401,
            "forbidden": 403, "notfound": 404, "conflict": 409, "internalservererror": 500}
 _IAM_OPERATIONS = ("microsoft.authorization/roleassignments/", "microsoft.authorization/roledefinitions/",
-                   "microsoft.authorization/elevateaccess/", "microsoft.managedidentity/userassignedidentities/",
-                   "microsoft.managedidentity/userassignedidentities/federatedidentitycredentials/")
+                   "microsoft.authorization/elevateaccess/", "microsoft.managedidentity/userassignedidentities/")
 _ID_SEGMENT = re.compile(r"^(?:[0-9a-fA-F-]{32,36}|\d+|[^/@]+@[^/]+)$")
 _MAIL = re.compile(r"^/(?:v1\.0|beta)/(?:users/([^/]+)|me)/(?:mailFolders/[^/]+/)?messages(?:/|$)", re.IGNORECASE)
 _VAULT_OBJECT = re.compile(r"^(https://[^/]+/(?:secrets|keys|certificates|storage)/[^/]+)")
+
+
+def _status(code) -> int | None:
+    """An HTTP status as the tables and the diagnostic records give it: a number or its digits."""
+    if isinstance(code, (int, float)) and not isinstance(code, bool):
+        return int(code)
+    return int(code) if isinstance(code, str) and code.isdigit() else None
 
 
 def _claims(r: VendorRecord) -> dict:
@@ -105,9 +110,7 @@ def map_keyvault(r: VendorRecord) -> Mapped | Skipped:
     """One Key Vault audit event: a secret, key or certificate read or changed."""
     when = r.time("time", "TimeGenerated")
     operation = r.text("operationName", "OperationName") or ""
-    code = r.get("properties.httpStatusCode", "httpStatusCode", "HttpStatusCode", "httpStatusCode_d")
-    status = int(code) if isinstance(code, (int, float)) and not isinstance(code, bool) else (
-        int(code) if isinstance(code, str) and code.isdigit() else None)
+    status = _status(r.get("properties.httpStatusCode", "httpStatusCode", "HttpStatusCode", "httpStatusCode_d"))
     target = r.text("properties.id", "id_s", "Id", "requestUri_s") or r.text("resourceId", "_ResourceId")
     found = _VAULT_OBJECT.match(target or "")
     result = (r.text("resultType", "ResultType") or "").lower()
@@ -140,9 +143,7 @@ def map_graph(r: VendorRecord) -> Mapped | Skipped:
     method = (p.text("requestMethod", "RequestMethod") or "GET").upper()
     uri = p.text("requestUri", "RequestUri") or ""
     path = "/" + uri.split("://", 1)[-1].split("/", 1)[-1].split("?", 1)[0] if uri else ""
-    code = p.get("responseStatusCode", "ResponseStatusCode")
-    status = int(code) if isinstance(code, (int, float)) and not isinstance(code, bool) else (
-        int(code) if isinstance(code, str) and code.isdigit() else None)
+    status = _status(p.get("responseStatusCode", "ResponseStatusCode"))
     attrs = {
         "event.category": "api",
         "event.action": f"{method} {_template(path)}",
