@@ -3,14 +3,19 @@ Pub/Sub delivers it (the Collector's Google Pub/Sub receiver), as a sink exports
 Storage, or as ``gcloud logging read --format=json`` prints it.
 
 Who: ``protoPayload.authenticationInfo.principalEmail`` (``...iam.gserviceaccount.com`` is a
-service account). An impersonation chain (``serviceAccountDelegationInfo``) names the identities
-that lent their permissions: they are related identities. The credential is the service account
+service account), else ``principalSubject`` (a federated principal). When a service account is
+impersonated, the service account acts and whoever impersonated it is a related identity: on the
+calls made with the borrowed token (``serviceAccountDelegationInfo`` names the callers) and on the
+mint itself (``iamcredentials`` ``GenerateAccessToken``..., whose ``request.name`` or
+``metadata.identityDelegationChain`` names the account), so a new caller borrowing a deploy account
+is read against that account's own history. The credential is the service account
 key (``serviceAccountKeyName``) when one was used. GKE's Kubernetes audit entries (``k8s.io``) are
 read as Kubernetes.
 """
 
 from __future__ import annotations
 
+from ..identity.principals import GCP_SERVICE_ACCOUNT, classify_principal
 from .record import Issuance, Mapped, Skipped, VendorRecord, present
 
 NAME = "gcp_audit"
@@ -52,6 +57,11 @@ def map_record(r: VendorRecord) -> Mapped | Skipped:
             lender = p.inner(link).text("firstPartyPrincipal.principalEmail", "principalSubject")
             if lender:
                 related.append(lender)
+    if service == "iamcredentials.googleapis.com" and short in AUTH_METHODS:
+        borrowed = _impersonated(p)
+        if borrowed and borrowed != principal:
+            attrs["user.id"] = borrowed
+            related.append(principal)
     issued = None
     if short in ("CreateServiceAccountKey",):
         key = p.text("response.name")
@@ -62,8 +72,22 @@ def map_record(r: VendorRecord) -> Mapped | Skipped:
                   record_id=r.text("insertId"), related=tuple(_identity_of(x) for x in related), issued=issued)
 
 
+def _impersonated(p: VendorRecord) -> str | None:
+    """The service account a token mint is for: the request's ``name``, else the delegation
+    chain's last link (``projects/-/serviceAccounts/<email>``). Only an email form names an
+    identity; a bare unique id leaves the caller as the actor."""
+    chain = p.get("metadata.identityDelegationChain")
+    last = chain[-1] if isinstance(chain, list) and chain and isinstance(chain[-1], str) else None
+    for name in (p.text("request.name"), last):
+        account = (name or "").rpartition("/serviceAccounts/")[2]
+        if GCP_SERVICE_ACCOUNT.match(account):
+            return account
+    return None
+
+
 def _identity_of(principal: str) -> str:
-    """The identity id an impersonation link names (the contract's format rules, in short)."""
-    if principal.endswith(".iam.gserviceaccount.com"):
-        return f"service_account:{principal}"
+    """The identity id an impersonation link names, by the same format rules as the actor's."""
+    known = classify_principal(principal)
+    if known is not None:
+        return f"{known[0]}:{known[1]}"
     return f"human:{principal}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 
+from otel_processor.inputs.dispatch import read_vendor
 from otel_processor.pipeline import BatchProcessor
 from vendor_records import attributed, record_of
 
@@ -17,6 +18,18 @@ def test_an_app_reading_a_mailbox_for_a_user_carries_the_user_beside_it_and_her_
            for name, fixture in (("app", "m365-app-reads-mail-for-user"), ("own", "m365-user-reads-own-mail-owa"))}
     assert (out["app"]["nhi.identity.kind"], out["app"]["nhi.identity.on_behalf_of"]) == ("oauth_app", "cfo@corp.example")
     assert out["own"]["nhi.identity.id"] == "human:cfo@corp.example" and "nhi.identity.on_behalf_of" not in out["own"]
+
+
+def test_an_impersonated_service_account_acts_and_whoever_borrowed_it_stands_beside_it():
+    federated = ("workload:principal://iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/github/"
+                 "subject/repo:acme/api:ref:refs/heads/main")
+    for fixture in ("gcp-federated-ci-mints-token-for-service-account", "gcp-service-account-acts-for-federated-ci"):
+        record = record_of(f"tests/testdata/identity/{fixture}.json")
+        assert attributed(record)["nhi.identity.id"] == "service_account:deploy-bot@acme-prod.iam.gserviceaccount.com"
+        assert read_vendor(record).related == (federated,), fixture  # what the event names beside it
+    # a mint naming the account only by its unique id leaves the caller as the actor
+    record = record_of("tests/testdata/identity/gcp-person-mints-token-by-unique-id.json")
+    assert attributed(record)["nhi.identity.id"] == "human:alice@corp.example" and read_vendor(record).related == ()
 
 
 def test_a_sender_cannot_set_on_behalf_of_itself():
