@@ -35,6 +35,10 @@ AWS_USER = re.compile(r"^arn:aws[\w-]*:iam::(\d+):user/(?:.*/)?([^/]+)$")
 GCP_SERVICE_ACCOUNT = re.compile(r"^([^@]+)@([^.]+)\.iam\.gserviceaccount\.com$")
 SPIFFE = re.compile(r"^spiffe://([^/]+)(/[^/]*)?")
 GITHUB_OIDC = re.compile(r"^repo:([^/:]+)/([^:]+)(:.*)?$")
+# A role session named by an email address is a person's: SAML and OIDC identity providers (and
+# IAM Identity Center) name the session after who signed in; machines' sessions carry an
+# instance id, a function name, a run id.
+EMAIL_SESSION = re.compile(r"^[^@/\s]{1,128}@[^@/\s]{1,253}\.[A-Za-z]{2,24}$")
 NHI_NAME = re.compile(r"^(svc|sa|bot)[-_]|\[bot\]$", re.IGNORECASE)
 # RE2: a trailing repetition anchored at the end is quadratic for backtracking engines.
 _STEM_TAIL = re2.compile(
@@ -72,6 +76,9 @@ def classify_principal(value: str) -> tuple[str, str, str | None] | None:
     m = AWS_ASSUMED_ROLE.match(value)
     if m:
         acct, role = m.group(1), m.group(2)
+        session = value.rsplit("/", 1)[-1]
+        if is_person_session(role, session):
+            return HUMAN, session, None
         # The session name is per-use (an instance id, a CI run id): not part of the identity.
         return WORKLOAD, f"arn:aws:iam::{acct}:role/{role}", f"aws:{acct}:{name_stem(role)}"
     m = AWS_ROLE.match(value)
@@ -105,6 +112,12 @@ AWS_SSO_ROLE = "AWSReservedSSO_"
 GITHUB_ACTIONS_PROVIDER = "token.actions.githubusercontent.com"
 
 
+def is_person_session(role: str, session: str) -> bool:
+    """An AWS role session that is a person signed in: IAM Identity Center's ``AWSReservedSSO_*``
+    roles, or a session named by an email address (a federated sign-in)."""
+    return role.startswith(AWS_SSO_ROLE) or EMAIL_SESSION.match(session) is not None
+
+
 # Per record on the busiest source. Bounded in entries, least recent out, and in size: the caller
 # bounds every argument (identity/rules._aws_value).
 @functools.lru_cache(maxsize=65_536)
@@ -114,9 +127,11 @@ def classify_aws(arn: str, principal_type: str | None, access_key: str | None, f
     credential before the principal's name: (kind, principal, group), or None to fall back to
     ``classify_principal``.
 
-    - ``AWSReservedSSO_*`` role sessions are the person signed in through IAM Identity Center;
-      root is a person.
-    - An IAM user calling through an access key, not from the console, is a long-lived key:
+    - ``AWSReservedSSO_*`` role sessions are the person signed in through IAM Identity Center,
+      and so is a role session named by an email address (SAML or OIDC federation); root is a
+      person.
+    - An IAM user calling through an access key, not from the console, is a long-lived key,
+      whatever its name:
       ``api_key`` keyed on the user and the key (``AKIA…``) it used; a temporary key (``ASIA…``,
       from ``GetSessionToken``) still acts for the user's long-lived key, so it is keyed on the
       user. The same user at the console is a person.
@@ -125,18 +140,21 @@ def classify_aws(arn: str, principal_type: str | None, access_key: str | None, f
     m = AWS_ASSUMED_ROLE.match(arn)
     if m:
         acct, role = m.group(1), m.group(2)
-        if role.startswith(AWS_SSO_ROLE):
-            return HUMAN, arn.rsplit("/", 1)[-1], None
+        session = arn.rsplit("/", 1)[-1]
+        if is_person_session(role, session):
+            return HUMAN, session, None
         if web_identity_provider and GITHUB_ACTIONS_PROVIDER in web_identity_provider:
             return CI_JOB, f"arn:aws:iam::{acct}:role/{role}", f"ci:aws:{acct}"
         return None
     if principal_type == "Root" or AWS_ROOT.match(arn):
         return HUMAN, arn, None
     m = AWS_USER.match(arn)
-    if m is None or NHI_NAME.search(m.group(2)):
+    if m is None:
         return None
-    if from_console or not access_key:
-        return (HUMAN, arn, None) if from_console else None
+    if from_console:
+        return HUMAN, arn, None
+    if not access_key:
+        return None  # the record does not say how it signed in: the name decides
     principal = f"{arn}/{access_key}" if access_key.startswith("AKIA") else arn
     return API_KEY, principal, f"aws:{m.group(1)}:iam-user-keys"
 

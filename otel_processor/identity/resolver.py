@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 
 from ..model import AI_AGENT, CI_JOB, HUMAN, OAUTH_APP, SERVICE_ACCOUNT, WORKLOAD, Identity
-from .principals import AWS_ASSUMED_ROLE, bounded_principal, classify_principal, name_stem
+from .principals import AWS_ASSUMED_ROLE, is_person_session, bounded_principal, classify_principal, name_stem
 from .rules import FALLBACK, IDENTITY_KEYS, OWNER_OF_KEY, RULES, RecordContext
 
 _GROUPED_KINDS = frozenset({SERVICE_ACCOUNT, WORKLOAD, OAUTH_APP, AI_AGENT, CI_JOB})
@@ -67,7 +67,7 @@ class Resolver:
         session_key = None
         if ":assumed-role/" in value:
             head, _, tail = value.rpartition("/")
-            if tail:
+            if tail and not is_person_session(head.rpartition("/")[2], tail):  # a person's is the person
                 session_key = ("session", head, source)
                 hit = self._cache.get(session_key)
                 if hit is not None:

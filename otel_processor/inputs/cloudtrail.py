@@ -101,6 +101,9 @@ def map_record(r: VendorRecord) -> Mapped | Skipped:
         # AssumeRoleWithWebIdentity names the federated subject only: for GitHub Actions
         # (repo:<org>/<repo>:ref:...) that is the CI job, owned by the repository.
         attrs["user.id"] = r.text("userIdentity.userName")
+    if not attrs.get("aws.principal.arn") and kind == "SAMLUser" and r.text("userIdentity.userName"):
+        # AssumeRoleWithSAML names the person the identity provider signed in.
+        attrs["user.id"] = r.text("userIdentity.userName")
     if not attrs.get("aws.principal.arn") and kind == "IAMUser" and r.text("userIdentity.userName"):
         # Console sign-in steps (CheckMfa...) name the user without its ARN.
         attrs["aws.principal.arn"] = (f"arn:aws:iam::{r.text('userIdentity.accountId', 'recipientAccountId')}:"

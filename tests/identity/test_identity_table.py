@@ -29,7 +29,8 @@ def test_every_row_of_the_identity_table_is_what_the_processor_decides(reference
 def test_the_table_covers_every_source_with_people_beside_the_non_human_identities():
     table = rows()
     assert len(table) >= 60
-    assert sum(1 for _, identity, _ in table if identity and identity.startswith("human:")) >= 15
+    people = sum(1 for _, identity, _ in table if identity and identity.startswith("human:"))
+    assert 2 * people >= len(table), f"{people} of {len(table)} rows are people: half must be"
     files = {reference.partition("#")[0] for reference, _, _ in table}
     sources = {f.split("/")[3] for f in files if f.startswith("otel_processor/")}
     assert sources == {"azure", "cloudtrail", "entra", "gcp", "github", "kubernetes", "m365"}
