@@ -8,7 +8,7 @@ import json
 import random
 from dataclasses import dataclass
 
-from .fleet import ACCOUNT, CORP_DOMAIN, SimIdentity
+from .fleet import ACCOUNT, CORP_DOMAIN, GITHUB_OIDC_PROVIDER, SimIdentity
 from .records import CLIENT, INTERNAL, SERVER, SimRecord
 
 S = 10**9
@@ -43,15 +43,26 @@ def render(ident: SimIdentity, call: Call, rnd: random.Random) -> SimRecord:
     ok = call.outcome == "ok"
     status = 200 if ok else (403 if call.outcome == "denied" else 503)
     extra = call.extra or {}
-    if a in ("ci_role", "rotation_role"):
+    if a in ("ci_role", "rotation_role", "iam_user_key") or (a == "human" and "/" in call.action):
         service, _, method = call.action.partition("/")
         session = extra.get("session") or f"gha-{rnd.getrandbits(40):010x}"
+        key = extra.get("access_key") or f"ASIA{rnd.getrandbits(64):016X}"
+        if ident.shape == "iam_user_key":
+            principal = {"aws.principal.arn": ident.attrs["user_arn"], "aws.principal.type": "IAMUser",
+                         "aws.access_key.id": ident.attrs["access_key"]}
+        else:
+            if ident.shape == "github_oidc":
+                session = "GitHubActions"  # aws-actions/configure-aws-credentials' default
+            elif ident.shape == "aws_sso":
+                session = ident.attrs["user.id"]  # Identity Center names the session after the person
+            role = ident.attrs.get("role") or ident.habits.extra["role"]
+            principal = {"aws.principal.arn": f"arn:aws:sts::{ACCOUNT}:assumed-role/{role}/{session}",
+                         "aws.principal.type": "AssumedRole", "aws.access_key.id": key}
+            if ident.shape == "github_oidc":
+                principal["aws.session.web_identity_provider"] = GITHUB_OIDC_PROVIDER
         attrs = {
-            "rpc.system": "aws-api", "rpc.service": service, "rpc.method": method,
-            "aws.principal.arn": f"arn:aws:sts::{ACCOUNT}:assumed-role/{ident.attrs['role']}/{session}",
-            "aws.principal.type": "AssumedRole", "source.address": call.address,
-            "user_agent.original": call.user_agent, "cloud.region": "eu-west-1",
-            "aws.access_key.id": extra.get("access_key") or f"ASIA{rnd.getrandbits(64):016X}",
+            "rpc.system": "aws-api", "rpc.service": service, "rpc.method": method, **principal,
+            "source.address": call.address, "user_agent.original": call.user_agent, "cloud.region": "eu-west-1",
         }
         if method in ("GetSecretValue", "PutSecretValue"):
             attrs["aws.request.parameters"] = json.dumps({"secretId": call.target})
@@ -119,6 +130,10 @@ def render(ident: SimIdentity, call: Call, rnd: random.Random) -> SimRecord:
                      "event.outcome": "success" if ok else "failure"}
         else:
             method, _, route = call.action.partition(" ")
+            users = ident.habits.extra.get("for_users")
+            if users:  # delegated: whose mailbox this read was for, in the audit log's shape only
+                on_behalf_of = users[trace_id[0] % len(users)]
+                route = route.replace("{user}", on_behalf_of)
             attrs = {"event.category": "api", "event.action": call.action, **ident.attrs,
                      "http.request.method": method, "url.path": route, "server.address": call.target,
                      "source.address": call.address, "user_agent.original": call.user_agent,
@@ -126,8 +141,11 @@ def render(ident: SimIdentity, call: Call, rnd: random.Random) -> SimRecord:
                      "event.outcome": "success" if ok else "failure"}
         if call.country:
             attrs["geo.country.iso_code"] = call.country
+        bookkeeping = {"key_id": extra["key_id"]} if "key_id" in extra else {}
+        if attrs.get("url.path", "").endswith("/messages") and ident.habits.extra.get("for_users"):
+            bookkeeping["on_behalf_of"] = attrs["url.path"].split("/")[-2]
         return SimRecord(call.time_ns, "logs", ident.resource, attrs, name=call.action, trace_id=trace_id,
-                         span_id=span_id, extra={"key_id": extra["key_id"]} if "key_id" in extra else {})
+                         span_id=span_id, extra=bookkeeping)
     if a in ("mailbox", "human"):
         category = {"message.received": "email", "message.sent": "email", "mailbox.forwarding_rule.created": "email",
                     "mailbox.rule.created": "email", "oauth.consent.granted": "iam",
@@ -202,7 +220,7 @@ def _burst(ident: SimIdentity, t: int, rnd: random.Random, o: dict) -> list[Call
                           int(volume if volume is not None else max(1, rnd.gauss(h.volume, h.volume * 0.3))),
                           h.country, extra))
 
-    if a == "ci_role":
+    if a in ("ci_role", "iam_user_key"):
         add(h.actions[0], "")
         for secret in h.targets:
             add(h.actions[1], secret)
@@ -230,6 +248,8 @@ def _burst(ident: SimIdentity, t: int, rnd: random.Random, o: dict) -> list[Call
         add(action, h.targets[0])
     elif a == "human":
         add("signin", h.targets[0])
+        for action in rnd.sample(h.actions[1:], min(len(h.actions) - 1, 2)):  # a person's work in AWS
+            add(action, "", step_s=rnd.uniform(30, 600))
     else:
         for _ in range(h.burst):
             add(rnd.choice(h.actions), rnd.choice(h.targets))

@@ -25,7 +25,7 @@ START_NS = 1_772_409_600 * 10**9  # 2026-03-02 00:00 UTC, a Monday
 RESERVED_WORDS = ("attack", "benign", "scenario", "must_detect", "malicious", "compromise", "ground_truth")
 
 ARCHETYPES = ("k8s_sa", "ci_role", "gcp_sa", "api_key", "ci_pipeline", "ai_agent", "oauth_app",
-              "mailbox", "human", "service", "rotation_role")
+              "mailbox", "human", "service", "rotation_role", "iam_user_key")
 # Share of the fleet per archetype (the rest are service workloads).
 MIX = {"k8s_sa": 0.16, "ci_role": 0.12, "gcp_sa": 0.08, "api_key": 0.12, "ci_pipeline": 0.1,
        "ai_agent": 0.06, "oauth_app": 0.08, "mailbox": 0.05, "human": 0.08, "rotation_role": 0.02}
@@ -60,6 +60,9 @@ class SimIdentity:
     resource: tuple               # the resource its records are shipped with
     active_from_ns: int = START_NS
     active_until_ns: int | None = None
+    # How it signs in when its archetype has more than one way (``authenticate_as_fleets_do``):
+    # which fields its records carry, and so which identity the processor must make of it.
+    shape: str = ""
 
 
 def _ip(rnd: random.Random, prefix: str) -> str:
@@ -248,4 +251,64 @@ def build_fleet(identities: int, seed: int) -> list[SimIdentity]:
         fleet.append(b.human())
     while len(fleet) < identities:
         fleet.append(b.service(namespaces[len(fleet) % len(namespaces)]))
+    authenticate_as_fleets_do(fleet, b)
     return fleet
+
+
+GITHUB_OIDC_PROVIDER = f"arn:aws:iam::{ACCOUNT}:oidc-provider/token.actions.githubusercontent.com"
+
+
+def authenticate_as_fleets_do(fleet: list[SimIdentity], b: FleetBuilder) -> None:
+    """Give some members the other ways real fleets sign in, each named by the fields a real
+    record carries (never by the name), so the bench exercises every kind rule with its
+    look-alike beside it:
+
+    - a CI role assumed through GitHub Actions' OIDC provider (``ci_job``), and a CI job holding
+      an IAM user's long-lived access key instead (``api_key`` on the user and key; archetype
+      ``iam_user_key``, since scenarios about a role's sessions do not apply to it);
+    - a person who works in AWS through an IAM Identity Center session (``human``, though the
+      record names a role);
+    - a GCP pipeline outside Google Cloud acting as a Workload Identity Federation principal
+      (``workload``);
+    - an application reading users' mailboxes with their delegated permission (``oauth_app``,
+      with the user beside it in the mailbox audit log).
+
+    Runs after the fleet is built (it draws words last), so the rest of a seeded world is the
+    same as before the shapes existed."""
+    by_archetype: dict[str, list[SimIdentity]] = {}
+    for ident in fleet:
+        by_archetype.setdefault(ident.archetype, []).append(ident)
+    people = [i.attrs["user.id"] for i in by_archetype.get("human", [])]
+    for i, ident in enumerate(by_archetype.get("ci_role", [])):
+        if i % 3 == 1:
+            ident.shape = "github_oidc"
+            ident.identity_id = f"ci_job:arn:aws:iam::{ACCOUNT}:role/{ident.attrs['role']}"
+        elif i % 3 == 2:  # no role session at all: an archetype of its own
+            ident.archetype = ident.shape = "iam_user_key"
+            user, key = f"{ident.attrs['role'].removesuffix('-deploy')}-deployer", f"AKIA{b.rnd.getrandbits(64):016X}"
+            ident.attrs = {"user_arn": f"arn:aws:iam::{ACCOUNT}:user/{user}", "access_key": key}
+            ident.identity_id = f"api_key:arn:aws:iam::{ACCOUNT}:user/{user}/{key}"
+            ident.habits.actions[0] = "sts.amazonaws.com/GetCallerIdentity"  # no role to assume
+    for i, ident in enumerate(by_archetype.get("human", [])):
+        if i % 2 == 1:
+            ident.shape = "aws_sso"
+            permission_set = b.rnd.choice(["ReadOnlyAccess", "PowerUserAccess", "Billing"])
+            ident.habits.extra = {**ident.habits.extra,
+                                  "role": f"AWSReservedSSO_{permission_set}_{b.rnd.getrandbits(64):016x}"}
+            ident.habits.actions = ["signin", "ec2.amazonaws.com/DescribeInstances", "s3.amazonaws.com/ListBuckets",
+                                    "cloudwatch.amazonaws.com/GetMetricData"]
+    for i, ident in enumerate(by_archetype.get("gcp_sa", [])):
+        if i % 2 == 1:
+            ident.shape = "federated_ci"
+            principal = (f"principal://iam.googleapis.com/projects/{b.rnd.randrange(10**11, 10**12)}/locations/global/"
+                         f"workloadIdentityPools/github/subject/repo:{ORG}/{b.word()}:ref:refs/heads/main")
+            ident.attrs = {"user.id": principal}
+            ident.identity_id = f"workload:{principal}"
+            ident.habits.user_agent = "google-github-actions/auth gcloud/467.0.0"
+    for i, ident in enumerate(by_archetype.get("oauth_app", [])):
+        if i % 3 == 1 and people:
+            ident.shape = "mail_reader"
+            ident.habits.actions = ["token.issued", "GET /v1.0/users/{user}/messages"]
+            ident.habits.targets = ["graph.microsoft.com"]
+            ident.habits.extra = {**ident.habits.extra, "for_users": [people[i % len(people)],
+                                                                      people[(i + 1) % len(people)]]}

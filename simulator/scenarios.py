@@ -23,7 +23,7 @@ from .vendor_shapes import OTEL, SOURCES
 
 SCENARIO_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scenarios")
 # The audit logs each archetype's records really arrive in (besides OpenTelemetry).
-SOURCES_OF = {"ci_role": ("cloudtrail",), "rotation_role": ("cloudtrail",), "k8s_sa": ("kubernetes",),
+SOURCES_OF = {"ci_role": ("cloudtrail",), "rotation_role": ("cloudtrail",), "iam_user_key": ("cloudtrail",), "k8s_sa": ("kubernetes",),
               "gcp_sa": ("gcp_audit",), "oauth_app": ("entra_signin",), "mailbox": ("m365", "entra_audit"),
               "human": ("m365", "entra_audit")}
 STEP_KINDS = ("calls", "forwarding_rule", "consent", "new_secret", "routine", "outage", "retire")
@@ -173,7 +173,7 @@ class Player:
             "api_key": lambda: b.api_key(ident.resource[0][1]),
             "k8s_sa": lambda: b.k8s_sa(ident.attrs["user.id"].split(":")[2], b.word()),
             "oauth_app": lambda: b.oauth_app(),
-            "gcp_sa": lambda: b.gcp_sa(ident.attrs["user.id"].split("@")[1].split(".")[0]),
+            "gcp_sa": lambda: b.gcp_sa(dict(ident.resource)["cloud.account.id"]),
         }.get(ident.archetype)
         new = maker() if maker else dataclasses.replace(ident)
         if ident.archetype == "api_key":  # a rotated key: same integration, same habits
@@ -236,11 +236,13 @@ class Player:
         for k in range(step.count):
             t = t0 + int(step.at_s * S) + int(k * step.over_s * S / step.count) + r.randrange(0, S)
             ua = h.user_agent if step.user_agent == "usual" else step.user_agent
-            out.append((app, Call(t, actions[k % len(actions)], h.targets[k % len(h.targets)],
+            action = actions[k % len(actions)]
+            out.append((app, Call(t, action, h.targets[k % len(h.targets)],
                                   f"{network or r.choice(h.networks)}{r.randrange(2, 250)}", ua, "ok",
                                   int(h.volume * step.volume_x), step.country or h.country,
-                                  # its sign-ins in Entra ID's shape, where the key they used is named
-                                  {"key_id": key, "source": "entra_signin"})))
+                                  # its sign-ins in Entra ID's shape, where the key they used is named;
+                                  # its work in the world's shape, as the rest of its history
+                                  {"key_id": key, "source": "entra_signin" if action.startswith("token.") else None})))
         return out
 
     def _network(self, step: Step, ident: SimIdentity) -> str | None:

@@ -39,7 +39,7 @@ def _guid(seed: bytes) -> str:
 def native_source(record: SimRecord, archetype: str) -> str | None:
     """The audit log this record would really be found in, when there is one."""
     a = record.attributes
-    if archetype in ("ci_role", "rotation_role"):
+    if archetype in ("ci_role", "rotation_role", "iam_user_key") or a.get("rpc.system") == "aws-api":
         return "cloudtrail"
     if archetype == "k8s_sa":
         return "kubernetes"
@@ -47,6 +47,8 @@ def native_source(record: SimRecord, archetype: str) -> str | None:
         return "gcp_audit"
     if archetype == "oauth_app" and str(a.get("event.action", "")).startswith("token."):
         return "entra_signin"
+    if archetype == "oauth_app" and "on_behalf_of" in record.extra:
+        return "m365"  # a delegated mailbox read: the unified audit log's MailItemsAccessed
     if archetype in ("mailbox", "human"):
         action = a.get("event.action")
         if action == "mailbox.forwarding_rule.created":
@@ -73,17 +75,11 @@ def reshape(record: SimRecord, archetype: str, source: str) -> SimRecord:
 def _cloudtrail(r: SimRecord) -> dict:
     a = r.attributes
     arn = str(a["aws.principal.arn"])
-    role, _, session = arn.split("assumed-role/", 1)[1].partition("/")
     method = str(a.get("rpc.method", ""))
     params = a.get("aws.request.parameters")
     record = {
         "eventVersion": "1.09",
-        "userIdentity": {"type": "AssumedRole", "principalId": f"AROA{r.trace_id[:8].hex().upper()}:{session}",
-                         "arn": arn, "accountId": ACCOUNT, "accessKeyId": a.get("aws.access_key.id"),
-                         "sessionContext": {"sessionIssuer": {"type": "Role", "principalId": "AROA" + r.trace_id[:8].hex().upper(),
-                                                              "arn": f"arn:aws:iam::{ACCOUNT}:role/{role}",
-                                                              "accountId": ACCOUNT, "userName": role},
-                                            "attributes": {"creationDate": _iso(r.time_ns), "mfaAuthenticated": "false"}}},
+        "userIdentity": _user_identity(r, arn),
         "eventTime": _iso(r.time_ns)[:19] + "Z",
         "eventSource": a.get("rpc.service"), "eventName": method, "awsRegion": a.get("cloud.region", "eu-west-1"),
         "sourceIPAddress": a.get("source.address"), "userAgent": a.get("user_agent.original"),
@@ -98,6 +94,25 @@ def _cloudtrail(r: SimRecord) -> dict:
         record["errorCode"] = a["aws.error.code"]
         record["errorMessage"] = f"User: {arn} is not authorized to perform: {method}"
     return record
+
+
+def _user_identity(r: SimRecord, arn: str) -> dict:
+    """CloudTrail's ``userIdentity``: an IAM user calling with its access key, or a role session
+    (with the OIDC provider that opened it, when one did)."""
+    a = r.attributes
+    unique = r.trace_id[:8].hex().upper()
+    if a.get("aws.principal.type") == "IAMUser":
+        return {"type": "IAMUser", "principalId": f"AIDA{unique}", "arn": arn, "accountId": ACCOUNT,
+                "accessKeyId": a.get("aws.access_key.id"), "userName": arn.rsplit("/", 1)[-1]}
+    role, _, session = arn.split("assumed-role/", 1)[1].partition("/")
+    context: dict = {"sessionIssuer": {"type": "Role", "principalId": f"AROA{unique}",
+                                       "arn": f"arn:aws:iam::{ACCOUNT}:role/{role}", "accountId": ACCOUNT,
+                                       "userName": role},
+                     "attributes": {"creationDate": _iso(r.time_ns), "mfaAuthenticated": "false"}}
+    if a.get("aws.session.web_identity_provider"):
+        context["webIdFederationData"] = {"federatedProvider": a["aws.session.web_identity_provider"], "attributes": {}}
+    return {"type": "AssumedRole", "principalId": f"AROA{unique}:{session}", "arn": arn, "accountId": ACCOUNT,
+            "accessKeyId": a.get("aws.access_key.id"), "sessionContext": context}
 
 
 def _kubernetes(r: SimRecord) -> dict:
@@ -136,7 +151,8 @@ def _gcp_audit(r: SimRecord) -> dict:
         "logName": "projects/p/logs/cloudaudit.googleapis.com%2F" + (
             "data_access" if service in ("storage.googleapis.com", "bigquery.googleapis.com") else "activity"),
         "protoPayload": {"@type": "type.googleapis.com/google.cloud.audit.AuditLog",
-                         "authenticationInfo": {"principalEmail": a.get("user.id")},
+                         "authenticationInfo": {"principalSubject" if str(a.get("user.id")).startswith("principal")
+                                                else "principalEmail": a.get("user.id")},
                          "methodName": action, "serviceName": service, "resourceName": a.get("cloud.resource_id"),
                          "requestMetadata": {"callerIp": a.get("source.address"),
                                              "callerSuppliedUserAgent": a.get("user_agent.original")},
@@ -201,6 +217,8 @@ def _entra_audit(r: SimRecord) -> dict:
 
 def _m365(r: SimRecord) -> dict:
     a = r.attributes
+    if "on_behalf_of" in r.extra:
+        return _mail_items_accessed(r)
     user = a.get("user.id") or a.get("email.from.address")
     return {
         "CreationTime": _iso(r.time_ns)[:19], "Id": _guid(r.trace_id), "Operation": "New-InboxRule",
@@ -209,6 +227,22 @@ def _m365(r: SimRecord) -> dict:
         "ObjectId": f"{user}\\Forward", "UserId": user, "ClientInfoString": a.get("user_agent.original"),
         "Parameters": [{"Name": "Name", "Value": "Forward"}, {"Name": "ForwardTo", "Value": a.get("email.to.address")},
                        {"Name": "StopProcessingRules", "Value": "True"}],
+    }
+
+
+def _mail_items_accessed(r: SimRecord) -> dict:
+    """An application reading a user's mailbox with her delegated permission, as the unified audit
+    log records it: the user in ``UserId``, the application in ``AppId`` / ``ClientAppId``."""
+    a = r.attributes
+    user, app = r.extra["on_behalf_of"], a.get("oauth.client.id")
+    return {
+        "CreationTime": _iso(r.time_ns)[:19], "Id": _guid(r.trace_id), "Operation": "MailItemsAccessed",
+        "OrganizationId": TENANT, "RecordType": 50, "ResultStatus": "Succeeded", "UserKey": _guid(str(user).encode()),
+        "UserType": 0, "Version": 1, "Workload": "Exchange", "ClientIPAddress": a.get("source.address"),
+        "UserId": user, "AppId": app, "ClientAppId": app, "ClientInfoString": "Client=REST;Client=RESTSystem;;",
+        "MailAccessType": "Bind", "MailboxGuid": _guid(str(user).encode()[::-1]), "MailboxOwnerUPN": user,
+        "OperationCount": max(1, int(a.get("http.response.body.size", 1)) // 20_000),
+        "OperationProperties": [{"Name": "MailAccessType", "Value": "Bind"}, {"Name": "IsThrottled", "Value": "False"}],
     }
 
 

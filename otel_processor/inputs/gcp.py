@@ -15,7 +15,6 @@ read as Kubernetes.
 
 from __future__ import annotations
 
-from ..identity.principals import GCP_SERVICE_ACCOUNT, classify_principal
 from .record import Issuance, Mapped, Skipped, VendorRecord, present
 
 NAME = "gcp_audit"
@@ -69,7 +68,7 @@ def map_record(r: VendorRecord) -> Mapped | Skipped:
             attrs["nhi.credential.created"] = key
             issued = Issuance(key, p.text("request.name", "resourceName") or "", principal, attrs["source.address"])
     return Mapped(NAME, present(attrs), when,
-                  record_id=r.text("insertId"), related=tuple(_identity_of(x) for x in related), issued=issued)
+                  record_id=r.text("insertId"), related=tuple(related), issued=issued)
 
 
 def _impersonated(p: VendorRecord) -> str | None:
@@ -80,14 +79,7 @@ def _impersonated(p: VendorRecord) -> str | None:
     last = chain[-1] if isinstance(chain, list) and chain and isinstance(chain[-1], str) else None
     for name in (p.text("request.name"), last):
         account = (name or "").rpartition("/serviceAccounts/")[2]
-        if GCP_SERVICE_ACCOUNT.match(account):
+        if "@" in account and account.endswith(".iam.gserviceaccount.com"):
             return account
     return None
 
-
-def _identity_of(principal: str) -> str:
-    """The identity id an impersonation link names, by the same format rules as the actor's."""
-    known = classify_principal(principal)
-    if known is not None:
-        return f"{known[0]}:{known[1]}"
-    return f"human:{principal}"

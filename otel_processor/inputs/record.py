@@ -52,7 +52,7 @@ class Mapped:
     time_ns: int
     identity: IdentityHint | None = None
     record_id: str | None = None
-    related: tuple[str, ...] = ()
+    related: tuple[str, ...] = ()  # principals beside the actor (an impersonation's caller), as named
     issued: Issuance | None = None
 
 

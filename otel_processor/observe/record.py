@@ -18,7 +18,8 @@ WANTED = frozenset({
     "cicd.pipeline.name", "cicd.pipeline.run.id", "cicd.pipeline.task.name", "vcs.repository.url.full",
     "oauth.client.id", "oauth.scopes",
     "http.request.header.authorization", "http.request.header.x-api-key",
-    "aws.principal.arn", "aws.access_key.id", "aws.error.code",
+    "aws.principal.arn", "aws.principal.type", "aws.session.from_console", "aws.session.web_identity_provider",
+    "aws.access_key.id", "aws.error.code",
     "aws.resources", "aws.request.parameters",
     "user.id", "enduser.id", "service.name", "service.namespace",
     "event.action", "event.category", "event.outcome", "event.name",
@@ -39,9 +40,12 @@ _CICD_KEYS = frozenset(k for k in WANTED if k.startswith("cicd."))
 _CICD_PIPELINE_KEYS = frozenset(k for k in WANTED if k.startswith("cicd.pipeline."))
 
 # Besides the identity keys, what resolution needs to know about a log record: whether it is an
-# audit record about another actor, and whether it is a consent.
+# audit record about another actor, whether it is a consent, and how an AWS principal signed in.
 RESOLUTION_CONTEXT_KEYS = frozenset({"service.name", "service.namespace", "event.action", "event.category",
-                                     "rpc.service", "rpc.method", "event.name"})
+                                     "rpc.service", "rpc.method", "event.name",
+                                     # how an AWS principal signed in decides its kind before its name
+                                     "aws.principal.type", "aws.access_key.id", "aws.session.from_console",
+                                     "aws.session.web_identity_provider"})
 
 _ID_SEGMENT = re.compile(
     r"/(?:\d+|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"

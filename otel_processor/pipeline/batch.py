@@ -303,8 +303,9 @@ class BatchProcessor:
             attrs["nhi.credential.created"] = issued.credential_id
             attrs["nhi.credential.issued_to"] = issued.issued_to
             attrs["nhi.credential.issued_by"] = issued.issued_by
-        if vendor.related:
-            attrs["nhi.identity.related"] = ",".join(vendor.related)
+        if vendor.related:  # named by the same format rules as the actor
+            attrs["nhi.identity.related"] = ",".join(self.resolver.by_value(principal, "nhi.identity.related").id
+                                                     for principal in vendor.related)
         if vendor.record_id:
             attrs["nhi.record.id"] = vendor.record_id
         action = log_action(attrs, None)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import uuid
 
+from otel_processor.anyvalue import set_value
+from otel_processor.engine import Engine, EngineConfig
 from otel_processor.inputs.dispatch import read_vendor
 from otel_processor.pipeline import BatchProcessor
 from vendor_records import attributed, record_of
@@ -21,15 +23,33 @@ def test_an_app_reading_a_mailbox_for_a_user_carries_the_user_beside_it_and_her_
 
 
 def test_an_impersonated_service_account_acts_and_whoever_borrowed_it_stands_beside_it():
-    federated = ("workload:principal://iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/github/"
+    federated = ("principal://iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/github/"
                  "subject/repo:acme/api:ref:refs/heads/main")
     for fixture in ("gcp-federated-ci-mints-token-for-service-account", "gcp-service-account-acts-for-federated-ci"):
         record = record_of(f"tests/testdata/identity/{fixture}.json")
         assert attributed(record)["nhi.identity.id"] == "service_account:deploy-bot@acme-prod.iam.gserviceaccount.com"
-        assert read_vendor(record).related == (federated,), fixture  # what the event names beside it
+        assert read_vendor(record).related == (federated,), fixture
+        assert related_of(record) == f"workload:{federated}", fixture  # what an event names beside it
     # a mint naming the account only by its unique id leaves the caller as the actor
     record = record_of("tests/testdata/identity/gcp-person-mints-token-by-unique-id.json")
     assert attributed(record)["nhi.identity.id"] == "human:alice@corp.example" and read_vendor(record).related == ()
+
+
+def related_of(body: dict) -> str | None:
+    """The related identities the pipeline hands the engine with a vendor record's observation."""
+    seen = []
+
+    class Spy(Engine):
+        def observe_unlocked(self, obs):
+            seen.append(obs.details.get("nhi.identity.related") if obs.details else None)
+            return super().observe_unlocked(obs)
+
+    processor = BatchProcessor(engine=Spy(EngineConfig()))
+    request = logs({"cloud.provider": "gcp"}, {"attrs": {}})
+    set_value(request.resource_logs[0].scope_logs[0].log_records[0].body, body)
+    processor.process_logs(request)
+    assert len(seen) == 1
+    return seen[0]
 
 
 def test_a_sender_cannot_set_on_behalf_of_itself():

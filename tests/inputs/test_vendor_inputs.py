@@ -168,7 +168,7 @@ def test_contract_actions_targets_and_credentials():
     denied = [m for ms in found.values() for m in ms if m.attrs.get("http.response.status_code") == 403]
     assert denied and denied[0].attrs["event.outcome"] == "failure"
     gcp = [m for ms in found.values() for m in ms if m.source == "gcp_audit" and m.related]
-    assert gcp[0].related == ("service_account:ci-runner@contoso-build.iam.gserviceaccount.com",)
+    assert gcp[0].related == ("ci-runner@contoso-build.iam.gserviceaccount.com",)
     key = [m for ms in found.values() for m in ms if m.issued is not None and m.source == "gcp_audit"]
     assert key[0].issued.credential_id.endswith("/keys/9f8e7d6c5b4a39281706f5e4d3c2b1a098765432")
     bracketed = [m for ms in found.values() for m in ms if m.attrs.get("rpc.method") == "GetObject"]

@@ -178,6 +178,7 @@ def test_vendor_shaped_records_resolve_to_the_same_identities_as_their_attribute
     assert len(vendor) > len(shaped.records) // 10
     identities = []
     sources = set()
+    delegated = set()
     for world in (plain, shaped):
         processor, ids = BatchProcessor(), []
         for signal, request, _ in batches(world.records):
@@ -187,6 +188,8 @@ def test_vendor_shaped_records_resolve_to_the_same_identities_as_their_attribute
                     for record in rl.scope_logs[0].log_records:
                         attrs = {kv.key: kv.value.string_value for kv in record.attributes}
                         ids.append((record.trace_id, attrs.get("nhi.identity.id")))
+                        if "nhi.identity.on_behalf_of" in attrs:
+                            delegated.add((world is shaped, attrs["nhi.identity.id"]))
                         if world is shaped and record.body.WhichOneof("value") is not None and not attrs.keys() - {
                                 k for k in attrs if k.startswith("nhi.")}:
                             body = to_python(record.body)
@@ -198,6 +201,14 @@ def test_vendor_shaped_records_resolve_to_the_same_identities_as_their_attribute
     assert None not in identities[1].values() or list(identities[0].values()).count(None) == list(
         identities[1].values()).count(None)
     assert sources >= {"cloudtrail", "kubernetes", "gcp_audit", "entra_signin", "entra_audit", "m365"}
+    # every way of signing in the fleet has is resolved to the identity its fields make it, in both shapes
+    shaped_ids = {i.identity_id: i.shape for i in shaped.fleet if i.shape}
+    assert set(shaped_ids.values()) == {"github_oidc", "iam_user_key", "aws_sso", "federated_ci", "mail_reader"}
+    for resolved in identities:
+        assert set(shaped_ids) <= set(resolved.values())
+    # an app's delegated mailbox reads carry the user beside it where the audit log says so
+    readers = {ident for ident, shape in shaped_ids.items() if shape == "mail_reader"}
+    assert {ident for in_shaped, ident in delegated if in_shaped} == readers
 
 
 def test_a_step_names_its_source_and_a_wrong_one_is_refused(tmp_path):
