@@ -118,9 +118,6 @@ def is_person_session(role: str, session: str) -> bool:
     return role.startswith(AWS_SSO_ROLE) or EMAIL_SESSION.match(session) is not None
 
 
-# Per record on the busiest source. Bounded in entries, least recent out, and in size: the caller
-# bounds every argument (identity/rules._aws_value).
-@functools.lru_cache(maxsize=65_536)
 def classify_aws(arn: str, principal_type: str | None, access_key: str | None, from_console: bool,
                  web_identity_provider: str | None) -> tuple[str, str, str | None] | None:
     """Who acted on an AWS record, from what the record says about the principal and its
@@ -131,21 +128,51 @@ def classify_aws(arn: str, principal_type: str | None, access_key: str | None, f
       and so is a role session named by an email address (SAML or OIDC federation); root is a
       person.
     - An IAM user calling through an access key, not from the console, is a long-lived key,
-      whatever its name:
-      ``api_key`` keyed on the user and the key (``AKIA…``) it used; a temporary key (``ASIA…``,
-      from ``GetSessionToken``) still acts for the user's long-lived key, so it is keyed on the
-      user. The same user at the console is a person.
+      whatever its name: ``api_key`` keyed on the user and the key (``AKIA…``) it used; a
+      temporary key (``ASIA…``, from ``GetSessionToken``) still acts for the user's long-lived
+      key, so it is keyed on the user. The same user at the console is a person.
     - A role session opened through GitHub Actions' OIDC provider is a CI job.
-    """
-    m = AWS_ASSUMED_ROLE.match(arn)
-    if m:
-        acct, role = m.group(1), m.group(2)
-        session = arn.rsplit("/", 1)[-1]
-        if is_person_session(role, session):
+
+    Per record on the busiest source, so the decision is cached on what decides it and never on
+    what is new on every record (a role session's name, a temporary key)."""
+    if ":assumed-role/" in arn:
+        head, _, session = arn.rpartition("/")
+        if EMAIL_SESSION.match(session) is not None:
             return HUMAN, session, None
-        if web_identity_provider and GITHUB_ACTIONS_PROVIDER in web_identity_provider:
-            return CI_JOB, f"arn:aws:iam::{acct}:role/{role}", f"ci:aws:{acct}"
+        github = bool(web_identity_provider) and GITHUB_ACTIONS_PROVIDER in web_identity_provider
+        decided = _role_session(head, github)
+        return (HUMAN, session, None) if decided is _PERSON else decided
+    long_lived = bool(access_key) and access_key.startswith("AKIA")
+    decided = _principal(arn, principal_type, bool(access_key), from_console)
+    if decided is not None and long_lived and decided[0] == API_KEY:
+        return API_KEY, f"{decided[1]}/{access_key}", decided[2]
+    return decided
+
+
+_PERSON = (HUMAN, "", None)
+AWS_ROLE_SESSION_HEAD = re.compile(r"^arn:aws[\w-]*:sts::(\d+):assumed-role/([^/]+)$")
+
+
+# Bounded in entries, least recent out, and in size: the caller bounds every argument
+# (identity/rules._aws_value).
+@functools.lru_cache(maxsize=16_384)
+def _role_session(head: str, github_oidc: bool) -> tuple[str, str, str | None] | None:
+    """A role session, by its role (``arn:…:assumed-role/<role>``) and how it was opened."""
+    m = AWS_ROLE_SESSION_HEAD.match(head)
+    if m is None:
         return None
+    acct, role = m.group(1), m.group(2)
+    if role.startswith(AWS_SSO_ROLE):
+        return _PERSON
+    if github_oidc:
+        return CI_JOB, f"arn:aws:iam::{acct}:role/{role}", f"ci:aws:{acct}"
+    return None
+
+
+@functools.lru_cache(maxsize=16_384)
+def _principal(arn: str, principal_type: str | None, has_key: bool, from_console: bool
+               ) -> tuple[str, str, str | None] | None:
+    """Root and IAM users: a person at the console, a long-lived key through the API."""
     if principal_type == "Root" or AWS_ROOT.match(arn):
         return HUMAN, arn, None
     m = AWS_USER.match(arn)
@@ -153,10 +180,9 @@ def classify_aws(arn: str, principal_type: str | None, access_key: str | None, f
         return None
     if from_console:
         return HUMAN, arn, None
-    if not access_key:
+    if not has_key:
         return None  # the record does not say how it signed in: the name decides
-    principal = f"{arn}/{access_key}" if access_key.startswith("AKIA") else arn
-    return API_KEY, principal, f"aws:{m.group(1)}:iam-user-keys"
+    return API_KEY, arn, f"aws:{m.group(1)}:iam-user-keys"
 
 
 def repo_owner(url: str) -> str | None:
