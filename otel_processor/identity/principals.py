@@ -115,7 +115,7 @@ GITHUB_ACTIONS_PROVIDER = "token.actions.githubusercontent.com"
 def is_person_session(role: str, session: str) -> bool:
     """An AWS role session that is a person signed in: IAM Identity Center's ``AWSReservedSSO_*``
     roles, or a session named by an email address (a federated sign-in)."""
-    return role.startswith(AWS_SSO_ROLE) or EMAIL_SESSION.match(session) is not None
+    return role.startswith(AWS_SSO_ROLE) or ("@" in session and EMAIL_SESSION.match(session) is not None)
 
 
 def classify_aws(arn: str, principal_type: str | None, access_key: str | None, from_console: bool,
@@ -137,7 +137,7 @@ def classify_aws(arn: str, principal_type: str | None, access_key: str | None, f
     what is new on every record (a role session's name, a temporary key)."""
     if ":assumed-role/" in arn:
         head, _, session = arn.rpartition("/")
-        if EMAIL_SESSION.match(session) is not None:
+        if "@" in session and EMAIL_SESSION.match(session) is not None:
             return HUMAN, session, None
         github = bool(web_identity_provider) and GITHUB_ACTIONS_PROVIDER in web_identity_provider
         decided = _role_session(head, github)

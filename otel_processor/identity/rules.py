@@ -19,7 +19,7 @@ from typing import Protocol
 
 from ..model import AI_AGENT, API_KEY, CI_JOB, OAUTH_APP, WORKLOAD, Identity
 from .credentials import CREDENTIAL_ATTRIBUTES, principal_of_credential
-from .principals import (AWS_SSO_ROLE, EMAIL_SESSION, MAX_PRINCIPAL, bounded_principal, classify_aws,
+from .principals import (AWS_SSO_ROLE, MAX_PRINCIPAL, bounded_principal, classify_aws,
                          repo_owner)
 
 SERVER = 2  # OTLP span kind
@@ -128,8 +128,8 @@ def _aws_value(key: str, value, make: IdentityMaker, attrs: dict | None = None) 
         return None
     arn = bounded_principal(str(value))  # the sender's text: bounded before a pattern or a cache sees it
     attrs = attrs or {}
-    if (":assumed-role/" in arn and AWS_SSO_ROLE not in arn and not attrs.get("aws.session.web_identity_provider")
-            and EMAIL_SESSION.match(arn.rpartition("/")[2]) is None):
+    if (":assumed-role/" in arn and "@" not in arn and AWS_SSO_ROLE not in arn
+            and not attrs.get("aws.session.web_identity_provider")):
         return make.by_value(arn, key)  # a role session like most: its role decides, cached without the session
     decided = classify_aws(arn, _text(attrs.get("aws.principal.type")), _text(attrs.get("aws.access_key.id")),
                            attrs.get("aws.session.from_console") in (True, "true"),
