@@ -57,6 +57,9 @@ class EngineConfig:
     chain_window_s: float = 7 * 86_400.0
     # Credential split: one temporary key used from two networks with two clients within this.
     credential_window_s: float = 3600.0
+    # Event time more than this ahead of a record's arrival (the processor's clock) is the
+    # sender's doing: the record is judged at arrival plus this, and marked nhi.time.skewed.
+    max_future_skew_s: float = 300.0
     # Per-identity caps on remembered values, per dimension.
     max_actions: int = 96
     max_targets: int = 160
@@ -71,6 +74,8 @@ class EngineConfig:
     rules_file: str | None = None
 
     def validate(self) -> None:
+        if self.max_future_skew_s < 0:
+            raise ValueError("engine.max_future_skew_s must not be negative")
         if self.max_identities < 1:
             raise ValueError("engine.max_identities must be at least 1")
         if not 0 < self.probation_share < 1 or self.protect_idle_s <= 0:

@@ -24,7 +24,7 @@ OUR_ATTRIBUTES = frozenset({"nhi.identity.id", "nhi.identity.kind", "nhi.identit
                             # identities): never taken from a sender, whose copies are dropped
                             "nhi.credential.created", "nhi.credential.issued_to", "nhi.credential.issued_by",
                             "nhi.target.identity", "nhi.identity.related", "nhi.identity.alias",
-                            "nhi.identity.on_behalf_of"})
+                            "nhi.identity.on_behalf_of", "nhi.time.skewed"})
 # Field numbers of ``attributes`` in Span and LogRecord (opentelemetry/proto/*/v1/*.proto).
 SPAN_ATTRIBUTES_FIELD = 9
 LOG_ATTRIBUTES_FIELD = 6
@@ -113,14 +113,17 @@ def identity_attributes(identity: Identity) -> IdentityAttributes:
 
 
 def enrich(record, field_number: int, identity: Identity, verdict: Verdict, credential: str | None = None,
-           on_behalf_of: str | None = None) -> None:
+           on_behalf_of: str | None = None, skewed: bool = False) -> None:
     """Append ``nhi.*`` attributes to a span (field 9) or log record (field 6); ``credential``:
     the ``nhi.credential.id`` the record used, when it names one; ``on_behalf_of``: the user an
-    app acted for, when the record says so."""
+    app acted for, when the record says so; ``skewed``: its time was ahead of its arrival by more
+    than the allowed skew and was clamped."""
     cached = identity_attributes(identity)
     tail = _credential_wire(credential, field_number) if credential else b""
     if on_behalf_of:
         tail += string_attribute("nhi.identity.on_behalf_of", on_behalf_of, field_number)
+    if skewed:
+        tail += _SKEWED[field_number]
     if verdict is NEUTRAL_VERDICT or (verdict.trust_score == 1.0 and not verdict.anomalies
                                       and not verdict.convergence_id):
         record.MergeFromString(cached.trusted[field_number] + tail if tail else cached.trusted[field_number])
@@ -138,6 +141,11 @@ def enrich(record, field_number: int, identity: Identity, verdict: Verdict, cred
         kv = attributes.add()
         kv.key = "nhi.convergence.id"
         kv.value.string_value = verdict.convergence_id
+
+
+# nhi.time.skewed = true: KeyValue.key = 1, KeyValue.value = 2 holding AnyValue.bool_value = 2.
+_SKEWED = {n: _field(n, _field(1, b"nhi.time.skewed") + _field(2, b"\x10\x01"))
+           for n in (SPAN_ATTRIBUTES_FIELD, LOG_ATTRIBUTES_FIELD)}
 
 
 def _credential_wire(credential: str, field_number: int) -> bytes:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -87,6 +88,10 @@ class BatchProcessor:
         # One batch at a time through the engine keeps per-identity event-time order intact.
         self._lock = threading.Lock()
         self._learn = True
+        # Event time may run at most this far ahead of arrival (the processor's clock): a sender
+        # cannot stamp records in the future to make every settled identity look idle.
+        self._skew_ns = int(self.config.engine.max_future_skew_s * 1e9)
+        self._latest_ns = 0
         self._data = b""  # the wire bytes of the request being processed
 
     # -- masking ------------------------------------------------------------------------------
@@ -160,6 +165,7 @@ class BatchProcessor:
         result = BatchResult()
         with self._lock, self.engine.lock:
             self._learn = learn
+            self._latest_ns = time.time_ns() + self._skew_ns  # later event times are the sender's, not ours
             reads = self._mask("traces", request, data, sum(
                 len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans))
             for rs in request.resource_spans:
@@ -199,18 +205,20 @@ class BatchProcessor:
         if not self.detect:
             enrich(span, SPAN_ATTRIBUTES_FIELD, identity, NEUTRAL_VERDICT)
             return
+        t = span.start_time_unix_nano or span.end_time_unix_nano
+        skewed = t > self._latest_ns
         obs = make_observation(  # positional: a keyword call costs more, once per record
             identity, rec, res,
             span_signal(rec, res),                                   # signal
             span_action(rec, span.name),                             # action
-            span.start_time_unix_nano or span.end_time_unix_nano,    # time_ns
+            self._latest_ns if skewed else t,                        # time_ns
             span_outcome(rec, span.status.code),                     # outcome
             kind == SERVER,                                          # server_span
             span.trace_id,
             span.span_id,
         )
         enrich(span, SPAN_ATTRIBUTES_FIELD, identity, self.engine.observe_unlocked(obs) if self._learn
-               else self.engine.peek(identity.id, obs.time_ns), obs.details.get("nhi.credential.id"))
+               else self.engine.peek(identity.id, obs.time_ns), obs.details.get("nhi.credential.id"), None, skewed)
 
     def use_catalog(self, catalog) -> None:
         """A reloaded catalog: identities resolve through it from the next batch on."""
@@ -224,6 +232,7 @@ class BatchProcessor:
         result = BatchResult()
         with self._lock, self.engine.lock:
             self._learn = learn
+            self._latest_ns = time.time_ns() + self._skew_ns  # later event times are the sender's, not ours
             reads = self._mask("logs", request, data, sum(
                 len(sl.log_records) for rl in request.resource_logs for sl in rl.scope_logs))
             for rl in request.resource_logs:
@@ -274,18 +283,20 @@ class BatchProcessor:
         if not self.detect:
             enrich(record, LOG_ATTRIBUTES_FIELD, identity, NEUTRAL_VERDICT)
             return
+        t = record.time_unix_nano or record.observed_time_unix_nano
+        skewed = t > self._latest_ns
         obs = make_observation(
             identity, rec, res,
             log_signal(rec, res, event_name),                        # signal
             action,
-            record.time_unix_nano or record.observed_time_unix_nano,  # time_ns
+            self._latest_ns if skewed else t,                        # time_ns
             log_outcome(rec),                                        # outcome
             False,                                                   # server_span
             record.trace_id,
             record.span_id,
         )
         enrich(record, LOG_ATTRIBUTES_FIELD, identity, self.engine.observe_unlocked(obs) if self._learn
-               else self.engine.peek(identity.id, obs.time_ns), obs.details.get("nhi.credential.id"))
+               else self.engine.peek(identity.id, obs.time_ns), obs.details.get("nhi.credential.id"), None, skewed)
 
     def _one_vendor(self, record, vendor, rec: dict, result: BatchResult) -> None:
         """A log record whose body a vendor profile read: attributed and observed from what the
@@ -323,10 +334,13 @@ class BatchProcessor:
         if not self.detect:
             enrich(record, LOG_ATTRIBUTES_FIELD, identity, NEUTRAL_VERDICT, attrs.get("nhi.credential.id"), for_whom)
             return
+        skewed = vendor.time_ns > self._latest_ns
         obs = make_observation(identity, attrs, _NO_RESOURCE, log_signal(attrs, _NO_RESOURCE, None), action,
-                               vendor.time_ns, log_outcome(attrs), False, record.trace_id, record.span_id)
+                               self._latest_ns if skewed else vendor.time_ns, log_outcome(attrs), False,
+                               record.trace_id, record.span_id)
         enrich(record, LOG_ATTRIBUTES_FIELD, identity, self.engine.observe_unlocked(obs) if self._learn
-               else self.engine.peek(identity.id, obs.time_ns), obs.details.get("nhi.credential.id"), for_whom)
+               else self.engine.peek(identity.id, obs.time_ns), obs.details.get("nhi.credential.id"), for_whom,
+               skewed)
 
 
 _NO_RESOURCE: dict = {}

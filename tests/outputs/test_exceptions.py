@@ -142,12 +142,20 @@ def test_the_draft_command_reads_an_otlp_json_event(tmp_path):
 
 # -- the whole path -------------------------------------------------------------------------------
 LOW_THRESHOLD = 0.3  # low enough that benign look-alikes raise events to silence
-# a world where a benign look-alike raises events on both sides of an expiry at LOW_THRESHOLD
+# a world where benign look-alikes raise events at LOW_THRESHOLD
 WORLD = dict(identities=100, days=3, seed=3)
 BENCH_WORLD = dict(identities=80, days=3, seed=3)  # the bench's own world, rebuilt here for its labels
+HOUR = 3600 * 10**9
+IN_A_MONTH = (dt.date.today() + dt.timedelta(days=30)).isoformat()  # a fixed date would lapse under the suite
+
+
+def _expiry(t_ns: int) -> str:
+    return dt.datetime.fromtimestamp(t_ns / 1e9, dt.timezone.utc).isoformat()
 
 
 def test_an_exception_silences_exactly_one_benign_identity_until_its_expiry(sink, tmp_path):
+    """Two exceptions on two benign identities that raise events: one expires after its
+    identity's events (they are silenced), one before (they pass, as after any expiry)."""
     world = build_world(load_scenarios(), **WORLD)
     attacked = {i for label in world.labels if label.kind == "attack" for i in label.identity_ids}
     engine = EngineConfig(alert_threshold=LOW_THRESHOLD)
@@ -159,12 +167,16 @@ def test_an_exception_silences_exactly_one_benign_identity_until_its_expiry(sink
     for e in expected:
         if e.identity.id not in attacked:
             times.setdefault(e.identity.id, []).append(e.time_ns)
-    quiet_identity = next(i for i, ts in sorted(times.items()) if len(set(ts)) >= 2)
-    first, last = min(times[quiet_identity]), max(times[quiet_identity])
-    expiry = dt.datetime.fromtimestamp((first + last) / 2e9, dt.timezone.utc).isoformat()
+    silenced_identity, expired_identity = sorted(times)[:2]
     path = tmp_path / "exceptions.yaml"
-    path.write_text(f"exceptions:\n  - id: one-benign\n    match: {{identity: '{quiet_identity}'}}\n"
-                    f"    owner: platform@example.com\n    reason: expected while it migrates\n    expires: '{expiry}'\n")
+    path.write_text(
+        "exceptions:\n"
+        f"  - id: one-benign\n    match: {{identity: '{silenced_identity}'}}\n"
+        f"    owner: platform@example.com\n    reason: expected while it migrates\n"
+        f"    expires: '{_expiry(max(times[silenced_identity]) + HOUR)}'\n"
+        f"  - id: lapsed\n    match: {{identity: '{expired_identity}'}}\n"
+        f"    owner: platform@example.com\n    reason: expected last month\n"
+        f"    expires: '{_expiry(min(times[expired_identity]) - HOUR)}'\n")
 
     svc = ServiceConfig(listen_grpc="127.0.0.1:0", listen_http=None, listen_admin=None, forward=sink.endpoint)
     service = Service(ProcessorConfig(service=svc, state_dir=None, engine=engine, exceptions=str(path))).start()
@@ -174,12 +186,10 @@ def test_an_exception_silences_exactly_one_benign_identity_until_its_expiry(sink
         service.stop(grace=5)
     sent = {(rec_attr(r, "nhi.identity.id"), rec_attr(r, "nhi.convergence.id"), rec_attr(r, "nhi.convergence.version"))
             for r in sink.convergence_events()}
-    cut = (first + last) // 2
-    keep = {(e.identity.id, e.convergence_id, e.version) for e in expected
-            if e.identity.id != quiet_identity or e.time_ns >= cut}
+    keep = {(e.identity.id, e.convergence_id, e.version) for e in expected if e.identity.id != silenced_identity}
     assert sent == keep
-    silenced = [e for e in expected if e.identity.id == quiet_identity and e.time_ns < cut]
-    assert silenced and any(e.identity.id == quiet_identity for e in expected if e.time_ns >= cut)
+    assert any(identity == expired_identity for identity, _, _ in sent)
+    silenced = [e for e in expected if e.identity.id == silenced_identity]
     assert service.gate.suppressed == {"one-benign": len(silenced)}
     counted = service.metrics.snapshot().get("nhi.processor.events.suppressed")
     assert counted == len(silenced)
@@ -200,10 +210,10 @@ def test_bench_with_exceptions_fails_on_one_that_hides_an_attack_and_only_on_tha
     attacked = {i for label in world.labels if label.kind == "attack" for i in label.identity_ids}
     benign = sorted({i for label in world.labels if label.kind == "benign" for i in label.identity_ids} - attacked)
     lines = ["exceptions:", "  - id: looks-harmless", f"    match: {{identity: '{attack.identity_ids[0]}'}}",
-             "    owner: someone@example.com", "    reason: we think it is fine", "    expires: 2026-12-31"]
+             "    owner: someone@example.com", "    reason: we think it is fine", f"    expires: {IN_A_MONTH}"]
     for n, identity in enumerate(benign):
         lines += [f"  - id: benign-{n}", f"    match: {{identity: '{identity}'}}", "    owner: o@example.com",
-                  "    reason: look-alike", "    expires: 2026-12-31"]
+                  "    reason: look-alike", f"    expires: {IN_A_MONTH}"]
     path = tmp_path / "exceptions.yaml"
     path.write_text("\n".join(lines) + "\n")
     config = tmp_path / "config.yaml"
