@@ -22,7 +22,8 @@ record against what any identity of its kind can do:
 - ``first_sight.session_spread`` (engine/links.py ``CredentialTracker``): one temporary key used by
   one client from several networks within half an hour, against more than one service.
 - ``first_sight.granted_bulk_read`` (engine/links.py ``GrantTracker``): an application granted
-  mail, file or directory scopes, or a new secret, that then reads mail or files in bulk.
+  mail, file or directory scopes, or a new secret, that then reads mail or files it never read:
+  any read when its history holds none, reads in bulk when it does.
 
 What counts is detection content (``first_sight`` in rules.yaml); the logic is here. Each signal
 yields to the identity's settled baseline (it has used this client, read this many secrets, cloned
@@ -69,6 +70,7 @@ class FirstSightRules:
     bulk_read_s: float = 3600.0
     session_spread_s: float = 1800.0
     session_spread_networks: int = 3
+    read_scopes: object = None       # compiled RE2: the scopes that read mail, files or the directory
 
     @classmethod
     def from_data(cls, data, where: str) -> "FirstSightRules":  # data untyped: a rules file may hold anything
@@ -101,7 +103,8 @@ class FirstSightRules:
                    int(number("repository_sweep_count", 10)), float(number("repository_sweep_s", 3600)),
                    float(number("fresh_credential_s", 3600)), int(number("bulk_read_items", 50)),
                    int(number("bulk_read_targets", 5)), float(number("bulk_read_s", 3600)),
-                   float(number("session_spread_s", 1800)), int(number("session_spread_networks", 3)))
+                   float(number("session_spread_s", 1800)), int(number("session_spread_networks", 3)),
+                   pattern("read_scopes", []))
 
 
 class Sweep:

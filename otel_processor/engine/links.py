@@ -301,12 +301,18 @@ class GrantTracker:
     order grant and reads arrive, with or without a mailbox rule before it (the 2024 Midnight
     Blizzard intrusion: a test app given full_access_as_app and a new secret, then reading
     mailboxes). Reads the app's settled baseline already holds are not counted, so an app whose
-    secret is rotated goes on reading as before. Bounded: MAX_LINKS apps, MAX_READS reads each."""
+    secret is rotated goes on reading as before. An app whose history holds no such read at all
+    raises on any read after a grant, whatever its count (a targeted read of one executive's
+    mailbox); one whose history does is held to the volume thresholds. Bounded: MAX_LINKS apps,
+    MAX_READS reads each."""
 
     def __init__(self, rules):
         self.grants: OrderedDict[str, tuple[int, str, str]] = OrderedDict()  # app -> (time, what, by whom)
         # app -> [(time, items, target hash, action, signal, trace id, span id)], time-ordered
         self.reads: OrderedDict[str, list] = OrderedDict()
+        # apps whose settled history holds mail, file or directory reads: only they are held to
+        # the volume thresholds; for any other app, any read after a grant is a first read
+        self.readers: OrderedDict[str, bool] = OrderedDict()
         self.reported: OrderedDict[str, int] = OrderedDict()
         self.use_rules(rules)
 
@@ -331,13 +337,15 @@ class GrantTracker:
         if not app or o.outcome == "failure":
             return []
         if o.action == "credential.created":
-            what = "a new secret or certificate"
+            what, kind = "a new secret or certificate", SECRET
         else:
             scopes = details.get("oauth.scopes", "")
             pattern = self.rules.sensitive_scopes
             if not scopes or pattern is None or pattern.search(scopes[:1024]) is None:
                 return []
             what = f"{scopes[:200]} ({'consent' if o.action == CONSENT else 'app role'})"
+            reads = self.rules.read_scopes
+            kind = READ if reads is not None and reads.search(scopes[:1024]) is not None else OTHER
         t = o.time_ns
         earlier = self.grants.get(app)
         if earlier is not None and abs(t - earlier[0]) <= self.window_ns:
@@ -347,16 +355,21 @@ class GrantTracker:
             else:
                 what = earlier[1]
             t = min(t, earlier[0])
-        ChainTracker._put(self.grants, app, (t, what[:400], o.identity.id))
+            kind = "".join(sorted(set(kind + (earlier[3] if len(earlier) > 3 else ""))))
+        ChainTracker._put(self.grants, app, (t, what[:400], o.identity.id, kind))
         found = self._judge(app)
         return [(f"{OAUTH_APP}:{app}", found, (o.identity.id,))] if found is not None else []
 
     def read(self, o: Observation, f: Features, routine: bool) -> list[Finding]:
         """An app's record: counted when it reads mail, files or the directory and its baseline
-        does not already hold that read (``routine``)."""
-        if routine or not f.succeeded or not memo_search(self._reads_memo, self.rules.bulk_reads, o.action):
+        does not already hold that read (``routine``); a routine read marks the app as a reader."""
+        if not f.succeeded or not memo_search(self._reads_memo, self.rules.bulk_reads, o.action):
             return []
         app = o.identity.principal
+        if routine:
+            if app not in self.readers:
+                ChainTracker._put(self.readers, app, True)
+            return []
         try:
             items = max(1, min(100_000, int(o.details.get("messaging.batch.message_count", 1))))
         except (TypeError, ValueError):
@@ -375,7 +388,9 @@ class GrantTracker:
         return [found] if found is not None else []
 
     def _judge(self, app: str) -> Finding | None:
-        granted_at, what, grantor = self.grants[app]
+        grant = self.grants[app]
+        granted_at, what, grantor = grant[0], grant[1], grant[2]
+        kinds = grant[3] if len(grant) > 3 else OTHER  # a grant remembered before kinds were
         rules = self.rules
         items, targets, last = 0, set(), None
         for read in self.reads.get(app, ()):
@@ -383,15 +398,21 @@ class GrantTracker:
                 items += read[1]
                 targets.add(read[2])
                 last = read
-        if last is None or (items < rules.bulk_read_items and len(targets) < rules.bulk_read_targets):
+        # any read counts for an app whose history holds none, after a new secret or a read grant
+        first_read = app not in self.readers and (SECRET in kinds or READ in kinds)
+        if last is None or (not first_read and items < rules.bulk_read_items
+                            and len(targets) < rules.bulk_read_targets):
             return None
         said = self.reported.get(app)
         if said is not None and said == granted_at:
             return None
         ChainTracker._put(self.reported, app, granted_at)
         reason = (f"read {items} items across {len(targets)} mailboxes, files or directory objects within "
-                  f"{(last[0] - granted_at) / 60e9:.0f} minutes of being granted {what} by {grantor}")
-        return Finding("first_sight.granted_bulk_read", 0.75, reason, last[4], last[0], last[5], last[6])
+                  f"{(last[0] - granted_at) / 60e9:.0f} minutes of being granted {what} by {grantor}"
+                  + ("; its history holds no such read" if first_read else ""))
+        # a new secret and a mail or file grant together is the takeover itself
+        score = 0.95 if SECRET in kinds and READ in kinds else 0.75
+        return Finding("first_sight.granted_bulk_read", score, reason, last[4], last[0], last[5], last[6])
 
     def alias(self, other_name: str, app: str) -> list[Finding]:
         """The app is also known as ``other_name`` (a service principal's object id, which a
@@ -405,13 +426,16 @@ class GrantTracker:
     def state(self) -> list:
         return [list(self.grants.items()), list(self.reported.items()),
                 [[k, [[r[0], r[1], r[2], r[3], r[4], r[5].hex(), r[6].hex()] for r in v]]
-                 for k, v in self.reads.items()]]
+                 for k, v in self.reads.items()], list(self.readers)]
 
     def restore(self, s: list) -> None:
         self.grants = OrderedDict((k, tuple(v)) for k, v in s[0])
         self.reported = OrderedDict((k, v) for k, v in s[1])
         self.reads = OrderedDict((k, [(r[0], r[1], r[2], r[3], r[4], bytes.fromhex(r[5]), bytes.fromhex(r[6]))
                                       for r in v[:MAX_READS]]) for k, v in s[2])
+        self.readers = OrderedDict((str(k), True) for k in (s[3] if len(s) > 3 else ())[-MAX_LINKS:])
 
 
 GRANTS = frozenset({CONSENT, "role.assigned", "credential.created"})
+# What a grant gave an app, one letter each (kept sorted and joined in a grant's record).
+SECRET, READ, OTHER = "s", "r", "o"

@@ -288,13 +288,39 @@ def test_reading_without_a_grant_or_after_a_harmless_grant_is_no_signal():
         assert engine.take_events() == []
 
 
-@pytest.mark.look_alike_of("test_an_app_granted_mail_then_reading_a_mailbox_in_bulk_in_either_order")
-def test_a_few_messages_read_after_a_grant_are_not_bulk():
+def test_a_few_messages_read_after_a_grant_by_an_app_that_never_read_mail_raise():
+    """A targeted read (a few messages of one mailbox) is what such intrusions do: for an app whose
+    history holds no mail read, any read after the grant counts; a new secret beside the grant
+    makes it critical."""
     t = T0 + 9 * H
+    for extra, floor in (([], 0.5), ([_secret(t + 60 * S)], 0.9)):
+        engine = Engine(EngineConfig())
+        for o in [_grant(t), *extra, *_mail_reads(t + 300 * S, items=(7,))]:
+            engine.observe(o)
+        events = engine.take_events()
+        assert [e.identity.id for e in events] == [APP.id]
+        assert "its history holds no such read" in " ".join(events[-1].findings) and events[-1].score >= floor
+
+
+@pytest.mark.look_alike_of("test_a_few_messages_read_after_a_grant_by_an_app_that_never_read_mail_raise")
+def test_a_few_new_messages_read_after_a_grant_by_an_app_that_reads_mail_are_not_bulk():
+    """An app whose settled history holds mail reads is held to the volume thresholds."""
     engine = Engine(EngineConfig())
-    for o in [_grant(t), *_mail_reads(t + 300 * S, items=(2, 3))]:
+    for day in range(4):
+        for k in range(6):
+            engine.observe(_counted(obs(APP, T0 + day * D + k * H, action="mailbox.items.read", signal="email",
+                                        target=f"user{k}@corp.example", src="20.61.14.9", ua="Client=REST",
+                                        trace=day * 10 + k + 1), 40))
+    engine.take_events()
+    t = T0 + 4 * D + 9 * H
+    for o in [_grant(t), *_mail_reads(t + 300 * S, items=(2, 3), src="20.61.14.9")]:
         engine.observe(o)
     assert engine.take_events() == []
+
+
+def _secret(t):
+    return obs(ADMIN, t, action="credential.created", signal="iam", target=None, src="198.51.100.23", ua=None,
+               nhi_target_identity=f"oauth_app:{APP.principal}", nhi_credential_created="k-new")
 
 
 @pytest.mark.look_alike_of("test_a_new_secret_used_minutes_later_from_a_network_neither_creator_nor_app_used")

@@ -30,6 +30,11 @@ EXPECTED = {
     # app reads more mail in the same minutes without any grant; another app gets User.Read.
     "app-granted-mail-reads-mailbox": (
         "oauth_app:1f0e2d3c-4b5a-4968-8778-a1b2c3d4e5f6", "first_sight.granted_bulk_read"),
+    # The same intrusion reading only what it came for: 7 messages of the CFO's mailbox, in one
+    # read (a targeted read, as in the published capture of such an abuse). The backup app's
+    # bulk reads without a grant stay quiet.
+    "app-granted-mail-reads-seven-messages": (
+        "oauth_app:1f0e2d3c-4b5a-4968-8778-a1b2c3d4e5f6", "first_sight.granted_bulk_read"),
 }
 
 
