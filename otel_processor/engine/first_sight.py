@@ -21,6 +21,9 @@ record against what any identity of its kind can do:
   added to an application by a phished administrator, used at once from the attacker's host).
 - ``first_sight.session_spread`` (engine/links.py ``CredentialTracker``): one temporary key used by
   one client from several networks within half an hour, against more than one service.
+- ``first_sight.slow_sweep``: a settled identity reading secrets or repositories it never read,
+  30 within an hour or 50 within a day, more than its own history of such runs holds: a sweep
+  slowed down to stay under the minutes-long windows, from the usual address and client.
 - ``first_sight.granted_bulk_read`` (engine/links.py ``GrantTracker``): an application granted
   mail, file or directory scopes, or a new secret, that then reads mail or files it never read:
   any read when its history holds none, reads in bulk when it does.
@@ -44,6 +47,7 @@ from .detectors import has_value
 from .features import MEMO_KEY_MAX, Features
 
 MAX_RECENT = 64  # (time, target hash) kept per sweep window: enough to count past any threshold
+HOUR_NS, DAY_NS = 3_600 * 10**9, 86_400 * 10**9
 MEMO_CAP = 16_384
 REPOSITORY_READ, PRIVILEGE, ASSUME_ROLE, SECRET_WRITE = 1, 2, 4, 8
 
@@ -71,6 +75,8 @@ class FirstSightRules:
     session_spread_s: float = 1800.0
     session_spread_networks: int = 3
     read_scopes: object = None       # compiled RE2: the scopes that read mail, files or the directory
+    slow_sweep_hour_count: int = 30
+    slow_sweep_day_count: int = 50
 
     @classmethod
     def from_data(cls, data, where: str) -> "FirstSightRules":  # data untyped: a rules file may hold anything
@@ -95,6 +101,10 @@ class FirstSightRules:
                 raise ConfigError(f"first_sight.{name} must be a positive number", where)
             return value
 
+        for name, default in (("secret_sweep_count", 20), ("repository_sweep_count", 10),
+                              ("slow_sweep_hour_count", 30), ("slow_sweep_day_count", 50)):
+            if number(name, default) > MAX_RECENT:
+                raise ConfigError(f"first_sight.{name} can be at most {MAX_RECENT} (what a sweep window keeps)", where)
         return cls(pattern("desktop_clients", []), pattern("instance_sessions", []),
                    pattern("workload_principals", []), pattern("privilege_actions", []),
                    pattern("repository_reads", []), pattern("secret_writes", []),
@@ -104,7 +114,8 @@ class FirstSightRules:
                    float(number("fresh_credential_s", 3600)), int(number("bulk_read_items", 50)),
                    int(number("bulk_read_targets", 5)), float(number("bulk_read_s", 3600)),
                    float(number("session_spread_s", 1800)), int(number("session_spread_networks", 3)),
-                   pattern("read_scopes", []))
+                   pattern("read_scopes", []), int(number("slow_sweep_hour_count", 30)),
+                   int(number("slow_sweep_day_count", 50)))
 
 
 class Sweep:
@@ -166,20 +177,26 @@ class FirstSightState:
     """Per identity: its secret and repository sweeps, whether it writes secrets (a rotation job
     reads every secret because it rewrites them), and when each signal last spoke."""
 
-    __slots__ = ("secrets", "repos", "reported", "writes_secrets")
+    __slots__ = ("secrets", "repos", "reported", "writes_secrets", "new_hour", "new_day")
 
     def __init__(self) -> None:
         self.secrets = Sweep()
         self.repos = Sweep()
         self.reported: dict[str, int] = {}  # signal -> event time it was last raised
         self.writes_secrets = False
+        # secrets and repositories it never read before, per hour and per day: a sweep slow enough
+        # to stay under the minutes-long windows still adds up here
+        self.new_hour = Sweep()
+        self.new_day = Sweep()
 
     def used(self) -> bool:
         """Whether it holds anything (an identity without such state keeps none)."""
-        return bool(self.secrets.recent or self.repos.recent or self.reported or self.writes_secrets)
+        return bool(self.secrets.recent or self.repos.recent or self.reported or self.writes_secrets
+                    or self.new_hour.recent or self.new_day.recent)
 
     def state(self) -> list:
-        return [self.secrets.state(), self.repos.state(), sorted(self.reported.items()), self.writes_secrets]
+        return [self.secrets.state(), self.repos.state(), sorted(self.reported.items()), self.writes_secrets,
+                self.new_hour.state(), self.new_day.state()]
 
     @classmethod
     def from_state(cls, s: list) -> "FirstSightState":
@@ -187,6 +204,8 @@ class FirstSightState:
         d.secrets, d.repos = Sweep.from_state(s[0]), Sweep.from_state(s[1])
         d.reported = {str(k): int(v) for k, v in s[2][:8]}
         d.writes_secrets = bool(s[3]) if len(s) > 3 else False
+        if len(s) > 5:
+            d.new_hour, d.new_day = Sweep.from_state(s[4]), Sweep.from_state(s[5])
         return d
 
 
@@ -263,6 +282,10 @@ class FirstSight:
                                 f"cloned or downloaded {distinct} distinct repositories within "
                                 f"{rules.repository_sweep_s / 60:.0f} minutes; its history holds no such "
                                 f"burst (at most {sweep.history})", once_per_ns=self._repo_ns)
+        swept = (f.action_class == "secret_read" and not _state(holder).writes_secrets) or (
+            kind & REPOSITORY_READ and not _expected(ident, o.action))
+        if swept and warmed and f.target_h is not None and not has_value(known[1], f.target_h):
+            out = self._slow_sweep(out, _state(holder), f)
         if (f.succeeded and (kind & PRIVILEGE or self._chains_roles(o, kind))
                 and not has_value(known[0], f.action_h) and not _expected(ident, o.action)):
             # Settled history that never held it says more than a capture that starts cold.
@@ -272,6 +295,20 @@ class FirstSight:
                             f"{'' if warmed else ' (no settled history yet)'}: creating principals, "
                             f"granting roles or chaining roles is not what a workload does",
                             once_per_ns=self._secret_ns)
+        return out
+
+    def _slow_sweep(self, out, state: FirstSightState, f: Features):
+        """A secret or repository this settled identity never read: counted per hour and per day
+        against its own history of such runs, so the pace of a sweep does not hide it."""
+        rules = self.rules
+        for sweep, window_ns, need, span in ((state.new_hour, HOUR_NS, rules.slow_sweep_hour_count, "an hour"),
+                                             (state.new_day, DAY_NS, rules.slow_sweep_day_count, "a day")):
+            distinct = sweep.add(f.obs.time_ns, f.target_h, window_ns, need)
+            if distinct >= need and sweep.history < need:
+                return self._say(out, state, "first_sight.slow_sweep", 0.65, f,
+                                 f"read {distinct} secrets or repositories it had never read within {span}; its "
+                                 f"history holds no such run of new targets (at most {sweep.history})",
+                                 once_per_ns=window_ns)
         return out
 
     def _fresh_elsewhere(self, issued_ns: int, issued_by: str, issued_from: str, t: int, network: str) -> bool:

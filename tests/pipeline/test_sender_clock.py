@@ -5,43 +5,13 @@ traceback. Built from CloudTrail records in the vendor's schema, timed around th
 
 from __future__ import annotations
 
-import copy
-import json
 import time
 
-from otel_processor.anyvalue import set_value
 from otel_processor.config import ProcessorConfig
 from otel_processor.engine import EngineConfig
 from otel_processor.pipeline import BatchProcessor
 from otlp_builders import attrs_of, logs
-from vendor_records import record_of
-
-S = 10**9
-TEMPLATE = record_of("tests/testdata/identity/cloudtrail-instance-role-session.json")
-
-
-def _iso(t_ns: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t_ns // S))
-
-
-def cloudtrail(t_ns: int, role: str, secret: str, address: str = "10.20.3.7") -> dict:
-    record = copy.deepcopy(TEMPLATE)
-    record["userIdentity"]["arn"] = f"arn:aws:sts::111122223333:assumed-role/{role}/i-0abc"
-    record["eventTime"] = _iso(t_ns)
-    record["requestParameters"]["secretId"] = secret
-    record["sourceIPAddress"] = address
-    record["eventID"] = f"{role}-{secret}-{t_ns}"
-    return record
-
-
-def send(processor: BatchProcessor, bodies: list) -> list[dict]:
-    request = logs({"cloud.provider": "aws"}, *({"attrs": {}} for _ in bodies))
-    records = request.resource_logs[0].scope_logs[0].log_records
-    for record, body in zip(records, bodies):
-        set_value(record.body, body)
-    result = processor.process_logs(request)
-    processor.events += result.events
-    return [attrs_of(r.attributes) for r in records]
+from vendor_records import S, cloudtrail, send
 
 
 def processor(max_identities: int = 200_000) -> BatchProcessor:
