@@ -57,6 +57,9 @@ class EngineConfig:
     chain_window_s: float = 7 * 86_400.0
     # Credential split: one temporary key used from two networks with two clients within this.
     credential_window_s: float = 3600.0
+    # A record this much older than its identity's latest is a backfill (old logs loaded again, a
+    # late export): it adds to the identity's history and is compared against nothing.
+    backfill_after_s: float = 6 * 3600.0
     # Event time more than this ahead of a record's arrival (the processor's clock) is the
     # sender's doing: the record is judged at arrival plus this, and marked nhi.time.skewed.
     max_future_skew_s: float = 300.0
@@ -74,6 +77,8 @@ class EngineConfig:
     rules_file: str | None = None
 
     def validate(self) -> None:
+        if self.backfill_after_s <= 0:
+            raise ValueError("engine.backfill_after_s must be positive")
         if self.max_future_skew_s < 0:
             raise ValueError("engine.max_future_skew_s must not be negative")
         if self.max_identities < 1:

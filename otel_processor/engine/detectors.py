@@ -213,7 +213,7 @@ class VolumeDetector:
         self.first_source: str | None = None
 
     def _roll(self, window: int) -> None:
-        if window > self.window:  # a late record counts in the current window
+        if window > self.window:
             if self.window >= 0 and self.count:
                 if self.count > self.max_count:
                     self.max_count = self.count
@@ -278,7 +278,10 @@ class VolumeDetector:
         return best, reason
 
     def update(self, f: Features, config: EngineConfig) -> Finding | None:
-        """``score_one`` then ``learn_one``: counts ``f``, then judges the window with it."""
+        """``score_one`` then ``learn_one``: counts ``f``, then judges the window with it. A record
+        of a window already closed belongs to that window, not the current one: not counted."""
+        if f.window < self.window:
+            return None
         self._count(f)
         judged = self._judge(f, config)
         if judged is None:
@@ -346,7 +349,10 @@ class FailureBurstDetector:
                 self.actions.append(f.action_h)
 
     def update(self, f: Features, config: EngineConfig) -> Finding | None:
-        """``score_one`` then ``learn_one``: counts ``f``, then judges the window if ``f`` is a denial."""
+        """``score_one`` then ``learn_one``: counts ``f``, then judges the window if ``f`` is a denial
+        (a denial of a window already closed is not counted in the current one)."""
+        if f.window < self.window:
+            return None
         self._count(f)
         if f.obs.failure_kind != "authz" or self.windows_seen < config.baseline_windows:
             return None

@@ -43,6 +43,7 @@ cdef class Engine:
     cdef public list _pending
     cdef public tuple _caps
     cdef public long long _warmup_ns
+    cdef public long long _backfill_ns
     cdef public long long _window_ns
     cdef public long long _quiet_ns
     cdef public double _half_life_ns

@@ -163,6 +163,7 @@ class Engine:
         c = self.config
         self._caps = (c.max_actions, c.max_targets, c.max_networks, c.max_user_agents, c.max_countries)
         self._warmup_ns = int(c.warmup_s * 1e9)
+        self._backfill_ns = int(c.backfill_after_s * 1e9)
         self._window_ns = int(c.correlation_window_s * 1e9)
         self._quiet_ns = int(c.incident_quiet_s * 1e9)
         self._half_life_ns = c.trust_half_life_s * 1e9
@@ -236,6 +237,8 @@ class Engine:
             self._check_pending(t)
         p: Profile = self._profile(obs)
         f: Features = features_of(obs, self.rules, c.window_s)
+        if t < p.last_ns - self._backfill_ns:
+            return self._backfill(p, f, t)
         group = obs.identity.group or f"kind:{obs.identity.kind}"
         if t - p.registered_ns >= _REGISTER_EVERY_NS:
             self._peers.seen(group, obs.identity.id, t)
@@ -301,6 +304,19 @@ class Engine:
                 return _NEUTRAL
             return Verdict(trust)
         return self._correlate(p, f, findings, related, group, t, obs.trace_id, obs.span_id)
+
+    def _backfill(self, p: Profile, f: Features, t: int) -> Verdict:
+        """A record far older than its identity's latest (a week of logs loaded again, a late
+        export): its values join the identity's history, as if learnt in warm-up, and it is
+        judged against nothing, so replaying old logs into a warm processor raises nothing."""
+        p.new_values.update(f, t - p.first_ns, False, self.config, self._caps)
+        p.count += 1
+        if t < p.first_ns:
+            p.first_ns = t  # the history now reaches back further
+        if not p.drop:
+            return _NEUTRAL
+        trust = self._trust(p, p.last_ns)
+        return Verdict(trust) if trust < 0.999 else _NEUTRAL
 
     def _elsewhere(self, found: list) -> None:
         """Findings a record gave about other identities (a late record completing a chain):

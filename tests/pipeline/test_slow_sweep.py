@@ -47,3 +47,26 @@ def test_a_deploy_role_touching_a_few_new_secrets_a_day_stays_quiet():
                 [cloudtrail(T0 + day * DAY + 12 * 3_600 * S + k * 1_800 * S, "deploy-role", f"prod/app/{k % 3}")
                  for k in range(12)])
     assert p.events == []
+
+
+# -- a backfill: old logs loaded into a warm processor ------------------------------------------
+def stranger_reads(start: int) -> list:
+    """40 secrets the role never read, in five minutes, from an address it never used."""
+    return [cloudtrail(start + k * 7 * S, "deploy-role", f"prod/other/{k}", address="203.0.113.50") for k in range(40)]
+
+
+def test_the_same_sweep_at_the_identitys_present_raises():
+    p = settled_role()
+    send(p, stranger_reads(T0 + 3 * DAY))
+    assert p.events
+
+
+@pytest.mark.look_alike_of("test_the_same_sweep_at_the_identitys_present_raises")
+def test_records_far_older_than_the_identitys_present_are_history_not_news():
+    """The same records stamped two days before the role's latest (a backfill of old logs) join
+    its history and raise nothing; the role's reads of them later are then no longer new."""
+    p = settled_role()
+    send(p, stranger_reads(T0 + DAY))
+    assert p.events == []
+    send(p, [cloudtrail(T0 + 3 * DAY + k * 60 * S, "deploy-role", f"prod/other/{k}") for k in range(5)])
+    assert not any("first target" in f for f in findings(p))
