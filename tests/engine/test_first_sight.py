@@ -305,17 +305,23 @@ def test_a_few_messages_read_after_a_grant_by_an_app_that_never_read_mail_raise(
 @pytest.mark.look_alike_of("test_a_few_messages_read_after_a_grant_by_an_app_that_never_read_mail_raise")
 def test_a_few_new_messages_read_after_a_grant_by_an_app_that_reads_mail_are_not_bulk():
     """An app whose settled history holds mail reads is held to the volume thresholds."""
-    engine = Engine(EngineConfig())
-    for day in range(4):
-        for k in range(6):
-            engine.observe(_counted(obs(APP, T0 + day * D + k * H, action="mailbox.items.read", signal="email",
-                                        target=f"user{k}@corp.example", src="20.61.14.9", ua="Client=REST",
-                                        trace=day * 10 + k + 1), 40))
-    engine.take_events()
+    engine = _mail_archiver(days=4, items=40)
     t = T0 + 4 * D + 9 * H
     for o in [_grant(t), *_mail_reads(t + 300 * S, items=(2, 3), src="20.61.14.9")]:
         engine.observe(o)
     assert engine.take_events() == []
+
+
+def _mail_archiver(days: int, items: int) -> Engine:
+    """An engine that has seen the app read six mailboxes a day for ``days`` days."""
+    engine = Engine(EngineConfig())
+    for day in range(days):
+        for k in range(6):
+            engine.observe(_counted(obs(APP, T0 + day * D + k * H, action="mailbox.items.read", signal="email",
+                                        target=f"user{k}@corp.example", src="20.61.14.9", ua="Client=REST",
+                                        trace=day * 10 + k + 1), items))
+    engine.take_events()
+    return engine
 
 
 def _secret(t):
@@ -326,13 +332,7 @@ def _secret(t):
 @pytest.mark.look_alike_of("test_a_new_secret_used_minutes_later_from_a_network_neither_creator_nor_app_used")
 def test_an_app_whose_baseline_holds_mail_reads_keeps_reading_after_its_secret_is_rotated():
     """The look-alike: a new secret on a mail archiver that has read mailboxes for a week."""
-    engine = Engine(EngineConfig())
-    for day in range(8):
-        for k in range(6):
-            engine.observe(_counted(obs(APP, T0 + day * D + k * H, action="mailbox.items.read", signal="email",
-                                        target=f"user{k}@corp.example", src="20.61.14.9", ua="Client=REST",
-                                        trace=day * 10 + k + 1), 150))
-    engine.take_events()
+    engine = _mail_archiver(days=8, items=150)
     t = T0 + 8 * D + 9 * H
     engine.observe(obs(ADMIN, t, action="credential.created", signal="iam", target=None, src="10.40.2.17", ua=None,
                        nhi_target_identity=f"oauth_app:{APP.principal}", nhi_credential_created="k-new"))
