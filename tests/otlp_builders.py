@@ -59,3 +59,13 @@ def logs(resource: dict, *records: dict) -> ExportLogsServiceRequest:
             rec.trace_id = r["trace_id"]
         rec.attributes.extend(kvs(r.get("attrs", {})))
     return req
+
+
+def raw_trace_export(port: int):
+    """(channel, method): the trace service's Export on 127.0.0.1:``port`` taking raw bytes, so a
+    test can send what no client library would encode. The caller closes the channel."""
+    import grpc
+
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    return channel, channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+                                        request_serializer=lambda b: b, response_deserializer=lambda b: b)

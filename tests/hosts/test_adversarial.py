@@ -33,7 +33,7 @@ from otel_processor.config import (
 )
 from otel_processor.hosts.serve.service import Service
 from hostile import HUGE, huge_request
-from otlp_builders import attrs_of, logs, traces
+from otlp_builders import attrs_of, logs, raw_trace_export, traces
 from simulator.sink import OtlpSink
 
 SECRET = "Bearer sk_live_51HtZqK2eZvKYlo2C9xADVERSARY"
@@ -252,9 +252,7 @@ def test_oversized_garbage_and_wrong_requests_get_clear_answers(sink, caplog):
         assert status == 413
         status, _ = post(port, "/v1/traces", b"\x0a\xff\xff", {"Content-Type": "application/x-protobuf"})
         assert status == 400
-        channel = grpc.insecure_channel(f"127.0.0.1:{service.grpc_port}")
-        raw = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export",
-                                  request_serializer=lambda b: b, response_deserializer=lambda b: b)
+        channel, raw = raw_trace_export(service.grpc_port)
         with pytest.raises(grpc.RpcError) as info:
             raw(b"\xff\xff\xff\xff", timeout=5)
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -298,9 +296,7 @@ def test_an_appended_empty_group_does_not_carry_a_batch_past_masking_or_the_engi
     kv = request.resource_spans[0].scope_spans[0].spans[0].attributes.add()
     kv.key, kv.value.string_value = "nhi.trust.score", "1.0"  # forged
     with service_for(sink.endpoint) as service:
-        channel = grpc.insecure_channel(f"127.0.0.1:{service.grpc_port}")
-        raw = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export",
-                                  request_serializer=lambda b: b, response_deserializer=lambda b: b)
+        channel, raw = raw_trace_export(service.grpc_port)
         raw(request.SerializeToString() + b"\x13\x14", timeout=5)
         channel.close()
     (_, span), = sink.spans()

@@ -25,7 +25,7 @@ from simulator.sink import OtlpSink
 from otel_processor.otlp_json import to_otlp_json
 from otel_processor.hosts.serve.service import Service
 
-from otlp_builders import attrs_of, logs, traces
+from otlp_builders import attrs_of, logs, raw_trace_export, traces
 
 SECRET = "Bearer sk_live_51HtZqK2eZvKYlo2C9xTESTSECRET"
 
@@ -139,9 +139,7 @@ def test_malformed_and_oversized_requests_keep_the_service_up(sink):
         assert status == 413
         status, _, _ = _post(service.http_port, "/v1/logs", b"", "text/plain")
         assert status == 415
-        channel = grpc.insecure_channel(f"127.0.0.1:{service.grpc_port}")
-        raw = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export",
-                                  request_serializer=lambda b: b, response_deserializer=lambda b: b)
+        channel, raw = raw_trace_export(service.grpc_port)
         with pytest.raises(grpc.RpcError) as info:
             raw(b"\xff\xff\xff\xff", timeout=5)
         assert info.value.code() in (grpc.StatusCode.INTERNAL, grpc.StatusCode.INVALID_ARGUMENT)
