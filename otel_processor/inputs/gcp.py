@@ -21,6 +21,7 @@ NAME = "gcp_audit"
 AUTH_METHODS = ("GenerateAccessToken", "GenerateIdToken", "SignBlob", "SignJwt")
 IAM_SERVICES = ("iam.googleapis.com", "cloudresourcemanager.googleapis.com", "iamcredentials.googleapis.com")
 AUTHZ_CODES = {7: "PERMISSION_DENIED", 16: "UNAUTHENTICATED"}
+MAX_EMAIL = 320  # an address longer than email allows names no service account
 
 
 def map_record(r: VendorRecord) -> Mapped | Skipped:
@@ -79,7 +80,7 @@ def _impersonated(p: VendorRecord) -> str | None:
     last = chain[-1] if isinstance(chain, list) and chain and isinstance(chain[-1], str) else None
     for name in (p.text("request.name"), last):
         account = (name or "").rpartition("/serviceAccounts/")[2]
-        if "@" in account and account.endswith(".iam.gserviceaccount.com"):
+        if len(account) <= MAX_EMAIL and "@" in account and account.endswith(".iam.gserviceaccount.com"):
             return account
     return None
 

@@ -30,6 +30,10 @@ def test_an_impersonated_service_account_acts_and_whoever_borrowed_it_stands_bes
         assert attributed(record)["nhi.identity.id"] == "service_account:deploy-bot@acme-prod.iam.gserviceaccount.com"
         assert read_vendor(record).related == (federated,), fixture
         assert related_of(record) == f"workload:{federated}", fixture  # what an event names beside it
+    # a name no service account can have (a megabyte) names nobody: the chain's account acts
+    record = record_of("tests/testdata/identity/gcp-federated-ci-mints-token-for-service-account.json")
+    record["protoPayload"]["request"]["name"] = "projects/-/serviceAccounts/" + "a" * 900_000 + "@p.iam.gserviceaccount.com"
+    assert attributed(record)["nhi.identity.id"] == "service_account:deploy-bot@acme-prod.iam.gserviceaccount.com"
     # a mint naming the account only by its unique id leaves the caller as the actor
     record = record_of("tests/testdata/identity/gcp-person-mints-token-by-unique-id.json")
     assert attributed(record)["nhi.identity.id"] == "human:alice@corp.example" and read_vendor(record).related == ()
