@@ -21,9 +21,10 @@ record against what any identity of its kind can do:
   added to an application by a phished administrator, used at once from the attacker's host).
 - ``first_sight.session_spread`` (engine/links.py ``CredentialTracker``): one temporary key used by
   one client from several networks within half an hour, against more than one service.
-- ``first_sight.slow_sweep``: a settled identity reading secrets or repositories it never read,
-  30 within an hour or 50 within a day, more than its own history of such runs holds: a sweep
-  slowed down to stay under the minutes-long windows, from the usual address and client.
+- ``first_sight.slow_sweep``: a settled identity reading secrets, repositories, mailboxes or files
+  it never read, 30 within an hour or 50 within a day, more than its own history of such runs
+  holds: a sweep slowed down to stay under the minutes-long windows, from the usual address and
+  client.
 - ``first_sight.granted_bulk_read`` (engine/links.py ``GrantTracker``): an application granted
   mail, file or directory scopes, or a new secret, that then reads mail or files it never read:
   any read when its history holds none, reads in bulk when it does.
@@ -49,7 +50,7 @@ from .features import MEMO_KEY_MAX, Features
 MAX_RECENT = 64  # (time, target hash) kept per sweep window: enough to count past any threshold
 HOUR_NS, DAY_NS = 3_600 * 10**9, 86_400 * 10**9
 MEMO_CAP = 16_384
-REPOSITORY_READ, PRIVILEGE, ASSUME_ROLE, SECRET_WRITE = 1, 2, 4, 8
+REPOSITORY_READ, PRIVILEGE, ASSUME_ROLE, SECRET_WRITE, MAIL_OR_FILE_READ = 1, 2, 4, 8, 16
 
 
 @dataclass(frozen=True)
@@ -283,7 +284,7 @@ class FirstSight:
                                 f"{rules.repository_sweep_s / 60:.0f} minutes; its history holds no such "
                                 f"burst (at most {sweep.history})", once_per_ns=self._repo_ns)
         swept = (f.action_class == "secret_read" and not _state(holder).writes_secrets) or (
-            kind & REPOSITORY_READ and not _expected(ident, o.action))
+            kind & (REPOSITORY_READ | MAIL_OR_FILE_READ) and not _expected(ident, o.action))
         if swept and warmed and f.target_h is not None and not has_value(known[1], f.target_h):
             out = self._slow_sweep(out, _state(holder), f)
         if (f.succeeded and (kind & PRIVILEGE or self._chains_roles(o, kind))
@@ -298,15 +299,16 @@ class FirstSight:
         return out
 
     def _slow_sweep(self, out, state: FirstSightState, f: Features):
-        """A secret or repository this settled identity never read: counted per hour and per day
-        against its own history of such runs, so the pace of a sweep does not hide it."""
+        """A secret, repository, mailbox or file this settled identity never read: counted per hour
+        and per day against its own history of such runs, so the pace of a sweep does not hide it."""
         rules = self.rules
         for sweep, window_ns, need, span in ((state.new_hour, HOUR_NS, rules.slow_sweep_hour_count, "an hour"),
                                              (state.new_day, DAY_NS, rules.slow_sweep_day_count, "a day")):
             distinct = sweep.add(f.obs.time_ns, f.target_h, window_ns, need)
             if distinct >= need and sweep.history < need:
                 return self._say(out, state, "first_sight.slow_sweep", 0.65, f,
-                                 f"read {distinct} secrets or repositories it had never read within {span}; its "
+                                 f"read {distinct} secrets, repositories, mailboxes or files it had never read "
+                                 f"within {span}; its "
                                  f"history holds no such run of new targets (at most {sweep.history})",
                                  once_per_ns=window_ns)
         return out
@@ -368,15 +370,16 @@ class FirstSight:
         return memo_search(self._desktops, self.rules.desktop_clients, user_agent)
 
     def _action_kind(self, action: str) -> int:
-        """REPOSITORY_READ, PRIVILEGE, ASSUME_ROLE and SECRET_WRITE bits of an action (memoised:
-        actions recur)."""
+        """REPOSITORY_READ, PRIVILEGE, ASSUME_ROLE, SECRET_WRITE and MAIL_OR_FILE_READ bits of an
+        action (memoised: actions recur)."""
         found = self._actions.get(action)
         if found is None:
             rules, text = self.rules, action[:512]
             found = ((REPOSITORY_READ if _matches(rules.repository_reads, text) else 0)
                      | (PRIVILEGE if _matches(rules.privilege_actions, text) else 0)
                      | (ASSUME_ROLE if text.rsplit("/", 1)[-1] == "AssumeRole" else 0)
-                     | (SECRET_WRITE if _matches(rules.secret_writes, text) else 0))
+                     | (SECRET_WRITE if _matches(rules.secret_writes, text) else 0)
+                     | (MAIL_OR_FILE_READ if _matches(rules.bulk_reads, text) else 0))
             if len(action) <= MEMO_KEY_MAX:
                 if len(self._actions) >= MEMO_CAP:
                     self._actions.clear()

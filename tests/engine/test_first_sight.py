@@ -462,3 +462,25 @@ def test_a_snapshot_keeps_every_cross_identity_table(tmp_path):
     assert any(f.startswith("first_sight.granted_bulk_read:") for ev in after_restart for f in ev.findings)
     assert [(e.identity.id, e.convergence_id, e.score) for e in after_restart] == \
         [(e.identity.id, e.convergence_id, e.score) for e in straight.take_events() if e.time_ns >= t + 300 * S]
+
+
+# -- a slow sweep of mailboxes ------------------------------------------------------------------
+def test_an_app_reading_mailboxes_it_never_read_one_every_90_seconds_is_a_slow_sweep():
+    engine = _mail_archiver(days=4, items=40)
+    t = T0 + 4 * D + 10 * H
+    for k in range(35):
+        engine.observe(_counted(obs(APP, t + k * 90 * S, action="mailbox.items.read", signal="email",
+                                    target=f"exec{k}@corp.example", src="20.61.14.9", ua="Client=REST",
+                                    trace=500 + k), 3))
+    assert any(f.startswith("first_sight.slow_sweep:") for e in engine.take_events() for f in e.findings)
+
+
+@pytest.mark.look_alike_of("test_an_app_reading_mailboxes_it_never_read_one_every_90_seconds_is_a_slow_sweep")
+def test_an_archiver_reading_its_mailboxes_and_two_new_ones_stays_quiet():
+    engine = _mail_archiver(days=4, items=40)
+    t = T0 + 4 * D + 10 * H
+    for k in range(8):
+        engine.observe(_counted(obs(APP, t + k * 90 * S, action="mailbox.items.read", signal="email",
+                                    target=f"user{k}@corp.example", src="20.61.14.9", ua="Client=REST",
+                                    trace=500 + k), 40))
+    assert engine.take_events() == []
