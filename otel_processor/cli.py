@@ -213,6 +213,25 @@ def _from_ocsf(finding: dict) -> dict:
     }
 
 
+def ranges_refresh(files: list[str], out: str) -> int:
+    """Reads the providers' files and writes the compact one; says what it holds and how old."""
+    from .engine.provider_ranges import MAX_AGE_DAYS, ProviderRanges
+
+    try:
+        ranges = ProviderRanges.from_vendor_files(files)
+        ranges.dump(out)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"nhi-processor ranges refresh: {exc}", file=sys.stderr)
+        return 2
+    for name in sorted(ranges.published):
+        print(f"{name}: {len(ranges.prefixes[name])} prefixes published {ranges.published[name]}")
+    if ranges.age_days() > MAX_AGE_DAYS:
+        print(f"warning: the oldest is {ranges.age_days()} days old (over {MAX_AGE_DAYS}): download them again",
+              file=sys.stderr)
+    print(f"wrote {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nhi-processor", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"nhi-processor {__version__}")
@@ -243,7 +262,17 @@ def main(argv: list[str] | None = None) -> int:
     p_draft.add_argument("event", help="the event as JSON: OTLP JSON (a Collector file export), a flat "
                                        "attribute object, or an OCSF finding from events.format: ocsf")
     p_draft.add_argument("--days", type=int, default=30, help="days until it expires (default 30)")
+    p_ranges = sub.add_parser("ranges", help="cloud providers' published address ranges")
+    ranges_sub = p_ranges.add_subparsers(dest="ranges_command", required=True)
+    p_refresh = ranges_sub.add_parser(
+        "refresh", help="AWS ip-ranges.json, Google Cloud cloud.json, Azure ServiceTags_*.json, as downloaded "
+                        "-> the compact file read beside the rules file")
+    p_refresh.add_argument("files", nargs="+", metavar="FILE")
+    p_refresh.add_argument("--out", required=True,
+                           help="where to write it: provider_ranges.json in the folder of the rules file in use")
     args = parser.parse_args(argv)
+    if args.command == "ranges":
+        return ranges_refresh(args.files, args.out)
     if args.command == "convert":
         from .inputs.convert import main as convert_main
 

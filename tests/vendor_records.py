@@ -43,9 +43,12 @@ def _iso(t_ns: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t_ns // S))
 
 
-def cloudtrail(t_ns: int, role: str, secret: str, address: str = "10.20.3.7") -> dict:
+def cloudtrail(t_ns: int, role: str, secret: str, address: str = "10.20.3.7", session: str = "i-0abc",
+               user_agent: str | None = None) -> dict:
     record = copy.deepcopy(TEMPLATE)
-    record["userIdentity"]["arn"] = f"arn:aws:sts::111122223333:assumed-role/{role}/i-0abc"
+    record["userIdentity"]["arn"] = f"arn:aws:sts::111122223333:assumed-role/{role}/{session}"
+    if user_agent is not None:
+        record["userAgent"] = user_agent
     record["eventTime"] = _iso(t_ns)
     record["requestParameters"]["secretId"] = secret
     record["sourceIPAddress"] = address

@@ -11,6 +11,7 @@ opens or updates the identity's incident and emits a ``ConvergenceEvent``.
 from __future__ import annotations
 
 import heapq
+import logging
 import threading
 
 from ..model import NEUTRAL_VERDICT, ConvergenceEvent, Finding, Identity, Observation, Verdict
@@ -32,6 +33,8 @@ from .links import ChainTracker, CredentialTracker, GrantTracker, catalog_findin
 from .peers import PeerRegistry
 from .roster import PROBATION, Roster
 from .state import read_snapshot, write_snapshot
+
+log = logging.getLogger(__name__)
 
 GLOBAL = "*"
 _NEUTRAL = NEUTRAL_VERDICT
@@ -152,6 +155,7 @@ class Engine:
         self._peers = PeerRegistry(int(self.config.peer_window_s * 1e9))
         self._chain = ChainTracker(int(self.config.chain_window_s * 1e9))
         first_sight_rules = FirstSightRules.from_data(self.rules.first_sight, self.rules.path)
+        _warn_if_stale(first_sight_rules)
         self._credentials = CredentialTracker(int(self.config.credential_window_s * 1e9),
                                               int(first_sight_rules.session_spread_s * 1e9),
                                               first_sight_rules.session_spread_networks)
@@ -176,6 +180,7 @@ class Engine:
 
         book = RuleBook.load(path or self.config.rules_file)
         first_sight_rules = FirstSightRules.from_data(book.first_sight, book.path)
+        _warn_if_stale(first_sight_rules)
         with self._lock:
             self.rules = book
             self._first_sight.use_rules(first_sight_rules)
@@ -528,3 +533,14 @@ class Engine:
     def restore_from(self, path: str) -> None:
         """Replaces state with a snapshot's; raises ``state.StateError`` naming what is wrong."""
         read_snapshot(self, path, Profile)
+
+
+def _warn_if_stale(rules) -> None:
+    """Providers add addresses every week: ranges older than MAX_AGE_DAYS call addresses of their
+    new regions outside."""
+    from .provider_ranges import MAX_AGE_DAYS
+
+    ranges = rules.provider_ranges
+    if ranges is not None and ranges.age_days() > MAX_AGE_DAYS:
+        log.warning("provider ranges are %d days old (over %d): refresh them with `nhi-processor ranges refresh`",
+                    ranges.age_days(), MAX_AGE_DAYS)

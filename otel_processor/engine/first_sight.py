@@ -78,6 +78,7 @@ class FirstSightRules:
     read_scopes: object = None       # compiled RE2: the scopes that read mail, files or the directory
     slow_sweep_hour_count: int = 30
     slow_sweep_day_count: int = 50
+    provider_ranges: object = None   # ProviderRanges beside the rules file, when there is one
 
     @classmethod
     def from_data(cls, data, where: str) -> "FirstSightRules":  # data untyped: a rules file may hold anything
@@ -116,7 +117,17 @@ class FirstSightRules:
                    int(number("bulk_read_targets", 5)), float(number("bulk_read_s", 3600)),
                    float(number("session_spread_s", 1800)), int(number("session_spread_networks", 3)),
                    pattern("read_scopes", []), int(number("slow_sweep_hour_count", 30)),
-                   int(number("slow_sweep_day_count", 50)))
+                   int(number("slow_sweep_day_count", 50)), _ranges_beside(where))
+
+
+def _ranges_beside(rules_path: str):
+    from ..errors import ConfigError
+    from .provider_ranges import beside
+
+    try:
+        return beside(rules_path)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"provider ranges beside the rules file: {exc}", rules_path) from None
 
 
 class Sweep:
@@ -245,14 +256,23 @@ class FirstSight:
             return None
         out = None
         rules = self.rules
-        if (o.user_agent and self._desktop(o.user_agent)
-                and not (warmed and f.ua_h is not None and has_value(known[3], f.ua_h))):
+        desktop = (o.user_agent and self._desktop(o.user_agent)
+                   and not (warmed and f.ua_h is not None and has_value(known[3], f.ua_h)))
+        ranges = rules.provider_ranges
+        off_cloud = (not desktop and ranges is not None and o.source_address and ranges.outside(o.source_address)
+                     and not (warmed and f.network_h is not None and has_value(known[2], f.network_h)))
+        if desktop or off_cloud:
             held = self._instance_credential(o, credential)
-            if held:
+            if held and desktop:
                 out = self._say(out, _state(holder), "first_sight.instance_credential", 0.75, f,
                                 f"{held} was used by a desktop client ({o.user_agent[:120]!r}) from "
                                 f"{o.source_address or 'an unknown address'}: such a credential never "
                                 f"leaves its instance or pod", once_per_ns=self._secret_ns)
+            elif held:
+                out = self._say(out, _state(holder), "first_sight.instance_credential", 0.7, f,
+                                f"{held} was used from {o.source_address}, outside every cloud provider's "
+                                f"published ranges, by {(o.user_agent or 'an unknown client')[:120]!r}: such a "
+                                f"credential never leaves its instance or pod", once_per_ns=self._secret_ns)
         used = o.details.get("nhi.credential.id") if o.details else None
         if used and f.network and f.network_h is not None and not has_value(known[2], f.network_h):
             facts = credential(used)

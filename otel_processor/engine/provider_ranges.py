@@ -1,0 +1,140 @@
+"""Cloud providers' published address ranges: AWS ``ip-ranges.json``, Google Cloud ``cloud.json``
+and Azure's service tags, kept as one compact file (``provider_ranges.json`` beside the rules
+file) that ``nhi-processor ranges refresh`` writes from the files a user downloads.
+
+Why: an instance or pod credential used from a public address outside every provider's ranges
+has left the cloud it was issued in, whatever client used it (GuardDuty's
+InstanceCredentialExfiltration.OutsideAWS reasons the same way). Providers add addresses every
+week, so the file says when each provider published its ranges and a check warns when the
+oldest is more than ``MAX_AGE_DAYS`` old.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+import ipaddress
+import json
+import os
+import re
+
+MAX_AGE_DAYS = 90
+FILE_NAME = "provider_ranges.json"
+_MEMO_CAP = 4096
+_AZURE_DATE = re.compile(r"(20\d{2})(\d{2})(\d{2})")
+
+
+class ProviderRanges:
+    """Merged ranges per IP version, looked up by bisection; a bounded memo per address."""
+
+    def __init__(self, published: dict[str, str], prefixes: dict[str, list[str]]):
+        self.published = dict(published)
+        self.prefixes = {k: list(v) for k, v in prefixes.items()}
+        self._tables = {4: _merged(p for v in prefixes.values() for p in v if ":" not in p),
+                        6: _merged(p for v in prefixes.values() for p in v if ":" in p)}
+        self._memo: dict[str, bool] = {}
+
+    def outside(self, address: str) -> bool:
+        """A public address in none of the providers' ranges (a private, loopback or unparsable
+        address is never outside: nothing can be said of it)."""
+        found = self._memo.get(address)
+        if found is None:
+            found = self._outside(address)
+            if len(self._memo) >= _MEMO_CAP:
+                self._memo.clear()
+            if len(address) <= 64:
+                self._memo[address] = found
+        return found
+
+    def _outside(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address[:64].split("%", 1)[0])
+        except ValueError:
+            return False
+        if not ip.is_global:
+            return False
+        starts, ends = self._tables[ip.version]
+        i = bisect.bisect_right(starts, int(ip)) - 1
+        return not (i >= 0 and int(ip) <= ends[i])
+
+    def age_days(self, today: dt.date | None = None) -> int:
+        """Days since the oldest provider's publication date."""
+        today = today or dt.datetime.now(dt.timezone.utc).date()
+        dates = [dt.date.fromisoformat(d) for d in self.published.values()]
+        return (today - min(dates)).days if dates else 0
+
+    def dump(self, path: str) -> None:
+        data = {"format": 1, "providers": {name: {"published": self.published[name], "prefixes": self.prefixes[name]}
+                                           for name in sorted(self.published)}}
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, separators=(",", ":"))
+
+    @classmethod
+    def load(cls, path: str) -> "ProviderRanges":
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+        providers = data.get("providers") if isinstance(data, dict) else None
+        if not isinstance(providers, dict):
+            raise ValueError(f"{path}: not a provider ranges file (run nhi-processor ranges refresh)")
+        published, prefixes = {}, {}
+        for name, entry in providers.items():
+            published[name] = str(dt.date.fromisoformat(str(entry["published"])))
+            prefixes[name] = [str(p) for p in entry["prefixes"]]
+        return cls(published, prefixes)
+
+    @classmethod
+    def from_vendor_files(cls, paths: list[str]) -> "ProviderRanges":
+        """The providers' own files, as downloaded: recognised by their fields."""
+        published, prefixes = {}, {}
+        for path in paths:
+            with open(path, encoding="utf-8-sig") as fh:
+                data = json.load(fh)
+            name, date, found = _vendor_file(data, os.path.basename(path), os.path.getmtime(path))
+            if name is None:
+                raise ValueError(f"{path}: neither AWS ip-ranges.json, Google Cloud cloud.json nor Azure service tags")
+            published[name] = max(published.get(name, date), date)
+            prefixes[name] = sorted(set(prefixes.get(name, [])) | set(found))  # AWS lists a prefix per service
+        return cls(published, prefixes)
+
+
+def _vendor_file(data, file_name: str, mtime: float) -> tuple[str | None, str, list[str]]:
+    if not isinstance(data, dict):
+        return None, "", []
+    if "syncToken" in data and "createDate" in data:  # AWS: "2026-11-30-22-13-07"
+        found = [p["ip_prefix"] for p in data.get("prefixes", ()) if "ip_prefix" in p]
+        found += [p["ipv6_prefix"] for p in data.get("ipv6_prefixes", ()) if "ipv6_prefix" in p]
+        return "aws", str(data["createDate"])[:10], found
+    if "syncToken" in data and "creationTime" in data:  # Google Cloud: "2026-11-30T23:17:04.183"
+        found = [p.get("ipv4Prefix") or p.get("ipv6Prefix") for p in data.get("prefixes", ())]
+        return "gcp", str(data["creationTime"])[:10], [p for p in found if p]
+    if "changeNumber" in data and isinstance(data.get("values"), list):  # Azure service tags
+        found = [p for v in data["values"] for p in (v.get("properties") or {}).get("addressPrefixes", ())]
+        m = _AZURE_DATE.search(file_name)  # ServiceTags_Public_20261130.json; else when it was saved
+        date = f"{m.group(1)}-{m.group(2)}-{m.group(3)}" if m else str(dt.date.fromtimestamp(mtime))
+        return "azure", date, found
+    return None, "", []
+
+
+def _merged(prefixes) -> tuple[list[int], list[int]]:
+    spans = []
+    for text in prefixes:
+        net = ipaddress.ip_network(text, strict=False)
+        spans.append((int(net.network_address), int(net.broadcast_address)))
+    spans.sort()
+    starts: list[int] = []
+    ends: list[int] = []
+    for lo, hi in spans:
+        if ends and lo <= ends[-1] + 1:
+            ends[-1] = max(ends[-1], hi)
+        else:
+            starts.append(lo)
+            ends.append(hi)
+    return starts, ends
+
+
+def beside(rules_path: str | None) -> ProviderRanges | None:
+    """The ranges file beside a rules file, when there is one."""
+    if not rules_path:
+        return None
+    path = os.path.join(os.path.dirname(os.path.abspath(rules_path)), FILE_NAME)
+    return ProviderRanges.load(path) if os.path.exists(path) else None
