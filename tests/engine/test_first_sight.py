@@ -466,21 +466,20 @@ def test_a_snapshot_keeps_every_cross_identity_table(tmp_path):
 
 # -- a slow sweep of mailboxes ------------------------------------------------------------------
 def test_an_app_reading_mailboxes_it_never_read_one_every_90_seconds_is_a_slow_sweep():
-    engine = _mail_archiver(days=4, items=40)
-    t = T0 + 4 * D + 10 * H
-    for k in range(35):
-        engine.observe(_counted(obs(APP, t + k * 90 * S, action="mailbox.items.read", signal="email",
-                                    target=f"exec{k}@corp.example", src="20.61.14.9", ua="Client=REST",
-                                    trace=500 + k), 3))
-    assert any(f.startswith("first_sight.slow_sweep:") for e in engine.take_events() for f in e.findings)
+    events = _archiver_then_reads([f"exec{k}@corp.example" for k in range(35)], items=3)
+    assert any(f.startswith("first_sight.slow_sweep:") for e in events for f in e.findings)
 
 
 @pytest.mark.look_alike_of("test_an_app_reading_mailboxes_it_never_read_one_every_90_seconds_is_a_slow_sweep")
 def test_an_archiver_reading_its_mailboxes_and_two_new_ones_stays_quiet():
+    assert _archiver_then_reads([f"user{k}@corp.example" for k in range(8)], items=40) == []
+
+
+def _archiver_then_reads(mailboxes: list[str], items: int) -> list:
+    """The archiver's four days, then one read of each mailbox, one every 90 s, from its usual place."""
     engine = _mail_archiver(days=4, items=40)
     t = T0 + 4 * D + 10 * H
-    for k in range(8):
+    for k, mailbox in enumerate(mailboxes):
         engine.observe(_counted(obs(APP, t + k * 90 * S, action="mailbox.items.read", signal="email",
-                                    target=f"user{k}@corp.example", src="20.61.14.9", ua="Client=REST",
-                                    trace=500 + k), 40))
-    assert engine.take_events() == []
+                                    target=mailbox, src="20.61.14.9", ua="Client=REST", trace=500 + k), items))
+    return engine.take_events()
