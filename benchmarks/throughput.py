@@ -402,7 +402,7 @@ def run_host_process(host: str, batches, records: int, warmup=(), warmup_records
             raise SystemExit(f"{host}: sent {warmup_records + records} records, downstream got {got[0]}")
         if got[0] > warmup_records + records:  # at-least-once: a sender's retry after its deadline
             print(f"  {host}: {got[0] - warmup_records - records} records delivered twice (a retry after a "
-                  "sender's deadline; see README, Delivery)", file=sys.stderr)
+                  "sender's deadline; see docs/operations.md)", file=sys.stderr)
     return elapsed, latencies, cpu
 
 

@@ -1,4 +1,4 @@
-"""Behaviour-engine settings. Every field has a documented default (README settings table)."""
+"""Behaviour-engine settings. Every field has a documented default (docs/settings.md)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Fusing one identity's findings into one score, one incident and one trust value.
 
-Formula (documented in the README): over the last ``correlation_window_s`` of event time keep
+Formula (documented in docs/detection.md): over the last ``correlation_window_s`` of event time keep
 each facet's strongest finding; its effective score is ``score * peer_discount`` when enough
 peers made the same change, else ``score``. Then
 

@@ -1,6 +1,6 @@
 """Credential masking before anything leaves: every key and every string of a request, at any depth.
 
-What is masked (the README's "What is masked" table is this module in words):
+What is masked (docs/operations.md's "What is masked" table is this module in words):
 
 1. **Credential-bearing keys**, case-insensitive, at any depth (record, resource, scope, span event,
    span link and metric data-point attributes, exemplars, nested maps and arrays): the key's last

@@ -3,7 +3,7 @@ does: the ports, probe paths and state directory they name are the ones it uses,
 as a non-root user with the hot path compiled, the config in the ConfigMap loads.
 
 No container runtime or cluster is reachable here (no Docker daemon, no registry for base images,
-no API server for kubectl), so the files are checked as text and data; the README says how to run
+no API server for kubectl), so the files are checked as text and data; docs/deployment.md says how to run
 each.
 """
 

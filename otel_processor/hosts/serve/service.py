@@ -4,7 +4,7 @@
 and processed in place by the ``BatchProcessor``, the convergence events it decided are exported,
 then the batch is forwarded, and only when downstream accepted it is the sender answered OK.
 
-What the sender hears (the README's nothing-lost table):
+What the sender hears (docs/operations.md, the nothing-lost table):
 - downstream down, slow, overloaded or refusing our credentials: ``Unavailable`` (gRPC
   UNAVAILABLE with RetryInfo, HTTP 503 with Retry-After), so that the sender's queue keeps the
   data; the outage is logged when it starts, every minute while it lasts, and when it ends;
