@@ -303,9 +303,9 @@ class FirstSight:
                                 f"cloned or downloaded {distinct} distinct repositories within "
                                 f"{rules.repository_sweep_s / 60:.0f} minutes; its history holds no such "
                                 f"burst (at most {sweep.history})", once_per_ns=self._repo_ns)
-        swept = (f.action_class == "secret_read" and not _state(holder).writes_secrets) or (
-            kind & (REPOSITORY_READ | MAIL_OR_FILE_READ) and not _expected(ident, o.action))
-        if swept and warmed and f.target_h is not None and not has_value(known[1], f.target_h):
+        if (warmed and f.target_h is not None and not has_value(known[1], f.target_h)
+                and ((f.action_class == "secret_read" and not _state(holder).writes_secrets)
+                     or (kind & (REPOSITORY_READ | MAIL_OR_FILE_READ) and not _expected(ident, o.action)))):
             out = self._slow_sweep(out, _state(holder), f)
         if (f.succeeded and (kind & PRIVILEGE or self._chains_roles(o, kind))
                 and not has_value(known[0], f.action_h) and not _expected(ident, o.action)):

@@ -137,11 +137,10 @@ def classify_aws(arn: str, principal_type: str | None, access_key: str | None, f
     what is new on every record (a role session's name, a temporary key)."""
     if ":assumed-role/" in arn:
         head, _, session = arn.rpartition("/")
-        if "@" in session and EMAIL_SESSION.match(session) is not None:
+        if is_person_session(head.rpartition("/")[2], session):
             return HUMAN, session, None
         github = bool(web_identity_provider) and GITHUB_ACTIONS_PROVIDER in web_identity_provider
-        decided = _role_session(head, github)
-        return (HUMAN, session, None) if decided is _PERSON else decided
+        return _role_session(head) if github else None
     long_lived = bool(access_key) and access_key.startswith("AKIA")
     decided = _principal(arn, principal_type, bool(access_key), from_console)
     if decided is not None and long_lived and decided[0] == API_KEY:
@@ -149,24 +148,20 @@ def classify_aws(arn: str, principal_type: str | None, access_key: str | None, f
     return decided
 
 
-_PERSON = (HUMAN, "", None)
 AWS_ROLE_SESSION_HEAD = re.compile(r"^arn:aws[\w-]*:sts::(\d+):assumed-role/([^/]+)$")
 
 
 # Bounded in entries, least recent out, and in size: the caller bounds every argument
 # (identity/rules._aws_value).
 @functools.lru_cache(maxsize=16_384)
-def _role_session(head: str, github_oidc: bool) -> tuple[str, str, str | None] | None:
-    """A role session, by its role (``arn:…:assumed-role/<role>``) and how it was opened."""
+def _role_session(head: str) -> tuple[str, str, str | None] | None:
+    """A role session opened through GitHub Actions' OIDC provider, by its role
+    (``arn:…:assumed-role/<role>``): the CI job."""
     m = AWS_ROLE_SESSION_HEAD.match(head)
     if m is None:
         return None
     acct, role = m.group(1), m.group(2)
-    if role.startswith(AWS_SSO_ROLE):
-        return _PERSON
-    if github_oidc:
-        return CI_JOB, f"arn:aws:iam::{acct}:role/{role}", f"ci:aws:{acct}"
-    return None
+    return CI_JOB, f"arn:aws:iam::{acct}:role/{role}", f"ci:aws:{acct}"
 
 
 @functools.lru_cache(maxsize=16_384)
