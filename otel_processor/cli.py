@@ -220,7 +220,7 @@ def ranges_refresh(files: list[str], out: str) -> int:
     try:
         ranges = ProviderRanges.from_vendor_files(files)
         ranges.dump(out)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError) as exc:
         print(f"nhi-processor ranges refresh: {exc}", file=sys.stderr)
         return 2
     for name in sorted(ranges.published):

@@ -126,7 +126,7 @@ def _ranges_beside(rules_path: str):
 
     try:
         return beside(rules_path)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
         raise ConfigError(f"provider ranges beside the rules file: {exc}", rules_path) from None
 
 

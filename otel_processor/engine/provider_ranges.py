@@ -87,11 +87,17 @@ class ProviderRanges:
         """The providers' own files, as downloaded: recognised by their fields."""
         published, prefixes = {}, {}
         for path in paths:
-            with open(path, encoding="utf-8-sig") as fh:
-                data = json.load(fh)
-            name, date, found = _vendor_file(data, os.path.basename(path), os.path.getmtime(path))
-            if name is None:
-                raise ValueError(f"{path}: neither AWS ip-ranges.json, Google Cloud cloud.json nor Azure service tags")
+            try:
+                with open(path, encoding="utf-8-sig") as fh:
+                    data = json.load(fh)
+                name, date, found = _vendor_file(data, os.path.basename(path), os.path.getmtime(path))
+                if name is None:
+                    raise ValueError("neither AWS ip-ranges.json, Google Cloud cloud.json nor Azure service tags")
+                date = str(dt.date.fromisoformat(date))
+                for prefix in found:
+                    ipaddress.ip_network(prefix, strict=False)
+            except (ValueError, TypeError, AttributeError, KeyError, RecursionError) as exc:
+                raise ValueError(f"{path}: {exc}") from None
             published[name] = max(published.get(name, date), date)
             prefixes[name] = sorted(set(prefixes.get(name, [])) | set(found))  # AWS lists a prefix per service
         return cls(published, prefixes)

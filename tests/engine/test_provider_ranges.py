@@ -74,3 +74,9 @@ def test_stale_ranges_are_said_by_the_command_and_at_start_up(tmp_path, caplog):
     assert "provider ranges are" in caplog.text and "refresh" in caplog.text
     bad = refresh(str(tmp_path), os.path.join(ROOT, "README.md"))
     assert bad.returncode == 2 and "ranges refresh" in bad.stderr
+    for name, body in (("bad-prefix.json", '{"syncToken":"1","createDate":"2026-11-30","prefixes":[{"ip_prefix":"x"}]}'),
+                       ("bad-date.json", '{"syncToken":"1","creationTime":"soon","prefixes":[]}'),
+                       ("nested.json", "[" * 100_000 + "]" * 100_000)):
+        (tmp_path / name).write_text(body)
+        bad = refresh(str(tmp_path), str(tmp_path / name))
+        assert bad.returncode == 2 and name in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
