@@ -130,6 +130,21 @@ def _ranges_beside(rules_path: str):
         raise ConfigError(f"provider ranges beside the rules file: {exc}", rules_path) from None
 
 
+def _foreign_endpoint(details: dict) -> str | None:
+    """The VPC endpoint a role session's call came through, when another account owns it
+    (GuardDuty's InstanceCredentialExfiltration.InsideAWS, as far as CloudTrail can tell it)."""
+    owner = details.get("aws.vpc_endpoint.account.id")
+    session = details.get("aws.session")
+    if not owner or not session:
+        return None
+    parts = session.split(":", 5)
+    account = parts[4] if len(parts) > 5 else ""
+    if not account or owner == account:
+        return None
+    return (f"VPC endpoint {details.get('aws.vpc_endpoint.id', '(unnamed)')[:64]} of account {owner[:32]}, "
+            f"not the role's account {account[:32]}")
+
+
 class Sweep:
     """Distinct targets of one kind (secrets, repositories) in a sliding event-time window, and
     the identity's own history of such bursts: a window's peak becomes history two windows after
@@ -261,9 +276,14 @@ class FirstSight:
         ranges = rules.provider_ranges
         off_cloud = (not desktop and ranges is not None and o.source_address and ranges.outside(o.source_address)
                      and not (warmed and f.network_h is not None and has_value(known[2], f.network_h)))
-        if desktop or off_cloud:
+        foreign = _foreign_endpoint(o.details) if o.details else None
+        if desktop or off_cloud or foreign:
             held = self._instance_credential(o, credential)
-            if held and desktop:
+            if held and foreign:
+                out = self._say(out, _state(holder), "first_sight.instance_credential", 0.8, f,
+                                f"{held} was used through {foreign}: such a credential never leaves its "
+                                f"own account's network", once_per_ns=self._secret_ns)
+            elif held and desktop:
                 out = self._say(out, _state(holder), "first_sight.instance_credential", 0.75, f,
                                 f"{held} was used by a desktop client ({o.user_agent[:120]!r}) from "
                                 f"{o.source_address or 'an unknown address'}: such a credential never "

@@ -57,6 +57,10 @@ def attributes(r: VendorRecord) -> dict:
         "aws.event.type": text_of(d.get("eventType")),
         "cloud.region": text_of(d.get("awsRegion")),
         "cloud.account.id": text_of(d.get("recipientAccountId")) or text_of(who.get("accountId")),
+        # A call through a VPC endpoint names it and, since 2024, the account that owns it: an
+        # instance credential used through another account's endpoint left its own VPC.
+        "aws.vpc_endpoint.id": text_of(d.get("vpcEndpointId")),
+        "aws.vpc_endpoint.account.id": text_of(d.get("vpcEndpointAccountId")),
     }
     # How the principal signed in, which decides who it is (identity/principals.classify_aws):
     # a console session is a person's; a role session opened through an OIDC provider says which.

@@ -19,7 +19,7 @@ WANTED = frozenset({
     "oauth.client.id", "oauth.scopes",
     "http.request.header.authorization", "http.request.header.x-api-key",
     "aws.principal.arn", "aws.principal.type", "aws.session.from_console", "aws.session.web_identity_provider",
-    "aws.access_key.id", "aws.error.code",
+    "aws.access_key.id", "aws.error.code", "aws.vpc_endpoint.id", "aws.vpc_endpoint.account.id",
     "aws.resources", "aws.request.parameters",
     "user.id", "enduser.id", "service.name", "service.namespace",
     "event.action", "event.category", "event.outcome", "event.name",
@@ -64,7 +64,8 @@ CONSENT_ACTION = "oauth.consent.granted"
 AUDIT_CATEGORIES = frozenset({"authentication", "iam", "email"})
 DETAIL_KEYS = ("oauth.client.id", "oauth.scopes", "email.to.address", "email.from.address",
                "process.command_line", "process.executable.name", "gen_ai.tool.name",
-               "http.response.status_code", "aws.access_key.id",
+               "http.response.status_code", "aws.access_key.id", "aws.vpc_endpoint.id",
+               "aws.vpc_endpoint.account.id",
                # what vendor profiles (inputs/) add: credential facts and the identities involved
                "nhi.credential.id", "nhi.credential.created", "nhi.credential.issued_to",
                "nhi.credential.issued_by", "nhi.target.identity", "nhi.identity.related", "nhi.identity.alias",
