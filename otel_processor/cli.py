@@ -148,13 +148,15 @@ def state_show(args) -> int:
     import json
 
     from .config import DEFAULT_LISTEN_ADMIN
-    from .hosts.state_show import from_service, from_state_dir, render
+    from .hosts.state_show import first_token, from_service, from_state_dir, render
 
     if args.state_dir:
         found = from_state_dir(args.state_dir, args.identity, load_config(args.config))
     else:
-        endpoint = args.endpoint or load_config(args.config).service.listen_admin or DEFAULT_LISTEN_ADMIN
-        found = from_service(endpoint, args.identity)
+        service = load_config(args.config).service
+        endpoint = args.endpoint or service.listen_admin or DEFAULT_LISTEN_ADMIN
+        token = first_token(args.token_file or service.auth.admin_bearer_tokens_file)
+        found = from_service(endpoint, args.identity, token=token)
     if found is None:
         print(f"nhi-processor: {args.identity}: not tracked (no record of it yet, or evicted)", file=sys.stderr)
         return 1
@@ -256,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     p_show.add_argument("--state-dir", help="read the snapshot in this directory instead of a running service")
     p_show.add_argument("--config", help="the service's config (for --state-dir: its engine settings)")
     p_show.add_argument("--json", action="store_true", help="print JSON")
+    p_show.add_argument("--token-file", help="a bearer tokens file whose first token the admin listener accepts "
+                                             "(default: the config's service.auth.admin_bearer_tokens_file)")
     p_exc = sub.add_parser("exceptions", help="work with exceptions files")
     exc_sub = p_exc.add_subparsers(dest="exceptions_command", required=True)
     p_draft = exc_sub.add_parser("draft", help="a narrow exception for one event (YAML on stdout)")

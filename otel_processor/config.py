@@ -63,6 +63,9 @@ class AuthConfig:
     ``Authorization`` header must carry one of them."""
 
     bearer_tokens_file: str | None = None
+    # Tokens for the admin listener's /state and /metrics (the same file format); /healthz,
+    # /readyz and /version stay open for probes. None: the admin listener takes no token.
+    admin_bearer_tokens_file: str | None = None
 
 
 @dataclass

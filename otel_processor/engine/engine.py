@@ -14,7 +14,7 @@ import heapq
 import logging
 import threading
 
-from ..model import NEUTRAL_VERDICT, ConvergenceEvent, Finding, Identity, Observation, Verdict
+from ..model import IDENTITY_KINDS, NEUTRAL_VERDICT, ConvergenceEvent, Finding, Identity, Observation, Verdict
 from .config import EngineConfig
 from .credentials import CredentialBook, CredentialFacts
 from .correlator import MIN_FACET, Case, Incident, case_from_state, case_state, incident_id
@@ -508,7 +508,10 @@ class Engine:
         with self._lock:
             p = self._roster.peek(identity)
             if p is None:
-                found = [q for _, q in self._roster.items() if q.identity.principal == identity]
+                # by the roster's own index, one look-up per kind: never a scan of every identity
+                # under the lock, whatever name a client asks for
+                found = [q for q in (self._roster.peek(f"{kind}:{identity}") for kind in IDENTITY_KINDS)
+                         if q is not None]
                 p = found[0] if len(found) == 1 else None
             return describe(self, p) if p is not None else None
 

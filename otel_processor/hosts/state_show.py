@@ -19,12 +19,25 @@ from ..errors import ConfigError
 from .serve.service import STATE_FILE
 
 
-def from_service(endpoint: str, identity: str, timeout: float = 10.0) -> dict | None:
-    """``endpoint``: the admin listener, ``host:port`` or ``http://host:port``."""
+def first_token(path: str | None) -> str | None:
+    """The first token of a bearer tokens file (the format ``service.auth`` reads)."""
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return next((line.strip() for line in fh if line.strip() and not line.lstrip().startswith("#")), None)
+    except OSError as exc:
+        raise ConfigError(f"cannot read the admin token: {exc.strerror}", path) from None
+
+
+def from_service(endpoint: str, identity: str, timeout: float = 10.0, token: str | None = None) -> dict | None:
+    """``endpoint``: the admin listener, ``host:port`` or ``http://host:port``; ``token``: what
+    ``service.auth.admin_bearer_tokens_file`` accepts, when the service asks for one."""
     base = endpoint if endpoint.startswith(("http://", "https://")) else f"http://{endpoint}"
     url = f"{base.rstrip('/')}/state/{urllib.parse.quote(identity, safe='')}"
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as answer:  # noqa: S310 - an operator's own endpoint
+        with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310 - an operator's own endpoint
             return json.loads(answer.read())
     except urllib.error.HTTPError as exc:
         if exc.code == 404:

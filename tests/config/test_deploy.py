@@ -71,7 +71,7 @@ def manifest() -> dict[str, dict]:
 
 def test_the_manifest_wires_probes_ports_state_and_config_to_what_the_service_uses(tmp_path):
     docs = manifest()
-    assert set(docs) == {"ConfigMap", "PersistentVolumeClaim", "Deployment", "Service"}
+    assert set(docs) == {"ConfigMap", "PersistentVolumeClaim", "Deployment", "Service", "NetworkPolicy"}
     data = docs["ConfigMap"]["data"]
     for name, text in data.items():
         (tmp_path / name).write_text(text)
@@ -109,3 +109,26 @@ def test_the_manifest_wires_probes_ports_state_and_config_to_what_the_service_us
     service_ports = {p["targetPort"] for p in docs["Service"]["spec"]["ports"]}
     assert service_ports == {"otlp-grpc", "otlp-http"}, "the admin port (no auth) stays out of the Service"
     assert docs["Service"]["spec"]["selector"] == docs["Deployment"]["spec"]["selector"]["matchLabels"]
+
+
+def test_a_network_policy_closes_every_port_but_to_who_needs_it():
+    """OTLP from the front Collector only, the admin port (whose /state says what an identity
+    does) from Prometheus only, and nothing else in: every container port is named in exactly
+    the rules meant for it."""
+    docs = manifest()
+    policy = docs["NetworkPolicy"]["spec"]
+    pod = docs["Deployment"]["spec"]["template"]["spec"]
+    assert policy["podSelector"]["matchLabels"] == docs["Deployment"]["spec"]["selector"]["matchLabels"]
+    assert set(policy["policyTypes"]) == {"Ingress", "Egress"}
+    config = yaml.safe_load(docs["ConfigMap"]["data"]["config.yaml"])["service"]
+    allowed = {}
+    for rule in policy["ingress"]:
+        assert rule.get("from"), "a rule without from: admits every pod"
+        for p in rule["ports"]:
+            allowed.setdefault(p["port"], []).append(rule["from"])
+    container_ports = {p["containerPort"] for p in pod["containers"][0]["ports"]}
+    assert set(allowed) == container_ports
+    assert len(allowed[port(config["listen_admin"])]) == 1
+    admin_from = allowed[port(config["listen_admin"])][0]
+    assert all(port(config[k]) not in allowed or allowed[port(config[k])] != [admin_from]
+               for k in ("listen_grpc", "listen_http"))

@@ -314,3 +314,55 @@ def test_an_admin_listener_beyond_loopback_is_warned_about(caplog):
         assert not [r for r in caplog.records if "listen_admin" in r.getMessage()]
         warn_if_exposed(ServiceConfig(listen_admin="0.0.0.0:14319"), BearerTokens(None))
     assert [r for r in caplog.records if "listen_admin 0.0.0.0:14319" in r.getMessage()]
+
+
+# -- the admin listener is not a way in ---------------------------------------------------------
+def test_state_and_metrics_take_the_admin_token_while_probes_stay_open(sink, tmp_path):
+    tokens = tmp_path / "admin-tokens"
+    tokens.write_text("# operators\nadmin-token-7f3a91\n")
+    svc = ServiceConfig(listen_grpc="127.0.0.1:0", listen_admin="127.0.0.1:0", listen_http=None,
+                        forward=sink.endpoint)
+    svc.auth.admin_bearer_tokens_file = str(tokens)
+    service = Service(ProcessorConfig(service=svc, telemetry=TelemetryConfig(prometheus=True))).start()
+    identity = "workload:arn:aws:iam::444455556666:role/app-server-role"
+    try:
+        send_all(service.grpc_port, capture_requests(INSTANCE_CAPTURE, tmp_path))
+        port = service.admin_port
+        for path in (f"/state/{identity}", "/state/workload:nobody", "/metrics"):
+            status, body = get(port, path)
+            assert status == 401 and b"bearer token" in body and b"admin-token" not in body, path
+        assert get(port, "/healthz")[0] == 200 and get(port, "/readyz")[0] == 200
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics",
+                                         headers={"Authorization": "Bearer admin-token-7f3a91"})
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert answer.status == 200
+        shown = json.loads(run_cli("state", "show", identity, "--endpoint", f"127.0.0.1:{port}",
+                                   "--token-file", str(tokens), "--json"))
+        assert shown["identity"]["id"] == identity
+        refused = subprocess.run([sys.executable, "-m", "otel_processor", "state", "show", identity,
+                                  "--endpoint", f"127.0.0.1:{port}"], capture_output=True, text=True, timeout=60)
+        assert refused.returncode != 0 and "401" in refused.stderr
+    finally:
+        service.stop(grace=2)
+
+
+def test_state_by_principal_is_a_lookup_never_a_scan_of_every_identity(sink, tmp_path, monkeypatch):
+    """``GET /state/<any name>`` once scanned every identity under the engine lock: with 100,000
+    identities, four such clients took exports from 9 ms to 1.8 s. Scanning now fails the test."""
+    from otel_processor.engine.roster import Roster
+
+    service = start_service(sink)
+    try:
+        send_all(service.grpc_port, capture_requests(INSTANCE_CAPTURE, tmp_path))
+
+        def no_scan(self):
+            raise AssertionError("the roster was scanned")
+
+        monkeypatch.setattr(Roster, "items", no_scan)
+        port = service.admin_port
+        status, body = get(port, "/state/arn:aws:iam::444455556666:role/app-server-role")
+        assert status == 200 and json.loads(body)["identity"]["kind"] == "workload"
+        assert get(port, "/state/someone-unknown")[0] == 404
+    finally:
+        monkeypatch.undo()
+        service.stop(grace=2)

@@ -10,9 +10,12 @@ running service, on a port apart from the OTLP ones.
   engine/inspect.py), 404 when it is not tracked; what ``nhi-processor state show`` reads;
 - ``GET /version``.
 
-Plain HTTP without authentication, like the Collector's health_check and pprof extensions: the
-state endpoint tells what an identity usually does, so keep the listener on loopback or a
-pod-local address (the start-up warning says so otherwise). Requests are small and few; the
+Plain HTTP, like the Collector's health_check and pprof extensions. ``/state`` tells what an
+identity usually does and whether it has an open incident, and ``/metrics`` names identities'
+counts: with ``service.auth.admin_bearer_tokens_file`` both take a bearer token, while the probes
+and ``/version`` stay open (a kubelet probe carries none). Keep the listener on loopback or a
+pod-local address behind a NetworkPolicy (deploy/kubernetes). ``/state`` looks an identity up in
+the engine's index, never scanning under the engine's lock. Requests are small and few; the
 stdlib's threading server is enough, with a read timeout so that an idle client holds nothing.
 """
 
@@ -53,13 +56,24 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/readyz":
             ready, why = service.readiness()
             self._send(200 if ready else 503, (why + "\n").encode())
-        elif path == "/metrics":
+        elif path == "/metrics" or path.startswith("/state/"):
+            if not service.admin_tokens.allows(self.headers.get("Authorization")):
+                self._send(401, b"a valid bearer token is required (service.auth.admin_bearer_tokens_file)\n")
+            else:
+                self._private(service, path)
+        elif path == "/version":
+            self._send(200, f"{__version__}\n".encode())
+        else:
+            self._send(404, b"not found: /healthz /readyz /metrics /state/IDENTITY /version\n")
+
+    def _private(self, service, path: str) -> None:
+        if path == "/metrics":
             text = service.metrics.prometheus_text()
             if text is None:
                 self._send(404, b"telemetry.prometheus is off\n")
             else:
                 self._send(200, text, "text/plain; version=0.0.4; charset=utf-8")
-        elif path.startswith("/state/"):
+        else:
             identity = urllib.parse.unquote(path[len("/state/"):])
             if not identity or len(identity) > MAX_IDENTITY:
                 self._send(400, b"name an identity: /state/KIND:PRINCIPAL\n")
@@ -69,10 +83,6 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(404, b"identity not tracked\n")
             else:
                 self._send(200, json.dumps(found, indent=1).encode(), "application/json")
-        elif path == "/version":
-            self._send(200, f"{__version__}\n".encode())
-        else:
-            self._send(404, b"not found: /healthz /readyz /metrics /state/IDENTITY /version\n")
 
 
 class _Server(ThreadingHTTPServer):

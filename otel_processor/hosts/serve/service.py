@@ -106,6 +106,7 @@ class Service:
         )
         svc = self.config.service
         self.tokens = BearerTokens(svc.auth.bearer_tokens_file)
+        self.admin_tokens = BearerTokens(svc.auth.admin_bearer_tokens_file)
         forward = svc.forward_target
         self.forwarder = make_forwarder(forward, svc.forward_timeout_s)
         events = self.config.events_target
