@@ -38,6 +38,10 @@ _HTTP_ROUTES = {"/v1/traces": ("traces", trace_service_pb2.ExportTraceServiceReq
                 "/v1/metrics": ("metrics", metrics_service_pb2.ExportMetricsServiceRequest)}
 
 
+_RESPONSES = {"traces": (trace_service_pb2.ExportTraceServiceResponse, "rejected_spans"),
+              "logs": (logs_service_pb2.ExportLogsServiceResponse, "rejected_log_records"),
+              "metrics": (metrics_service_pb2.ExportMetricsServiceResponse, "rejected_data_points")}
+
 class OtlpSink:
     """Start with ``OtlpSink().start()``; ``endpoint`` is then ``127.0.0.1:<port>`` (OTLP/gRPC).
 
@@ -57,6 +61,8 @@ class OtlpSink:
         self.keep = keep
         self.on_request = on_request  # called with (signal, request) for every accepted request
         self.refuse = False  # True plays an outage: every export gets UNAVAILABLE
+        # (rejected, message): accepted exports answer a partial_success, as a backend over quota does
+        self.partial: tuple[int, str] | None = None
         self.delay_s = 0.0   # plays a slow downstream: each export is answered this much later
         self.hold: threading.Event | None = None  # plays a stuck downstream: exports wait until it is set
         self.arrived = 0  # exports that reached the sink, answered or not yet
@@ -79,17 +85,17 @@ class OtlpSink:
         class _Traces(trace_service_pb2_grpc.TraceServiceServicer):
             def Export(self, request, context):  # noqa: N802 (gRPC name)
                 sink._keep(context, "traces", request)
-                return trace_service_pb2.ExportTraceServiceResponse()
+                return sink._response("traces")
 
         class _Logs(logs_service_pb2_grpc.LogsServiceServicer):
             def Export(self, request, context):  # noqa: N802
                 sink._keep(context, "logs", request)
-                return logs_service_pb2.ExportLogsServiceResponse()
+                return sink._response("logs")
 
         class _Metrics(metrics_service_pb2_grpc.MetricsServiceServicer):
             def Export(self, request, context):  # noqa: N802
                 sink._keep(context, "metrics", request)
-                return metrics_service_pb2.ExportMetricsServiceResponse()
+                return sink._response("metrics")
 
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_Traces(), server)
         logs_service_pb2_grpc.add_LogsServiceServicer_to_server(_Logs(), server)
@@ -118,6 +124,7 @@ class OtlpSink:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 route = _HTTP_ROUTES.get(self.path)
                 code = sink._refusal()
+                answer = b""
                 if route is None:
                     status = 404
                 elif code is not None:
@@ -125,10 +132,12 @@ class OtlpSink:
                 else:
                     status = 200
                     sink._accept(route[0], route[1].FromString(body))
+                    answer = sink._response(route[0]).SerializeToString()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/x-protobuf")
-                self.send_header("Content-Length", "0")
+                self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
+                self.wfile.write(answer)
 
         self._http = http.server.ThreadingHTTPServer((self._host, 0), Handler)
         self._http.daemon_threads = True
@@ -181,6 +190,15 @@ class OtlpSink:
         if code is not None:
             context.abort(code, f"sink refuses ({code.name}, simulated)")
         self._accept(signal, request)
+
+    def _response(self, signal: str):
+        """The export's answer; with ``partial`` = (rejected, message), a partial success."""
+        response_cls, field_name = _RESPONSES[signal]
+        response = response_cls()
+        if self.partial is not None:
+            setattr(response.partial_success, field_name, self.partial[0])
+            response.partial_success.error_message = self.partial[1]
+        return response
 
     def _accept(self, signal: str, request) -> None:
         if self.on_request is not None:

@@ -208,6 +208,38 @@ def test_http_forwarding_passes_on_only_what_downstream_accepted():
         assert service.metrics.snapshot()["nhi.processor.downstream.failures"] >= 1
 
 
+@pytest.mark.parametrize("downstream", ["grpc", "http"])
+def test_a_downstream_partial_success_reaches_the_sender_as_downstream_gave_it(downstream, caplog):
+    """A backend over its quota accepts an export but drops part of it: the sender must hear
+    the same, not full success; the service says it once a minute and counts every record."""
+    import logging
+
+    with OtlpSink(http=True) as back:
+        back.partial = (2, "quota exceeded for tenant acme: 2 log records dropped")
+        forward = back.endpoint if downstream == "grpc" else back.http_endpoint
+        config = ProcessorConfig(service=ServiceConfig(listen_grpc="127.0.0.1:0", listen_admin=None,
+                                                       listen_http="127.0.0.1:0", forward=forward), state_dir=None)
+        with caplog.at_level(logging.WARNING), Service(config) as service:
+            with grpc.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel:
+                answers = [logs_service_pb2_grpc.LogsServiceStub(channel).Export(sample_logs(), timeout=10)
+                           for _ in range(2)]
+            body = sample_logs().SerializeToString()
+            conn = http.client.HTTPConnection("127.0.0.1", service.http_port, timeout=10)
+            conn.request("POST", "/v1/logs", body=body, headers={"Content-Type": "application/x-protobuf"})
+            reply = conn.getresponse()
+            from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
+
+            over_http = ExportLogsServiceResponse.FromString(reply.read())
+            conn.close()
+            counted = service.metrics.snapshot().get("nhi.processor.downstream.partial")
+        for answer in (*answers, over_http):
+            assert answer.partial_success.rejected_log_records == 2
+            assert answer.partial_success.error_message == back.partial[1]
+        assert counted == 6
+        said = [r for r in caplog.records if "dropped 2 of its records" in r.getMessage()]
+        assert len(said) == 1 and "quota exceeded" in said[0].getMessage()
+
+
 def test_event_encoding_carries_the_incident_and_its_rule():
     from otel_processor.model import ConvergenceEvent, Identity
     from otel_processor.outputs.events import events_request

@@ -6,21 +6,27 @@ is an operator's to fix); PERMANENT (downstream says the data itself is wrong: r
 help, so the sender is told so); TOO_LARGE (the batch is over the downstream's size limit: the
 service splits it). An export slower than the timeout is not cancelled: ``ForwardError.pending``
 is a future that completes when downstream answers, so that the sender's retry of a batch that
-was delivered after all is not sent twice.
+was delivered after all is not sent twice. An accepted export may still say that downstream
+dropped part of it (OTLP's ``partial_success``): ``export`` returns that as a ``Partial``, which
+the service passes on to the sender.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import http.client
+import json
 import ssl
 import threading
 import urllib.parse
+from dataclasses import dataclass
+
+from google.protobuf.message import DecodeError
 
 import grpc
-from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
-from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 from ...config import ExportConfig
 
@@ -29,6 +35,55 @@ RETRY, PERMANENT, TOO_LARGE = "retry", "permanent", "too_large"
 # An export that outlives forward_timeout_s may still complete within this long.
 LATE_DEADLINE_S = 120.0
 MAX_SEND_BYTES = 64 * 1024 * 1024
+
+
+# Each signal's response message and the field of its partial_success counting rejected records.
+RESPONSES = {"traces": (trace_service_pb2.ExportTraceServiceResponse, "rejected_spans"),
+             "logs": (logs_service_pb2.ExportLogsServiceResponse, "rejected_log_records"),
+             "metrics": (metrics_service_pb2.ExportMetricsServiceResponse, "rejected_data_points")}
+MAX_MESSAGE = 512
+
+
+@dataclass
+class Partial:
+    """Downstream accepted the export but says it dropped ``rejected`` records (and why)."""
+
+    rejected: int
+    message: str
+
+    def add(self, other: "Partial | None") -> "Partial":
+        if other is None:
+            return self
+        message = self.message if other.message in self.message else f"{self.message}; {other.message}"
+        return Partial(self.rejected + other.rejected, message[:MAX_MESSAGE])
+
+
+def partial_of(signal: str, response) -> Partial | None:
+    """The ``partial_success`` of a response message, when it says anything."""
+    if response is None or not response.HasField("partial_success"):
+        return None
+    part = response.partial_success
+    rejected = int(getattr(part, RESPONSES[signal][1]))
+    if rejected <= 0 and not part.error_message:
+        return None
+    return Partial(max(0, rejected), part.error_message[:MAX_MESSAGE])
+
+
+def partial_of_http(signal: str, content_type: str, body: bytes) -> Partial | None:
+    """An OTLP/HTTP success body: the response message in protobuf or JSON (camelCase keys)."""
+    if not body:
+        return None
+    response_cls, field_name = RESPONSES[signal]
+    try:
+        if "json" in (content_type or ""):
+            part = json.loads(body).get("partialSuccess") or {}
+            camel = field_name.split("_")[0] + "".join(w.title() for w in field_name.split("_")[1:])
+            rejected = int(part.get(camel) or 0)
+            message = str(part.get("errorMessage") or "")
+            return Partial(max(0, rejected), message[:MAX_MESSAGE]) if rejected > 0 or message else None
+        return partial_of(signal, response_cls.FromString(body))
+    except (ValueError, TypeError, AttributeError, DecodeError, RecursionError):
+        return None  # an answer we cannot read says nothing we could pass on
 
 
 class ForwardError(Exception):
@@ -88,10 +143,10 @@ class GrpcForwarder:
             "metrics": metrics_service_pb2_grpc.MetricsServiceStub(self._channel).Export,
         }
 
-    def export(self, signal: str, request) -> None:
+    def export(self, signal: str, request) -> Partial | None:
         call = self._stubs[signal].future(request, timeout=LATE_DEADLINE_S, metadata=self._metadata)
         try:
-            call.result(timeout=self.timeout_s)
+            return partial_of(signal, call.result(timeout=self.timeout_s))
         except grpc.FutureTimeoutError:
             raise ForwardError(f"downstream {self.endpoint} did not answer within {self.timeout_s:g} s",
                                RETRY, _outcome_of(call)) from None
@@ -154,7 +209,7 @@ class HttpForwarder:
             self._local.conn = conn
         return conn
 
-    def export(self, signal: str, request) -> None:
+    def export(self, signal: str, request) -> Partial | None:
         body = request.SerializeToString()
         path = self._base + SIGNAL_PATHS[signal]
         for attempt in (0, 1):  # one reconnect if a kept-alive connection went stale
@@ -162,7 +217,11 @@ class HttpForwarder:
             try:
                 conn.request("POST", path, body=body, headers=self._headers)
                 response = conn.getresponse()
-                text = response.read()[:200]
+                answer = response.read(1 << 20)
+                if not response.isclosed():  # an answer too long to be OTLP's: not kept alive
+                    conn.close()
+                    self._local.conn = None
+                text = answer[:200]
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()
                 self._local.conn = None
@@ -171,7 +230,7 @@ class HttpForwarder:
                 raise ForwardError(f"downstream {self.endpoint} unreachable: {exc}") from None
             status = response.status
             if 200 <= status < 300:
-                return
+                return partial_of_http(signal, response.getheader("Content-Type", ""), answer)
             if status == 413:
                 kind = TOO_LARGE
             elif status == 400 or (400 <= status < 500 and status not in (401, 403, 404, 405, 408, 429)):

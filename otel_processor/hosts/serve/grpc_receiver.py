@@ -25,6 +25,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from ...errors import ConfigError
 from .answers import Rejected, Unavailable
 from .auth import BearerTokens, grpc_server_credentials
+from .forwarder import RESPONSES, Partial
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,16 @@ def unavailable_status(message: str, retry_after_s: float) -> grpc.Status:
                    (("grpc-status-details-bin", status.SerializeToString()),))
 
 
+def response_with(signal: str, partial: Partial | None):
+    """The signal's response, carrying downstream's ``partial_success`` as it gave it."""
+    response_cls, field_name = RESPONSES[signal]
+    response = response_cls()
+    if partial is not None:
+        setattr(response.partial_success, field_name, partial.rejected)
+        response.partial_success.error_message = partial.message
+    return response
+
+
 def _export(service, signal: str, request_cls, tokens: BearerTokens):
     retry_after = service.config.service.retry_after_s
 
@@ -69,7 +80,7 @@ def _export(service, signal: str, request_cls, tokens: BearerTokens):
             service.malformed(signal)
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"not a valid OTLP {request_cls.__name__}: {exc}")
         try:
-            service.handle(signal, request, data)
+            partial = service.handle(signal, request, data)
         except Unavailable as exc:
             context.abort_with_status(unavailable_status(str(exc), retry_after))
         except Rejected as exc:
@@ -79,7 +90,7 @@ def _export(service, signal: str, request_cls, tokens: BearerTokens):
             # Delivered, but the sender's deadline passed first: it counts the export as failed
             # and retries it, which would deliver the batch twice.
             service.delivered_after_the_senders_deadline(data)
-        return SERVICES[signal][2]()
+        return response_with(signal, partial)
 
     return export
 

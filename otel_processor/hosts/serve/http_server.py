@@ -36,6 +36,7 @@ from ...errors import ConfigError
 from ...otlp_json import parse_json
 from .answers import Rejected, Unavailable
 from .auth import http_ssl_context
+from .grpc_receiver import response_with
 
 log = logging.getLogger(__name__)
 
@@ -253,13 +254,13 @@ class HttpServer:
             kind = "JSON" if as_json else "protobuf"
             return 400, f"body is not a valid OTLP {kind} {request_cls.__name__}: {exc}", ()
         try:
-            service.handle(signal, request, data)
+            partial = service.handle(signal, request, data)
         except Unavailable as exc:
             retry = max(1, round(service.config.service.retry_after_s))
             return 503, str(exc), (("Retry-After", str(retry)),)
         except Rejected as exc:
             return 400, str(exc), ()
-        response = response_cls()
+        response = response_with(signal, partial)
         if as_json:
             return 200, json.dumps(json_format.MessageToDict(response)).encode(), ()
         return 200, response.SerializeToString(), ()

@@ -88,6 +88,9 @@ class ProcessorMetrics:
         self.downstream_rejected = meter.create_counter(
             "nhi.processor.downstream.rejected", unit="{record}",
             description="Records downstream refused permanently (the sender was told not to retry)")
+        self.downstream_partial = meter.create_counter(
+            "nhi.processor.downstream.partial", unit="{record}",
+            description="Records downstream dropped from batches it accepted (partial_success, passed on to the sender)")
         self.splits = meter.create_counter("nhi.processor.downstream.splits", unit="{batch}",
                                            description="Batches split because they were over the downstream's limit")
         self.retries_recognised = meter.create_counter(

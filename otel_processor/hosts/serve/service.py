@@ -33,7 +33,7 @@ from ..event_gate import EventGate
 from .admin import start_admin_server
 from .answers import Rejected, Unavailable
 from .auth import BearerTokens, warn_if_exposed
-from .forwarder import PERMANENT, TOO_LARGE, ForwardError, make_forwarder, split
+from .forwarder import PERMANENT, TOO_LARGE, ForwardError, Partial, make_forwarder, split
 from .grpc_receiver import start_grpc_server
 from .http_server import start_http_server
 from .metrics import ProcessorMetrics
@@ -119,6 +119,7 @@ class Service:
         self._slots = threading.BoundedSemaphore(svc.max_concurrent_batches)
         self._pending_events: deque = deque(maxlen=MAX_PENDING_EVENTS)
         self._events_lock = threading.Lock()
+        self._partial_logged = float("-inf")
         self._vendor_logged = -60.0  # when skipped vendor records were last logged (monotonic)
         self._grpc = None
         self._http = None
@@ -231,8 +232,10 @@ class Service:
         self.stop(grace=2.0)
 
     # -- the one path every receiver calls ---------------------------------------------------
-    def handle(self, signal: str, request, data: bytes | None = None) -> BatchResult | None:
+    def handle(self, signal: str, request, data: bytes | None = None) -> Partial | None:
         """Process and forward one batch. ``data``: the request as received, protobuf wire bytes.
+        Returns what downstream said it dropped of an accepted batch (its ``partial_success``),
+        for the receiver to pass on to the sender.
 
         Raises Unavailable (retry later) or Rejected (never retry)."""
         if self._stopping.is_set():
@@ -266,7 +269,7 @@ class Service:
             if result is not None:
                 self._send_events(result.events)
             try:
-                self._forward(signal, request, 0)
+                partial = self._forward(signal, request, 0)
             except ForwardError as exc:
                 key = key or digest(data)
                 return self._forward_failed(signal, exc, key, n)
@@ -275,7 +278,9 @@ class Service:
                 self._retries.forget(key)
             self.metrics.records_out.add(n, attrs)
             self.metrics.batches.add(1, attrs)
-            return result
+            if partial is not None:
+                self._partial_said(signal, partial)
+            return partial
         finally:
             with self._in_flight_lock:
                 self._in_flight -= 1
@@ -288,9 +293,21 @@ class Service:
         self._retries.remember(digest(data), DELIVERED)
         self.metrics.late_answers.add(1)
 
-    def _forward(self, signal: str, request, depth: int) -> None:
+    def _partial_said(self, signal: str, partial: Partial) -> None:
+        self.metrics.downstream_partial.add(partial.rejected, {"signal": signal})
+        now = time.monotonic()
+        with self._events_lock:
+            due = now - self._partial_logged >= 60.0
+            if due:
+                self._partial_logged = now
+        if due:
+            log.warning("downstream accepted a %s batch but dropped %d of its records (%s); the sender is "
+                        "told the same (said at most once a minute; nhi_processor_downstream_partial counts all)",
+                        signal, partial.rejected, partial.message or "no reason given")
+
+    def _forward(self, signal: str, request, depth: int) -> Partial | None:
         try:
-            self.forwarder.export(signal, request)
+            return self.forwarder.export(signal, request)
         except ForwardError as exc:
             if exc.kind != TOO_LARGE:
                 raise
@@ -298,8 +315,11 @@ class Service:
             if halves is None:
                 raise ForwardError(f"a single record is over the downstream's size limit ({exc})", PERMANENT) from None
             self.metrics.splits.add(1, {"signal": signal})
+            partial = None
             for half in halves:
-                self._forward(signal, half, depth + 1)
+                said = self._forward(signal, half, depth + 1)
+                partial = said.add(partial) if said is not None else partial
+            return partial
 
     def _forward_failed(self, signal: str, exc: ForwardError, key: bytes, n: int):
         attrs = {"signal": signal}
