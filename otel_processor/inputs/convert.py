@@ -32,6 +32,11 @@ from .record import Mapped, SourceCount, Unusable
 _PROVIDER = {"cloudtrail": "aws", "entra_signin": "azure", "entra_audit": "azure", "m365": "azure",
              "gcp_audit": "gcp"}
 MAX_REPORTED = 20
+# Records are written in time order within a window of this many: memory stays bounded whatever
+# the input's size, and exports already in time order (CloudTrail's dated folders, JSON lines
+# appended as they happened) come out fully ordered. A record older than what was written
+# already is written later; the processor reads such a record as history (backfill).
+SORT_WINDOW = 100_000
 
 
 @dataclass
@@ -46,6 +51,7 @@ class ConvertReport:
     errors: list[str] = field(default_factory=list)   # the first MAX_REPORTED
     error_count: int = 0
     written: int = 0
+    kept: int = 0
 
     def error(self, message: str) -> None:
         self.error_count += 1
@@ -88,6 +94,11 @@ def convert(paths: Iterable[str], out: TextIO, profile: str | None = None, batch
         try:
             for found in records(path):
                 _one(found, profile, report, kept)
+                if len(kept) >= SORT_WINDOW:
+                    kept.sort(key=lambda item: (item[0], item[1]))
+                    half = len(kept) // 2
+                    _write(kept[:half], out, batch_size, report)
+                    del kept[:half]
         except NotRecords as exc:
             report.files_skipped.append(path)
             if path in paths:  # named on the command line: say why it gave nothing
@@ -95,11 +106,15 @@ def convert(paths: Iterable[str], out: TextIO, profile: str | None = None, batch
         except FileError as exc:
             report.error(str(exc))
     kept.sort(key=lambda item: (item[0], item[1]))
+    _write(kept, out, batch_size, report)
+    return report
+
+
+def _write(kept: list, out: TextIO, batch_size: int, report: ConvertReport) -> None:
     for start in range(0, len(kept), batch_size):
         request = _request(kept[start:start + batch_size])
         out.write(orjson.dumps(to_otlp_json(request)).decode() + "\n")
         report.written += min(batch_size, len(kept) - start)
-    return report
 
 
 def _one(found, profile: str | None, report: ConvertReport, kept: list) -> None:
@@ -127,7 +142,8 @@ def _one(found, profile: str | None, report: ConvertReport, kept: list) -> None:
         if not when:
             report.error(f"{found.where()}: {name} record without a time ({result.reason})")
             return
-    kept.append((when, len(kept), name, found.data))
+    report.kept += 1  # the tie-breaker: records of one time stay in the order they were read
+    kept.append((when, report.kept, name, found.data))
 
 
 def _request(batch: list[tuple[int, int, str, dict]]) -> ExportLogsServiceRequest:

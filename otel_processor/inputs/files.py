@@ -24,6 +24,7 @@ import gzip
 import io
 import json
 import os
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -33,8 +34,18 @@ from .record import Unusable, time_ns
 
 # Envelope keys whose value is the list of records, in the order they are tried.
 _ENVELOPES = ("Records", "records", "value", "events", "logEvents")
-# Larger files are refused rather than read into memory whole (a CloudTrail file is a few MB).
-MAX_DOCUMENT = 512 * 1024 * 1024
+# A file that is one JSON document (an array, an envelope) is parsed whole: larger ones are
+# refused rather than read into memory (a CloudTrail file is a few MB). JSON lines and CSV are
+# read a line at a time, whatever their size, each line at most MAX_LINE.
+MAX_DOCUMENT = 128 * 1024 * 1024
+MAX_LINE = 64 * 1024 * 1024
+# What a gzip file may expand to: CloudTrail and Azure exports compress 10 to 30 times, so 200
+# times leaves room while a 70 KB bomb stays a 14 MB file (with MIN_EXPANSION for tiny files).
+MAX_EXPANSION = 200
+MIN_EXPANSION = 16 * 1024 * 1024
+# Records per file: past it the file is refused (a record in the millions is a crafted file, or
+# one to split), so that an array of empty objects costs bounded time.
+MAX_RECORDS = 5_000_000
 # Extensions never holding records: skipped when a folder is walked (a file named on the command
 # line is always read).
 _NOT_RECORDS = (".md", ".txt", ".html", ".py", ".yaml", ".yml", ".sh", ".zip", ".parquet", ".digest")
@@ -82,47 +93,138 @@ def walk(paths: Iterable[str]) -> Iterator[str]:
             raise FileError(f"{path}: no such file or folder")
 
 
-def read_text(path: str) -> str:
-    """A file's text, gunzipped when it starts with gzip's magic bytes (several members too)."""
-    with open(path, "rb") as fh:
-        head = fh.read(2)
-        fh.seek(0)
+class _Lines:
+    """A file's lines as text, gunzipped when it starts with gzip's magic bytes (several members
+    too), counting what the file expands to: past its allowance, a ``FileError`` naming it."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._raw = open(path, "rb")
+        head = self._raw.read(2)
+        self._raw.seek(0)
+        size = os.fstat(self._raw.fileno()).st_size
+        self.gzipped = head == b"\x1f\x8b"
+        self._stream = gzip.GzipFile(fileobj=self._raw) if self.gzipped else self._raw
+        self.allowed = max(MIN_EXPANSION, size * MAX_EXPANSION) if self.gzipped else size
+        self.read = 0
+        self.number = 0
+        self._first = True
+
+    def close(self) -> None:
+        self._raw.close()
+
+    def line(self) -> str | None:
+        """The next line (its end stripped of nothing), or None at the end of the file."""
         try:
-            if head == b"\x1f\x8b":
-                with gzip.GzipFile(fileobj=fh) as gz:
-                    data = gz.read(MAX_DOCUMENT + 1)
-            else:
-                data = fh.read(MAX_DOCUMENT + 1)
-        except (OSError, EOFError) as exc:
-            raise FileError(f"{path}: not a readable gzip file ({exc})") from None
-    if len(data) > MAX_DOCUMENT:
-        raise FileError(f"{path}: larger than {MAX_DOCUMENT >> 20} MB; split it")
+            data = self._stream.readline(MAX_LINE + 1)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise FileError(f"{self.path}: not a readable gzip file ({exc})") from None
+        if not data:
+            return None
+        self.read += len(data)
+        self.number += 1
+        if len(data) > MAX_LINE:
+            raise FileError(f"{self.path}:{self.number}: a line longer than {MAX_LINE >> 20} MB")
+        if self.read > self.allowed:
+            raise FileError(f"{self.path}: expands to more than {self.allowed >> 20} MB from "
+                            f"{os.path.getsize(self.path) >> 10} KB of gzip ({MAX_EXPANSION} times at most); "
+                            f"is it a vendor export?")
+        if self._first:
+            self._first = False
+            if data.startswith(b"\xef\xbb\xbf"):
+                data = data[3:]
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise FileError(f"{self.path}:{self.number}: not UTF-8 text (byte {exc.start}); "
+                            f"is it a vendor export?") from None
+
+    def rest(self, first: str) -> str:
+        """``first`` and every line after it, as one text: a document parsed whole."""
+        parts = [first]
+        size = len(first)
+        while (line := self.line()) is not None:
+            size += len(line)
+            if size > MAX_DOCUMENT:
+                raise FileError(f"{self.path}: a JSON document larger than {MAX_DOCUMENT >> 20} MB; "
+                                f"split it (JSON lines have no such limit)")
+            parts.append(line)
+        return "".join(parts)
+
+
+def read_text(path: str) -> str:
+    """A whole file's text (bounded as ``records`` bounds it)."""
+    lines = _Lines(path)
     try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise FileError(f"{path}: not UTF-8 text (byte {exc.start}); is it a vendor export?") from None
+        return lines.rest("")
+    finally:
+        lines.close()
 
 
 def records(path: str) -> Iterator[FoundRecord]:
-    """Every record in one file."""
-    text = read_text(path)
-    stripped = text.lstrip()
-    if not stripped:
-        return
-    if stripped[0] in "[{":
+    """Every record in one file, at most MAX_RECORDS; JSON lines and CSV a line at a time."""
+    count = 0
+    for found in _records(path):
+        count += 1
+        if count > MAX_RECORDS:
+            raise FileError(f"{path}: more than {MAX_RECORDS:,} records; split it")
+        yield found
+
+
+def _records(path: str) -> Iterator[FoundRecord]:
+    lines = _Lines(path)
+    try:
+        first = lines.line()
+        while first is not None and not first.strip():
+            first = lines.line()
+        if first is None:
+            return
+        stripped = first.lstrip()
+        if stripped[0] in "[{":
+            yield from _json(lines, first, path)
+        elif path.lower().removesuffix(".gz").endswith(".csv"):
+            yield from _csv(lines, first, path)
+        else:
+            raise NotRecords(f"{path}: neither JSON nor a .csv export")
+    finally:
+        lines.close()
+
+
+def _json(lines: _Lines, first: str, path: str) -> Iterator[FoundRecord]:
+    """One document (pretty-printed, or on one line), or JSON lines: told apart by whether the
+    first line is a whole value and another follows it."""
+    try:
+        item = orjson.loads(first)
+    except orjson.JSONDecodeError:
+        item = None
+    if item is None:  # a document over several lines, or broken JSON
+        text = lines.rest(first)
         try:
             document = orjson.loads(text)
         except orjson.JSONDecodeError:
-            document = None  # JSON lines, or broken JSON: read line by line
-        if document is not None:
-            yield from _from_document(document, path, text)
+            yield from _json_lines(text, path)  # names the line that is not JSON
             return
-        yield from _json_lines(text, path)
+        yield from _from_document(document, path, text)
         return
-    if path.lower().removesuffix(".gz").endswith(".csv"):
-        yield from _csv(text, path)
+    first_number = lines.number
+    second = lines.line()
+    while second is not None and not second.strip():
+        second = lines.line()
+    if second is None:  # the whole file was one line: a document
+        yield from _from_document(item, path, first)
         return
-    raise NotRecords(f"{path}: neither JSON nor a .csv export")
+    for data, fallback in _unwrap(item):
+        yield FoundRecord(data, path, first_number, fallback)
+    line = second
+    while line is not None:
+        if line.strip():
+            try:
+                item = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                raise FileError(f"{path}:{lines.number}: not JSON ({exc})") from None
+            for data, fallback in _unwrap(item):
+                yield FoundRecord(data, path, lines.number, fallback)
+        line = lines.line()
 
 
 def _json_lines(text: str, path: str) -> Iterator[FoundRecord]:
@@ -193,9 +295,14 @@ def _tables(tables: list, path: str) -> Iterator[FoundRecord]:
                 yield FoundRecord(dict(zip(names, row)), path, f"table {t} row {r + 1}")
 
 
-def _csv(text: str, path: str) -> Iterator[FoundRecord]:
+def _csv(lines: _Lines, first: str, path: str) -> Iterator[FoundRecord]:
     """A Log Analytics / Sentinel CSV export: a header row of column names, one row per record."""
-    reader = csv.reader(io.StringIO(text))
+    def text():
+        yield first
+        while (line := lines.line()) is not None:
+            yield line
+
+    reader = csv.reader(text())
     try:
         header = next(reader)
     except (StopIteration, csv.Error):
