@@ -163,6 +163,20 @@ class ServiceConfig:
     http_read_timeout_s: float = 30.0
     http_idle_timeout_s: float = 60.0
     http_max_header_bytes: int = 16 * 1024
+    # What requests may hold at once, MiB: wire bytes, decompressed bytes and parsed records
+    # (admission.estimate); past it a request is refused with RESOURCE_EXHAUSTED + RetryInfo /
+    # HTTP 429 + Retry-After and the sender retries. One request alone may always use all of it.
+    memory_limit_mib: int = 512
+    # Records (spans, log records, metrics) per request, counted off the wire before parsing;
+    # more is refused as INVALID_ARGUMENT / 413 (lower the sender's send_batch_max_size).
+    max_records_per_request: int = 100_000
+    # An HTTP body may expand at most this many times when decompressed.
+    max_decompression_ratio: int = 200
+    # Concurrent gRPC streams on one connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS).
+    grpc_max_streams_per_connection: int = 16
+    # A request with more records is processed in parts of this many, each queued first come
+    # first served, so a large request holds another sender's export for one part at most.
+    batch_part_records: int = 4096
 
     @property
     def forward_target(self) -> ExportConfig:
@@ -190,6 +204,10 @@ class ServiceConfig:
                 raise ValueError(f"service.{name} must be positive")
         if self.max_concurrent_batches < 1:
             raise ValueError("service.max_concurrent_batches must be at least 1")
+        for name in ("memory_limit_mib", "max_records_per_request", "max_decompression_ratio",
+                     "grpc_max_streams_per_connection", "batch_part_records"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"service.{name} must be at least 1")
         if self.http_max_connections < 1 or self.http_max_header_bytes < 1024:
             raise ValueError("service.http_max_connections must be at least 1 and http_max_header_bytes 1024")
 

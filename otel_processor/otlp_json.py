@@ -44,11 +44,38 @@ def _base64_ids_to_hex(node) -> None:
             _base64_ids_to_hex(item)
 
 
-def parse_json(body: bytes | str, request_cls):
-    """An OTLP JSON export request (hex ids) as a protobuf message."""
+class TooManyRecords(ValueError):
+    """A request holding more records than the caller allows."""
+
+
+_ENTRY_KEYS = ("resourceSpans", "resource_spans", "resourceLogs", "resource_logs", "resourceMetrics",
+               "resource_metrics")
+_SCOPE_KEYS = ("scopeSpans", "scope_spans", "scopeLogs", "scope_logs", "scopeMetrics", "scope_metrics")
+_RECORD_KEYS = ("spans", "logRecords", "log_records", "metrics")
+
+
+def _records_in(data: dict) -> int:
+    """Records in a decoded OTLP JSON request, counted before the (slow) conversion to protobuf."""
+    total = 0
+    for entries in (data.get(k) for k in _ENTRY_KEYS):
+        for entry in entries if isinstance(entries, list) else ():
+            scope_lists = (entry.get(k) for k in _SCOPE_KEYS) if isinstance(entry, dict) else ()
+            for scopes in scope_lists:
+                for scope in scopes if isinstance(scopes, list) else ():
+                    if isinstance(scope, dict):
+                        total += sum(len(v) for v in (scope.get(k) for k in _RECORD_KEYS) if isinstance(v, list))
+    return total
+
+
+def parse_json(body: bytes | str, request_cls, max_records: int | None = None):
+    """An OTLP JSON export request (hex ids) as a protobuf message; with ``max_records``, a
+    request holding more is ``TooManyRecords`` before it is converted."""
     data = json.loads(body)
     if not isinstance(data, dict):
         raise ValueError("body must be a JSON object")
+    if max_records is not None and (found := _records_in(data)) > max_records:
+        raise TooManyRecords(f"the request holds {found:,} records, more than {max_records:,} "
+                             f"(service.max_records_per_request): send smaller batches")
     _hex_ids_to_base64(data)
     return json_format.ParseDict(data, request_cls(), ignore_unknown_fields=True)
 

@@ -216,8 +216,10 @@ class FleetBuilder:
                            (("service.name", name), ("service.namespace", ns)))
 
 
-def build_fleet(identities: int, seed: int) -> list[SimIdentity]:
-    """A deterministic fleet of about ``identities`` members, every archetype present."""
+def build_fleet(identities: int, seed: int, wanted: dict[str, int] | None = None) -> list[SimIdentity]:
+    """A deterministic fleet of about ``identities`` members, every archetype present.
+    ``wanted``: how many members of an archetype the scenarios pick; a small fleet gets enough
+    of them (a third of CI roles hold an IAM user's key instead, hence the half again)."""
     b = FleetBuilder(seed)
     r = b.rnd
     namespaces = [b.word() for _ in range(max(2, identities // 30))]
@@ -226,7 +228,7 @@ def build_fleet(identities: int, seed: int) -> list[SimIdentity]:
     projects = [f"{b.word()}-prod-{r.randrange(100, 999)}" for _ in range(2)]
     fleet: list[SimIdentity] = []
     counts = {a: max(1, round(identities * share)) for a, share in MIX.items()}
-    counts["ci_role"] = max(counts["ci_role"], 4)
+    counts["ci_role"] = max(counts["ci_role"], 4, -(-(wanted or {}).get("ci_role", 0) * 3 // 2))
     counts["api_key"] = max(counts["api_key"], 3)
     counts["k8s_sa"] = max(counts["k8s_sa"], 4)
     for i in range(counts["k8s_sa"]):

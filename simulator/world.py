@@ -51,7 +51,10 @@ def build_world(scenarios: list[Scenario], identities: int = 120, days: int = 7,
     if shapes not in SHAPES:
         raise ValueError(f"shapes: {shapes!r} is not one of {', '.join(SHAPES)}")
     rnd = random.Random(seed)
-    fleet = build_fleet(identities, seed)
+    wanted: dict[str, int] = {}
+    for s in scenarios:
+        wanted[s.targets] = wanted.get(s.targets, 0) + 1
+    fleet = build_fleet(identities, seed, wanted)
     history_end = START_NS + days * DAY
     end = history_end + EVALUATION_DAYS * DAY
     player = Player(fleet, history_end, seed)

@@ -538,12 +538,17 @@ class Engine:
         read_snapshot(self, path, Profile)
 
 
+_STALE_SAID: set = set()
+
+
 def _warn_if_stale(rules) -> None:
     """Providers add addresses every week: ranges older than MAX_AGE_DAYS call addresses of their
-    new regions outside."""
+    new regions outside. Said once per process and ranges file (every engine and every reload
+    reads the rules)."""
     from .provider_ranges import MAX_AGE_DAYS
 
     ranges = rules.provider_ranges
-    if ranges is not None and ranges.age_days() > MAX_AGE_DAYS:
-        log.warning("provider ranges are %d days old (over %d): refresh them with `nhi-processor ranges refresh`",
-                    ranges.age_days(), MAX_AGE_DAYS)
+    if ranges is not None and ranges.age_days() > MAX_AGE_DAYS and id(ranges) not in _STALE_SAID:
+        _STALE_SAID.add(id(ranges))
+        log.warning("provider ranges are %d days old (over %d): refresh them with `nhi-processor ranges refresh` "
+                    "(docs/limits.md)", ranges.age_days(), MAX_AGE_DAYS)

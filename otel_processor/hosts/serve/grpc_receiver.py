@@ -23,6 +23,7 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from ...errors import ConfigError
+from .admission import Overloaded
 from .answers import Rejected, Unavailable
 from .auth import BearerTokens, grpc_server_credentials
 from .forwarder import RESPONSES, Partial
@@ -46,13 +47,15 @@ class _Status(grpc.Status):
     trailing_metadata: tuple
 
 
-def unavailable_status(message: str, retry_after_s: float) -> grpc.Status:
+def unavailable_status(message: str, retry_after_s: float,
+                       code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE) -> grpc.Status:
+    """``code`` with a ``google.rpc.RetryInfo``: what the Collector's exporter retries (for
+    RESOURCE_EXHAUSTED only with the RetryInfo)."""
     detail = error_details_pb2.RetryInfo(
         retry_delay=Duration(seconds=int(retry_after_s), nanos=int((retry_after_s % 1) * 1e9)))
-    status = status_pb2.Status(code=code_pb2.UNAVAILABLE, message=message)
+    status = status_pb2.Status(code=code.value[0], message=message)
     status.details.add().Pack(detail)
-    return _Status(grpc.StatusCode.UNAVAILABLE, message,
-                   (("grpc-status-details-bin", status.SerializeToString()),))
+    return _Status(code, message, (("grpc-status-details-bin", status.SerializeToString()),))
 
 
 def response_with(signal: str, partial: Partial | None):
@@ -68,15 +71,27 @@ def response_with(signal: str, partial: Partial | None):
 def _export(service, signal: str, request_cls, tokens: BearerTokens):
     retry_after = service.config.service.retry_after_s
 
-    def export(data: bytes, context):
+    def export(messages, context):
+        # A stream handler for a unary method (the same on the wire): the message is read only
+        # when asked for, so a request without a valid token is refused before its body is.
         if tokens.enabled:
             metadata = dict(context.invocation_metadata())
             if not tokens.allows(metadata.get("authorization")):
                 service.metrics.unauthenticated.add(1, {"signal": signal, "protocol": "grpc"})
                 context.abort(grpc.StatusCode.UNAUTHENTICATED, "a valid bearer token is required")
+        data = next(messages, None)
+        if data is None:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no request message")
+        reserved = 0
         try:
+            reserved = service.admit(signal, data)
             request = request_cls.FromString(data)
+        except Overloaded as exc:
+            context.abort_with_status(unavailable_status(str(exc), retry_after, grpc.StatusCode.RESOURCE_EXHAUSTED))
+        except Rejected as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except (DecodeError, RecursionError) as exc:
+            service.budget.release(reserved)
             service.malformed(signal)
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"not a valid OTLP {request_cls.__name__}: {exc}")
         try:
@@ -85,6 +100,9 @@ def _export(service, signal: str, request_cls, tokens: BearerTokens):
             context.abort_with_status(unavailable_status(str(exc), retry_after))
         except Rejected as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        finally:
+            service.budget.release(reserved)
+            del request
         remaining = context.time_remaining()
         if not context.is_active() or (remaining is not None and remaining <= 0):
             # Delivered, but the sender's deadline passed first: it counts the export as failed
@@ -121,13 +139,14 @@ def start_grpc_server(service, listen: str) -> tuple[grpc.Server, int]:
         options=[("grpc.max_receive_message_length", svc.max_request_bytes),
                  ("grpc.max_send_message_length", svc.max_request_bytes),
                  ("grpc.max_connection_idle_ms", int(svc.http_idle_timeout_s * 1000)),
+                 ("grpc.max_concurrent_streams", svc.grpc_max_streams_per_connection),
                  ("grpc.so_reuseport", 0)],
         # No maximum_concurrent_rpcs: gRPC would answer RESOURCE_EXHAUSTED past it, which the
         # Collector drops as permanent. Service.handle refuses with UNAVAILABLE instead.
     )
     handlers = []
     for signal, (name, request_cls, response_cls) in SERVICES.items():
-        method = grpc.unary_unary_rpc_method_handler(
+        method = grpc.stream_unary_rpc_method_handler(
             _export(service, signal, request_cls, tokens),
             request_deserializer=None,  # the bytes as they came
             response_serializer=response_cls.SerializeToString)

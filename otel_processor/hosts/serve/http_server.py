@@ -33,7 +33,8 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from ...errors import ConfigError
-from ...otlp_json import parse_json
+from ...otlp_json import TooManyRecords, parse_json
+from .admission import Overloaded
 from .answers import Rejected, Unavailable
 from .auth import http_ssl_context
 from .grpc_receiver import response_with
@@ -46,7 +47,7 @@ ROUTES = {
     "/v1/metrics": ("metrics", metrics_service_pb2.ExportMetricsServiceRequest,
                     metrics_service_pb2.ExportMetricsServiceResponse),
 }
-_CODES = {400: 3, 401: 16, 404: 5, 408: 4, 413: 3, 415: 3, 503: 14}
+_CODES = {400: 3, 401: 16, 404: 5, 408: 4, 413: 3, 415: 3, 429: 8, 503: 14}
 READ_CHUNK = 65_536
 
 
@@ -192,6 +193,26 @@ class HttpServer:
             if declared is not None and declared.isdigit() and int(declared) > limit:
                 self.service.malformed(signal)
                 raise _Reply(413, f"body of {declared} bytes is over the {limit}-byte limit", close=True)
+            # The body is held while it is read and processed: reserved first, or refused unread.
+            holding = int(declared) if declared is not None and declared.isdigit() else limit
+            if not self.service.budget.reserve(holding):
+                self.service.metrics.refused.add(1, {"signal": signal, "reason": "memory"})
+                raise _Reply(429, f"the processor holds {self.service.budget.held >> 20} MiB of requests "
+                                  f"(service.memory_limit_mib): retry later", close=True,
+                             headers=(("Retry-After", str(max(1, round(self.service.config.service.retry_after_s)))),))
+            try:
+                await self._held_request(conn, reader, writer, signal, request_cls, response_cls, headers,
+                                         content_type, as_json, limit)
+            finally:
+                self.service.budget.release(holding)
+        except _Reply as reply:
+            await self._send(conn, writer, reply.status, reply.message, close=reply.close, headers=reply.headers,
+                             json_body=as_json)
+
+    async def _held_request(self, conn, reader, writer, signal, request_cls, response_cls, headers,
+                            content_type: str, as_json: bool, limit: int) -> None:
+        limits = self.limits
+        try:
             try:
                 body = await asyncio.wait_for(self._body(conn, reader, limit), limits.http_read_timeout_s)
             except asyncio.TimeoutError:
@@ -203,12 +224,13 @@ class HttpServer:
             encoding = headers.get("content-encoding", "").strip().lower()
             try:
                 if encoding == "gzip":
-                    body = gunzip(body, limit)
+                    body = gunzip(body, min(limit, max(1 << 20, len(body) * limits.max_decompression_ratio)))
                 elif encoding not in ("", "identity"):
                     raise ValueError(f"unsupported Content-Encoding {encoding!r}")
             except _TooLarge:
                 self.service.malformed(signal)
-                raise _Reply(413, f"decompressed body is over the {limit}-byte limit") from None
+                raise _Reply(413, f"decompressed body is over the {limit}-byte limit or expands more than "
+                                  f"{limits.max_decompression_ratio} times (service.max_decompression_ratio)") from None
             except (ValueError, zlib.error) as exc:
                 self.service.malformed(signal)
                 raise _Reply(400, f"body could not be decompressed: {exc}") from None
@@ -241,25 +263,36 @@ class HttpServer:
                 raise ConnectionError("connection closed mid-body")
 
     def _handle(self, signal, request_cls, response_cls, body: bytes, as_json: bool):
-        """In a worker thread: parse, process, forward. Returns (status, payload, headers)."""
+        """In a worker thread: admit, parse, process, forward. Returns (status, payload, headers)."""
         service = self.service
+        retry = (("Retry-After", str(max(1, round(service.config.service.retry_after_s)))),)
+        reserved = 0
         try:
             if as_json:
-                request = parse_json(body, request_cls)
+                request = parse_json(body, request_cls, service.config.service.max_records_per_request)
                 data = request.SerializeToString()
+                reserved = service.admit(signal, data)
             else:
+                reserved = service.admit(signal, body)
                 request, data = request_cls.FromString(body), body
+        except Overloaded as exc:
+            return 429, str(exc), retry
+        except (Rejected, TooManyRecords) as exc:
+            service.metrics.refused.add(1, {"signal": signal, "reason": "records"}) if as_json else None
+            return 413, str(exc), ()
         except (DecodeError, ValueError, json_format.ParseError, UnicodeDecodeError, RecursionError) as exc:
+            service.budget.release(reserved)
             service.malformed(signal)
             kind = "JSON" if as_json else "protobuf"
             return 400, f"body is not a valid OTLP {kind} {request_cls.__name__}: {exc}", ()
         try:
             partial = service.handle(signal, request, data)
         except Unavailable as exc:
-            retry = max(1, round(service.config.service.retry_after_s))
-            return 503, str(exc), (("Retry-After", str(retry)),)
+            return 503, str(exc), retry
         except Rejected as exc:
             return 400, str(exc), ()
+        finally:
+            service.budget.release(reserved)
         response = response_with(signal, partial)
         if as_json:
             return 200, json.dumps(json_format.MessageToDict(response)).encode(), ()

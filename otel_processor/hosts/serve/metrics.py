@@ -88,6 +88,9 @@ class ProcessorMetrics:
         self.downstream_rejected = meter.create_counter(
             "nhi.processor.downstream.rejected", unit="{record}",
             description="Records downstream refused permanently (the sender was told not to retry)")
+        self.refused = meter.create_counter(
+            "nhi.processor.requests.refused", unit="{request}",
+            description="Requests refused before parsing (reason: records over the cap, memory budget full)")
         self.downstream_partial = meter.create_counter(
             "nhi.processor.downstream.partial", unit="{record}",
             description="Records downstream dropped from batches it accepted (partial_success, passed on to the sender)")

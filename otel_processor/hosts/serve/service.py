@@ -31,6 +31,7 @@ from ...identity.catalog import load_catalog
 from ...pipeline import BatchProcessor, BatchResult
 from ..event_gate import EventGate
 from .admin import start_admin_server
+from .admission import FairGate, MemoryBudget, Overloaded, count_records as count_on_wire, estimate, parts
 from .answers import Rejected, Unavailable
 from .auth import BearerTokens, warn_if_exposed
 from .forwarder import PERMANENT, TOO_LARGE, ForwardError, Partial, make_forwarder, split
@@ -43,6 +44,8 @@ from .retries import DELIVERED, FAILED, PENDING, RetryMemory, digest
 log = logging.getLogger(__name__)
 
 STATE_FILE = "engine-state.json.gz"
+_FIELDS = {"traces": ("resource_spans", "scope_spans", "spans"),
+           "logs": ("resource_logs", "scope_logs", "log_records")}
 MAX_PENDING_EVENTS = 10_000
 MAX_SPLIT_DEPTH = 16
 
@@ -117,6 +120,8 @@ class Service:
         self._outage = OutageLog(f"downstream {forward.endpoint}")
         self._retries = RetryMemory()
         self._slots = threading.BoundedSemaphore(svc.max_concurrent_batches)
+        self.budget = MemoryBudget(svc.memory_limit_mib << 20)
+        self._gate = FairGate()
         self._pending_events: deque = deque(maxlen=MAX_PENDING_EVENTS)
         self._events_lock = threading.Lock()
         self._partial_logged = float("-inf")
@@ -265,7 +270,7 @@ class Service:
                     self.metrics.retries_recognised.add(n, {**attrs, "outcome": "not_learnt_twice"})
             if key is None and data is None:
                 data = request.SerializeToString()  # to recognise a retry, should this attempt fail
-            result = self._process(signal, request, data, learn)
+            result, request = self._process_in_parts(signal, request, data, learn, n)
             if result is not None:
                 self._send_events(result.events)
             try:
@@ -332,6 +337,47 @@ class Service:
         self._outage.failure(str(exc))
         self._retries.remember(key, PENDING if exc.pending is not None else FAILED, exc.pending)
         raise Unavailable(str(exc))
+
+    def admit(self, signal: str, data: bytes, wire_bytes: int = 0) -> int:
+        """Before a request is parsed: its records counted off the wire (over the cap: Rejected)
+        and what it will hold reserved from the memory budget (past it: Overloaded). Returns the
+        bytes reserved, which the caller releases when the request is answered."""
+        svc = self.config.service
+        records = count_on_wire(data, svc.max_records_per_request)
+        if records > svc.max_records_per_request:
+            self.metrics.refused.add(1, {"signal": signal, "reason": "records"})
+            raise Rejected(f"the request holds more than {svc.max_records_per_request:,} records "
+                           f"(service.max_records_per_request): send smaller batches "
+                           f"(the Collector's send_batch_max_size)")
+        need = estimate(len(data), records) + wire_bytes
+        if not self.budget.reserve(need):
+            self.metrics.refused.add(1, {"signal": signal, "reason": "memory"})
+            raise Overloaded(f"the processor holds {self.budget.held >> 20} MiB of requests "
+                             f"(service.memory_limit_mib {svc.memory_limit_mib}): retry later")
+        return need
+
+    def _process_in_parts(self, signal: str, request, data: bytes | None, learn: bool, n: int):
+        """A request over ``batch_part_records`` is processed in parts, each queued first come
+        first served behind whoever waits, and forwarded as one request again."""
+        size = self.config.service.batch_part_records
+        if signal == "metrics" or n <= size:
+            with self._gate:
+                return self._process(signal, request, data, learn), request
+        entries, scopes, records = _FIELDS[signal]
+        merged, total = type(request)(), BatchResult()
+        for part in parts(request, entries, scopes, records, size):
+            with self._gate:
+                result = self._process(signal, part, None, learn)
+            getattr(merged, entries).extend(getattr(part, entries))
+            if result is not None:
+                total.records += result.records
+                total.attributed += result.attributed
+                total.unattributed += result.unattributed
+                total.failed += result.failed
+                total.events += result.events
+                for key, value in result.vendor.items():
+                    total.vendor[key] = total.vendor.get(key, 0) + value
+        return total, merged
 
     def _process(self, signal: str, request, data: bytes | None, learn: bool) -> BatchResult | None:
         try:
