@@ -537,6 +537,10 @@ class Engine:
         """Replaces state with a snapshot's; raises ``state.StateError`` naming what is wrong."""
         read_snapshot(self, path, Profile)
 
+    def scratch(self) -> "Engine":
+        """An empty engine configured as this one: where a snapshot is tried before it is used."""
+        return Engine(self.config, catalog=self.catalog)
+
 
 _STALE_SAID: set = set()
 

@@ -123,12 +123,29 @@ def _fsync_dir(directory: str) -> None:
 
 def read_snapshot(engine, path: str, Profile) -> None:  # noqa: N803 - the engine's Profile class
     """Replaces the engine's state with the snapshot at ``path`` (version 2, or the version 1
-    single-document format), or raises StateError and leaves the engine as it was."""
+    single-document format), or raises StateError and leaves the engine as it was.
+
+    A snapshot is a file anyone with write access to the state directory can edit, so it is
+    checked before it is used: loaded into a scratch engine, every table must come back out
+    exactly as it went in (what the engine did not write does not), then the scratch engine
+    processes a probe record for each of up to ``PROBED`` identities and for a new one. Only
+    then is the snapshot loaded into the engine."""
     with paused_gc():
-        _read(engine, path, Profile)
+        tables = _parse(path)
+        if tables is None:  # version 1
+            return _restore_v1(engine, path, _read_v1(path), Profile)
+        scratch = engine.scratch()
+        _apply(scratch, path, tables, Profile, check=True)
+        _probe(scratch, path)
+        _apply(engine, path, tables, Profile, check=False)
 
 
-def _read(engine, path: str, Profile) -> None:  # noqa: N803
+PROBED = 2000
+_TABLES = ("chain", "credentials", "credential_facts", "grants", "pending", "evictions")
+
+
+def _parse(path: str) -> dict | None:
+    """The snapshot's lines as decoded JSON, per table, with the line each came from."""
     try:
         with gzip.open(path, "rb") as fh:
             first = fh.readline()
@@ -139,48 +156,148 @@ def _read(engine, path: str, Profile) -> None:  # noqa: N803
             except orjson.JSONDecodeError:
                 head = None
             if isinstance(head, dict) and head.get("version") == 1 and "profiles" in head:
-                return _restore_v1(engine, path, head, Profile)
+                return None
             if not isinstance(head, dict) or head.get("version") != STATE_VERSION:
                 version = head.get("version") if isinstance(head, dict) else None
                 raise StateError(path, f"state version {version!r} is not {STATE_VERSION}, or not a snapshot at all")
-            profiles, groups, tables, end = [], [], {}, None
+            tables: dict = {"profiles": [], "peers": [], "end": None}
             for number, line in enumerate(fh, 2):
                 try:
                     entry = orjson.loads(line)
-                    if "profiles" in entry:
-                        profiles += [Profile.from_state(s) for s in entry["profiles"]]
-                    elif "peers" in entry:
-                        groups.append(entry["peers"])
-                    elif "end" in entry:
-                        end = entry["end"]
-                    else:
-                        tables.update(entry)
-                except (ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
-                    raise StateError(path, f"line {number} cannot be read ({type(exc).__name__}: {exc})") from None
+                except orjson.JSONDecodeError as exc:
+                    raise StateError(path, f"line {number} is not JSON ({exc})") from None
+                if not isinstance(entry, dict) or len(entry) not in (1, 2):
+                    raise StateError(path, f"line {number} is not a table the engine writes")
+                if "profiles" in entry and isinstance(entry["profiles"], list):
+                    tables["profiles"] += [(number, state) for state in entry["profiles"]]
+                elif "peers" in entry:
+                    tables["peers"].append((number, entry["peers"]))
+                elif "end" in entry and isinstance(entry["end"], dict):
+                    tables["end"] = entry["end"]
+                elif set(entry) <= set(_TABLES):
+                    for key, value in entry.items():
+                        tables[key] = (number, value)
+                else:
+                    raise StateError(path, f"line {number} holds {', '.join(sorted(map(str, entry)))[:80]}: "
+                                           f"not a table the engine writes")
     except StateError:
         raise
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise StateError(path, f"not a readable gzip snapshot ({exc})") from None
-    if end is None or end.get("profiles") != len(profiles):
+    end = tables["end"]
+    if end is None or end.get("profiles") != len(tables["profiles"]):
         raise StateError(path, "truncated: it ends before its last line")
-    with engine._lock:
-        _install(engine, profiles, groups, tables.get("chain", [[], []]), tables.get("credentials", []),
-                 tables.get("pending", []), tables.get("evictions", {}))
-        engine._credential_book.restore(tables.get("credential_facts", []))
-        engine._grants.restore(tables.get("grants", [[], [], []]))
+    return tables
+
+
+def _identity_ok(identity) -> bool:
+    from ..model import IDENTITY_KINDS
+
+    return (all(isinstance(v, str) and v for v in (identity.id, identity.kind, identity.principal))
+            and identity.kind in IDENTITY_KINDS and identity.id.startswith(identity.kind + ":"))
+
+
+def _same(state, written) -> bool:
+    """A table as the engine holds it, encoded as the snapshot encodes it, is what was read
+    (the encodings compared first: equal bytes are the common, cheap case)."""
+    encoded = orjson.dumps(state)
+    return encoded == orjson.dumps(written) or orjson.loads(encoded) == written
+
+
+def _apply(engine, path: str, tables: dict, Profile, check: bool) -> None:  # noqa: N803
+    """Builds every table from the snapshot; with ``check``, each must come back out unchanged
+    (anything that raises while it is built is a StateError naming the line)."""
+    profiles = []
+    where = "a profile"
+    try:
+        seen = set()
+        for number, state in tables["profiles"]:
+            where = f"line {number} (a profile)"
+            p = Profile.from_state(state)
+            if check and (p.identity.id in seen or not _identity_ok(p.identity) or not _same(p.state(), state)):
+                raise ValueError("not as the engine writes it")
+            seen.add(p.identity.id)
+            profiles.append(p)
+        groups = [state for _, state in tables["peers"]]
+        values = {key: tables[key][1] for key in _TABLES if key in tables}
+        where = "the tables"
+        with engine._lock:
+            _install(engine, profiles, groups, values.get("chain", [[], []]), values.get("credentials", []),
+                     values.get("pending", []), values.get("evictions", {}))
+            engine._credential_book.restore(values.get("credential_facts", []))
+            engine._grants.restore(values.get("grants", [[], [], []]))
+        if check:
+            for number, state in tables["peers"]:
+                where = f"line {number} (a peer group)"
+                if not isinstance(state, list) or not state or not _same(
+                        engine._peers.group_state(state[0]), state):
+                    raise ValueError("not as the engine writes it")
+            held = {"chain": engine._chain.state(), "credentials": engine._credentials.state(),
+                    "credential_facts": engine._credential_book.state(), "grants": engine._grants.state(),
+                    "pending": engine._pending, "evictions": engine._roster.evicted}
+            for key in _TABLES:
+                if key in tables:
+                    where = f"line {tables[key][0]} ({key})"
+                    if not _same(held[key], tables[key][1]):
+                        raise ValueError("not as the engine writes it")
+    except StateError:
+        raise
+    except (MemoryError, RecursionError) as exc:
+        raise StateError(path, f"{where} cannot be read ({type(exc).__name__})") from None
+    except Exception as exc:  # noqa: BLE001 - whatever a crafted table makes the engine raise
+        raise StateError(path, f"{where} cannot be used ({type(exc).__name__}: {str(exc)[:120]})") from None
+
+
+def _probe(engine, path: str) -> None:
+    """Records for up to PROBED restored identities and for a new one, on the scratch engine:
+    a state that loads but would make records fail is refused here, not met by every record."""
+    from ..model import Identity, Observation
+
+    items = engine._roster.items()
+    step = max(1, len(items) // PROBED)
+    identities = [p.identity for _, p in items[::step]]
+    identities.append(Identity("workload:probe", "workload", "probe", "service.name"))
+    latest = max((p.last_ns for _, p in items if isinstance(p.last_ns, int)), default=0)
+    for k, identity in enumerate(identities):
+        for j, (action, address) in enumerate(_PROBES):
+            o = Observation(identity, latest + (k * len(_PROBES) + j) * 1_000_000, "app", action, target="probe",
+                            source_address=address, user_agent="probe/1.0", trace_id=(k + 1).to_bytes(16, "big"),
+                            span_id=(j + 1).to_bytes(8, "big"),
+                            details={"nhi.credential.id": "probe-credential",
+                                     "aws.session": "arn:aws:sts::0:assumed-role/probe/i-0probe"})
+            try:
+                engine.observe(o)
+            except Exception as exc:  # noqa: BLE001 - what a crafted table makes a record raise
+                raise StateError(path, f"{str(identity.id)[:120]}: its state makes records fail "
+                                       f"({type(exc).__name__}: {str(exc)[:120]})") from None
+    try:
+        engine.take_events()
+    except Exception as exc:  # noqa: BLE001
+        raise StateError(path, f"its incidents cannot be reported ({type(exc).__name__})") from None
+
+
+_PROBES = (("secretsmanager.amazonaws.com/GetSecretValue", "10.0.0.1"),
+           ("iam.amazonaws.com/CreateAccessKey", "198.51.100.1"),
+           ("sts.amazonaws.com/AssumeRole", "10.0.0.2"))
+
+
+def _read_v1(path: str) -> dict:
+    with gzip.open(path, "rb") as fh:
+        return orjson.loads(fh.readline())
 
 
 def _restore_v1(engine, path, data, Profile) -> None:
+    """The single-document format of the first releases, read as it was (no check beyond it)."""
     try:
         profiles = [Profile.from_state(s) for s in data["profiles"]]
         for p in profiles:
             p.tier = 1
         groups = data["peers"]
-    except (ValueError, TypeError, IndexError, KeyError) as exc:
-        raise StateError(path, f"a profile cannot be read ({type(exc).__name__}: {exc})") from None
-    with engine._lock:
-        _install(engine, profiles, groups, data["chain"], data.get("credentials", []), data.get("pending", []),
-                 {"settled": data.get("evictions", 0)})
+        with engine._lock:
+            _install(engine, profiles, groups, data["chain"], data.get("credentials", []), data.get("pending", []),
+                     {"settled": data.get("evictions", 0)})
+    except Exception as exc:  # noqa: BLE001 - whatever a crafted file makes the engine raise
+        raise StateError(path, f"a profile cannot be read ({type(exc).__name__}: {str(exc)[:120]})") from None
 
 
 def _install(engine, profiles, groups, chain, credentials, pending, evictions) -> None:

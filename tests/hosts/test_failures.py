@@ -61,7 +61,29 @@ CORRUPTIONS = {
     "wrong version": lambda data: gzip.compress(b'{"version": 99}\n'),
     "one bad profile": lambda data: gzip.compress(gzip.decompress(data).replace(b'"svc-1"', b'7', 1)
                                                   .replace(b"[[", b"[[[", 1)),
+    # well formed, as an editor of the state directory would make them
+    "a count that is text": lambda data: _edited(data, "profiles", lambda v: v[0].__setitem__(3, "many")),
+    "a table of another shape": lambda data: _edited(data, "chain", lambda v: None, whole={"chain": None}),
+    "a table the engine never writes": lambda data: _edited(data, "chain", lambda v: None, whole={"admin": True}),
 }
+
+
+def _edited(data: bytes, table: str, change, whole: dict | None = None) -> bytes:
+    """The snapshot with one JSON line changed: ``change`` edits the table's value in place,
+    or ``whole`` replaces the line."""
+    import json
+
+    lines = gzip.decompress(data).splitlines()
+    for k, line in enumerate(lines):
+        entry = json.loads(line)
+        if table in entry:
+            if whole is not None:
+                entry = whole
+            else:
+                change(entry[table])
+            lines[k] = json.dumps(entry).encode()
+            break
+    return gzip.compress(b"\n".join(lines) + b"\n")
 
 
 @pytest.mark.parametrize("how", sorted(CORRUPTIONS))
