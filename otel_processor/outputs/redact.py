@@ -34,10 +34,12 @@ picked, so no input costs more than a pass over its bytes.
 from __future__ import annotations
 
 import fnmatch
+import os
 import re
 from dataclasses import dataclass, field
 
 import re2
+import yaml
 from google.protobuf.descriptor import FieldDescriptor
 
 from ..identity.credentials import CREDENTIAL_ATTRIBUTES, MASK_PREFIX, masked
@@ -46,20 +48,28 @@ from .enrich import OUR_ATTRIBUTES
 OPAQUE = "[masked]"
 SAFE, FINGERPRINT, HIDE = 0, 1, 2
 
+SECRETS_TABLE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "rules", "secrets.yaml")
+
+
+def _load_table(path: str = SECRETS_TABLE) -> dict:
+    """rules/secrets.yaml: what a secret looks like, for the triggers (both builds) and the rules."""
+    with open(path, encoding="utf-8") as fh:
+        table = yaml.safe_load(fh)
+    for fmt in table["token_formats"]:
+        prefixes = fmt["prefix"]
+        fmt["prefix"] = [prefixes] if isinstance(prefixes, str) else list(prefixes)
+        if fmt["mask"] not in ("fingerprint", "hide"):
+            raise ValueError(f"{path}: {fmt['name']}: mask must be fingerprint or hide")
+    return table
+
+
+TABLE = _load_table()
 # Last key segments (lower case, "-" as "_") that hold a credential.
-TOKEN_NAMES = frozenset({
-    "authorization", "proxy_authorization", "cookie", "set_cookie", "x_api_key", "api_key", "apikey",
-    "x_auth_token", "auth_token", "x_access_token", "access_token", "refresh_token", "id_token",
-    "session_token", "security_token", "x_amz_security_token", "x_goog_api_key", "x_vault_token",
-    "private_token", "x_gitlab_token", "bearer_token", "api_token", "token", "access_key_secret",
-    "secret_access_key", "secret_key", "client_secret", "private_key", "signing_key", "x_csrf_token",
-    "x_xsrf_token", "credentials", "credential",
-})
-SECRET_WORDS = frozenset({"password", "passwd", "pwd", "passphrase", "secret"})
+TOKEN_NAMES = frozenset(TABLE["key_names"])
+WHOLE_KEYS = frozenset(TABLE["whole_keys"])
+SECRET_WORDS = frozenset(TABLE["secret_words"])
 # A last word that says the key names or measures a secret rather than holding it.
-NAMING_WORDS = frozenset({"id", "ids", "arn", "name", "names", "type", "types", "version", "count", "length",
-                          "size", "hash", "digest", "fingerprint", "expiry", "expires", "expiration", "ttl",
-                          "rotation", "policy", "path", "ref", "uri", "url", "present", "set", "provided"})
+NAMING_WORDS = frozenset(TABLE["naming_words"])
 _WORD = re.compile(r"[a-z0-9]+")
 _CAMEL = re.compile(r"([a-z0-9])([A-Z])")
 
@@ -69,6 +79,8 @@ def classify_key(key: str, extra: tuple[str, ...] = ()) -> int:
     if key in _CREDENTIAL_KEYS:
         return FINGERPRINT
     lower = key.lower()
+    if lower in WHOLE_KEYS:
+        return FINGERPRINT
     for pattern in extra:
         if fnmatch.fnmatchcase(lower, pattern):
             return FINGERPRINT
@@ -82,6 +94,8 @@ def classify_key(key: str, extra: tuple[str, ...] = ()) -> int:
         return HIDE
     if "private" in words and "key" in words:  # GCP's privateKeyData, private_key_pem...
         return HIDE
+    if words[-1] in ("token", "key", "secret") and words[0] == "x" and len(words) > 2:
+        return FINGERPRINT  # an API-key header: x-<service>-key, x-<service>-token
     if words[-1] in ("token", "key") and len(words) > 1 and words[-2] in (
             "api", "access", "secret", "private", "auth", "session", "refresh", "bearer", "signing", "client",
             "security", "id", "master", "encryption"):
@@ -104,53 +118,56 @@ def _names_the_credential(key: str) -> bool:
 # Triggers: a string can only hold a secret the rules below find if it matches this (linear,
 # Python ``re``); the compiled scanner implements the same triggers in C, and tests check that
 # the rules never change a string the triggers let through.
-TOKEN_PREFIXES = ("eyJ", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-", "xoxa-", "xoxb-",
-                  "xoxe-", "xoxp-", "xoxr-", "xoxs-", "sk_live_", "sk_test_", "rk_live_", "rk_test_", "AIza",
-                  "npm_", "sk-", "SG.")
-ASSIGN_SUFFIXES = ("password", "passwd", "pwd", "passphrase", "secret", "token", "apikey", "key", "authorization",
-                   "auth", "sig", "signature", "credential", "credentials", "code", "session", "cookie")
+TOKEN_PREFIXES = tuple(p for fmt in TABLE["token_formats"] for p in fmt["prefix"])
+_WORD_PREFIXES = tuple(p for p in TOKEN_PREFIXES if p[0].isalnum() or p[0] == "_")
+_OTHER_PREFIXES = tuple(p for p in TOKEN_PREFIXES if p not in _WORD_PREFIXES)
+ASSIGN_SUFFIXES = tuple(TABLE["assignment_words"]) + tuple(TABLE["whole_word_assignments"])
 # ``code`` is an OAuth authorization or device code (``?code=``, ``"code": "0.AXoA..."``) only as a
 # whole word whose value looks like one; ``errorCode``, ``statusCode`` and ``"code": 403`` in audit
 # records are not secrets, and masking them breaks the records vendors send as JSON text.
-_ASSIGN_WHOLE_WORD = ("code",)
-SPACE_WORDS = ("bearer", "basic", "token", "apikey")
+_ASSIGN_WHOLE_WORD = tuple(TABLE["whole_word_assignments"])
+SPACE_WORDS = tuple(TABLE["schemes"])
 # Command-line flags whose next word is a secret (``--password hunter2``).
-FLAG_WORDS = ("-password", "-passwd", "-secret", "-api-key", "-api_key", "-client-secret", "-client_secret")
+FLAG_WORDS = tuple(TABLE["flags"])
 # SQL that sets a password: ALTER USER x PASSWORD '...', IDENTIFIED BY '...'.
-SQL_WORDS = ("password", "identified by")
+SQL_WORDS = tuple(TABLE["sql"])
+# Between a name (and its quotes) and its '=' or ':', and after it: spaces or tabs, a few.
+_GAP = "[ \t]{0,8}"
 TRIGGER = re.compile(
-    r"\b(?:" + "|".join(re.escape(p) for p in TOKEN_PREFIXES) + r")"
-    r"|-----BEGIN"
-    r"|://[^/\s@]{1,600}@"
-    r"|(?i:" + "|".join(s for s in ASSIGN_SUFFIXES if s not in _ASSIGN_WHOLE_WORD) + r")[\"']{0,2} {0,2}[=:]"
+    r"\b(?:" + "|".join(re.escape(p) for p in _WORD_PREFIXES) + r")"
+    + "".join(f"|{re.escape(p)}" for p in _OTHER_PREFIXES)
+    + r"|://[^/\s@]{1,600}@"
+    r"|(?i:" + "|".join(s for s in ASSIGN_SUFFIXES if s not in _ASSIGN_WHOLE_WORD) + r")[\"']{0,2}" + _GAP + r"[=:]"
     # ``code`` with eight characters of a value that may be a code after it: not ``"code": 200``,
     # which is in every Kubernetes audit record. The class is the rule's value class spelled out
     # (RE2's \s, which has no \v, so never stricter than the rule).
-    r"|(?i:" + "|".join(_ASSIGN_WHOLE_WORD) + r")[\"']{0,2} {0,2}[=:] {0,2}[\"']?[^\t\n\f\r \"'&,;}{\]\[]{8}"
-    r"|(?i:" + "|".join(SPACE_WORDS + FLAG_WORDS + SQL_WORDS) + r")[ \t]",
+    r"|(?i:" + "|".join(_ASSIGN_WHOLE_WORD) + r")[\"']{0,2}" + _GAP + r"[=:] {0,2}[\"']?[^\t\n\f\r \"'&,;}{\]\[]{8}"
+    r"|(?i:" + "|".join(re.escape(w) for w in SPACE_WORDS + FLAG_WORDS + SQL_WORDS) + r")[ \t]",
     re.ASCII,
 )
+_HOW = {"fingerprint": FINGERPRINT, "hide": HIDE}
+# An Authorization value in a scheme other than the common ones (SSWS, Digest, AWS4-HMAC-SHA256,
+# Splunk, GenieKey...): the whole value is the credential, not the scheme word in front of it.
+_AUTHORIZATION_VALUE = (r"(?i)\b(?:proxy[-_])?authorization[\"']{0,2}" + _GAP + r"[=:]" + _GAP
+                        + r"[\"']?((?:[A-Za-z0-9_.+/=-]+)[ \t]+[^\r\n\"']{3,})")
 # The rules, in RE2 syntax: each match's group 1 (when present) or whole match is the secret.
-_TOKEN_RULES = [
-    (r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*", FINGERPRINT),  # JWT
-    (r"\bgh[pousr]_[A-Za-z0-9]{20,}", FINGERPRINT),
-    (r"\bgithub_pat_[A-Za-z0-9_]{20,}", FINGERPRINT),
-    (r"\bglpat-[A-Za-z0-9_-]{20,}", FINGERPRINT),
-    (r"\bxox[abeprs]-[A-Za-z0-9-]{10,}", FINGERPRINT),
-    (r"\b[rs]k_(?:live|test)_[A-Za-z0-9]{10,}", FINGERPRINT),
-    (r"\bAIza[A-Za-z0-9_-]{30,}", FINGERPRINT),
-    (r"\bnpm_[A-Za-z0-9]{30,}", FINGERPRINT),
-    (r"\bsk-(?:ant-|proj-)?[A-Za-z0-9_-]{20,}", FINGERPRINT),
-    (r"\bSG\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}", FINGERPRINT),
-    (r"-----BEGIN[A-Z ]{0,40} PRIVATE KEY-----(?s:.*?)(?:-----END[A-Z ]{0,40} PRIVATE KEY-----|$)", HIDE),
+_TOKEN_RULES = [(fmt["pattern"], _HOW[fmt["mask"]]) for fmt in TABLE["token_formats"]] + [
     (r"://[^/\s:@]{1,256}:([^/\s@]{1,256})@", HIDE),  # scheme://user:password@host
     (r"(?i)\b(?:" + "|".join(SPACE_WORDS) + r")[ \t]+([A-Za-z0-9._~+/=-]{8,})", FINGERPRINT),
+    (_AUTHORIZATION_VALUE, FINGERPRINT),
     (r"(?i)(?:" + "|".join(re.escape(w) for w in FLAG_WORDS) + r")[ \t]+([^\s\"']{3,})", HIDE),
     (r"(?i)\b(?:" + "|".join(SQL_WORDS) + r")[ \t]+'([^']{1,256})'", HIDE),
     (r"(?i)(?:" + "|".join(s for s in ASSIGN_SUFFIXES if s not in _ASSIGN_WHOLE_WORD)
-     + r")[\"']{0,2} {0,2}[=:] {0,2}[\"']?([^\s\"'&,;}{\]\[]{3,})", HIDE),
-    (r"(?i)(?:\b|_)(?:" + "|".join(_ASSIGN_WHOLE_WORD) + r")[\"']{0,2} {0,2}[=:] {0,2}[\"']?([^\s\"'&,;}{\]\[]{8,})", HIDE),
+     + r")[\"']{0,2}" + _GAP + r"(?:=>|[=:])" + _GAP + r"[\"']?([^\s\"'&,;}{\]\[]{3,})", HIDE),
+    (r"(?i)(?:\b|_)(?:" + "|".join(_ASSIGN_WHOLE_WORD) + r")[\"']{0,2}" + _GAP
+     + r"[=:] {0,2}[\"']?([^\s\"'&,;}{\]\[]{8,})", HIDE),
 ]
+
+
+def trigger_words() -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """What the C triggers are configured with (``pipeline._wire.configure_triggers``): the same
+    lists TRIGGER is built from."""
+    return (TOKEN_PREFIXES, ASSIGN_SUFFIXES, _ASSIGN_WHOLE_WORD, SPACE_WORDS + FLAG_WORDS + SQL_WORDS)
 
 
 def _looks_like_a_code(text: str, key_start: int, value: str) -> bool:
@@ -174,7 +191,8 @@ _RULES = [(re2.compile(pattern), how) for pattern, how in _TOKEN_RULES]
 # audit record, a JSON key ending in "key") costs one search instead of one per rule.
 _ANY_RULE = re2.compile("|".join(f"(?:{pattern})" for pattern, _ in _TOKEN_RULES))
 # Rules whose matches are secrets only when this says so.
-_ACCEPT = {len(_RULES) - 2: _holds_a_secret, len(_RULES) - 1: _looks_like_a_code}
+_ACCEPT = {len(_RULES) - 2: _holds_a_secret, len(_RULES) - 1: _looks_like_a_code,
+           len(_RULES) - 5: lambda text, start, value: value.split(None, 1)[0].lower() not in _SCHEMES}
 
 
 def _replacement(secret: str, how: int) -> str:

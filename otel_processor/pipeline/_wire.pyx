@@ -187,12 +187,36 @@ cdef bint _code_value(const unsigned char* s, Py_ssize_t n, Py_ssize_t i) noexce
     return chars == 8
 
 
+# -- the words and prefixes of rules/secrets.yaml, as C tables -------------------------------------
+# Configured once at import from the table outputs.redact reads (``configure_triggers``), so that
+# the C triggers and the Python ones are built from one list. Words are grouped by one byte: a
+# prefix by its first (case as written), a word by its last (lower case).
+cdef enum:
+    G_PREFIX = 0        # token formats: at the start of a word (or at a '-')
+    G_ASSIGN = 1        # assignment words: before '=' or ':'
+    G_SPACE = 2         # scheme words, flags, SQL: before ' ' or '\t'
+    MAX_WORDS = 512
+    MAX_WORD_BYTES = 16384
+    MAX_GAP = 8         # spaces or tabs between a word (and its quotes) and its '=' or ':'
+
+cdef unsigned char _word_bytes[MAX_WORD_BYTES]
+cdef int _word_offset[3][MAX_WORDS]
+cdef int _word_length[3][MAX_WORDS]
+cdef bint _word_whole[3][MAX_WORDS]    # G_ASSIGN: only with a value that may be a code after it
+cdef int _index_start[3][257]
+
+
+cdef inline bint _ends_with_word(const unsigned char* s, Py_ssize_t k, int group, int w) noexcept:
+    return _ends_with(s, k, <const char*>&_word_bytes[_word_offset[group][w]], _word_length[group][w])
+
+
 cdef bint _assigned(const unsigned char* s, Py_ssize_t n, Py_ssize_t i) noexcept:
-    """At an '=' or ':' at i: a credential word, up to two quotes, up to two spaces, before it
-    (``code`` only with a value that may be one after it)."""
+    """At an '=' or ':' at i: an assignment word, up to two quotes, up to MAX_GAP spaces or tabs,
+    before it (a whole-word one only with a value that may be a code after it)."""
     cdef Py_ssize_t k = i, skipped = 0
     cdef unsigned char last
-    while skipped < 2 and k > 0 and s[k - 1] == 32:
+    cdef int w
+    while skipped < MAX_GAP and k > 0 and (s[k - 1] == 32 or s[k - 1] == 9):
         k -= 1
         skipped += 1
     skipped = 0
@@ -201,29 +225,70 @@ cdef bint _assigned(const unsigned char* s, Py_ssize_t n, Py_ssize_t i) noexcept
         skipped += 1
     if k == 0:
         return False
-    last = s[k - 1] | 32  # lower case (for letters)
-    # By the last letter, only the words that end with it (JSON keys make this check frequent).
-    if last == 100:  # d
-        return _ends_with(s, k, "password", 8) or _ends_with(s, k, "passwd", 6) or _ends_with(s, k, "pwd", 3)
-    if last == 101:  # e
-        return (_ends_with(s, k, "passphrase", 10) or _ends_with(s, k, "signature", 9) or _ends_with(s, k, "cookie", 6)
-                or (_ends_with(s, k, "code", 4) and _code_value(s, n, i + 1)))
-    if last == 116:  # t
-        return _ends_with(s, k, "secret", 6)
-    if last == 110:  # n
-        return (_ends_with(s, k, "token", 5) or _ends_with(s, k, "authorization", 13)
-                or _ends_with(s, k, "session", 7))
-    if last == 121:  # y
-        return _ends_with(s, k, "key", 3)  # apikey ends with key too
-    if last == 104:  # h
-        return _ends_with(s, k, "auth", 4)
-    if last == 103:  # g
-        return _ends_with(s, k, "sig", 3)
-    if last == 108:  # l
-        return _ends_with(s, k, "credential", 10)
-    if last == 115:  # s
-        return _ends_with(s, k, "credentials", 11)
+    last = s[k - 1]
+    if last >= 65 and last <= 90:
+        last += 32
+    for w in range(_index_start[G_ASSIGN][last], _index_start[G_ASSIGN][last + 1]):
+        if _ends_with_word(s, k, G_ASSIGN, w) and (not _word_whole[G_ASSIGN][w] or _code_value(s, n, i + 1)):
+            return True
     return False
+
+
+cdef bint _spaced(const unsigned char* s, Py_ssize_t c_at) noexcept:
+    """At a ' ' or '\t' at c_at: a scheme word, a command-line flag or SQL ends before it."""
+    cdef unsigned char last
+    cdef int w
+    if c_at == 0:
+        return False
+    last = s[c_at - 1]
+    if last >= 65 and last <= 90:
+        last += 32
+    for w in range(_index_start[G_SPACE][last], _index_start[G_SPACE][last + 1]):
+        if _ends_with_word(s, c_at, G_SPACE, w):
+            return True
+    return False
+
+
+def configure_triggers(prefixes, assignment_words, whole_words, space_words):
+    """The C triggers from the secrets table (``outputs.redact`` passes the lists it builds its
+    own triggers from). Prefixes keep their case; words are lower case."""
+    cdef int group, used = 0, w, b
+    cdef bytes raw
+    groups = ([p.encode() for p in prefixes], [a.lower().encode() for a in assignment_words],
+              [w_.lower().encode() for w_ in space_words])
+    whole = {w_.lower().encode() for w_ in whole_words}
+    for group in range(3):
+        words = groups[group]
+        if len(words) > MAX_WORDS:
+            raise ValueError("more words than the C tables hold")
+        # (wraparound is off in this module: the last byte is x[len(x) - 1], never x[-1])
+        keyed = sorted(words, key=lambda x: (x[0] if group == G_PREFIX else x[len(x) - 1]))
+        for b in range(257):
+            _index_start[group][b] = 0
+        for w, raw in enumerate(keyed):
+            if used + len(raw) > MAX_WORD_BYTES or not raw:
+                raise ValueError("the secrets table's words do not fit the C tables")
+            memcpy(&_word_bytes[used], <const char*>raw, len(raw))
+            _word_offset[group][w] = used
+            _word_length[group][w] = len(raw)
+            _word_whole[group][w] = raw in whole
+            used += len(raw)
+        counts = [0] * 256
+        for raw in keyed:
+            counts[raw[0] if group == G_PREFIX else raw[len(raw) - 1]] += 1
+        total = 0
+        for b in range(256):
+            _index_start[group][b] = total
+            total += counts[b]
+        _index_start[group][256] = total
+    for b in range(256):
+        _CLASS[b] = B_WORD if _is_word(<unsigned char>b) else B_OTHER
+    for b in (61, 58, 32, 9):
+        _CLASS[b] = B_SEPARATOR
+    _CLASS[45] = B_DASH
+    for raw in groups[G_PREFIX]:
+        if _is_word(raw[0]):
+            _CLASS[raw[0]] = B_START
 
 
 cdef bint _userinfo(const unsigned char* s, Py_ssize_t n, Py_ssize_t i) noexcept:
@@ -249,43 +314,16 @@ cdef enum:
     B_DASH = 3        # '-': '-----BEGIN'
     B_START = 4       # a word character a token format starts with (e g x s r A n S)
 
-cdef unsigned char _CLASS[256]
+cdef unsigned char _CLASS[256]   # set by configure_triggers
 
 
-cdef void _init_classes() noexcept:
-    cdef int c
-    for c in range(256):
-        _CLASS[c] = B_WORD if _is_word(<unsigned char>c) else B_OTHER
-    for c in (61, 58, 32, 9):
-        _CLASS[c] = B_SEPARATOR
-    _CLASS[45] = B_DASH
-    for c in (101, 103, 120, 115, 114, 65, 110, 83):
-        _CLASS[c] = B_START
-
-
-_init_classes()
-
-
-cdef inline bint _token_at(const unsigned char* s, Py_ssize_t n, Py_ssize_t i, unsigned char c) noexcept:
-    """Whether a token format starts at i (a word start)."""
-    if c == 101:  # 'e'
-        return _at(s, n, i, "eyJ", 3)
-    if c == 103:  # 'g'
-        return (_at(s, n, i, "ghp_", 4) or _at(s, n, i, "gho_", 4) or _at(s, n, i, "ghu_", 4)
-                or _at(s, n, i, "ghs_", 4) or _at(s, n, i, "ghr_", 4) or _at(s, n, i, "github_pat_", 11)
-                or _at(s, n, i, "glpat-", 6))
-    if c == 120:  # 'x'
-        return (_at(s, n, i, "xoxa-", 5) or _at(s, n, i, "xoxb-", 5) or _at(s, n, i, "xoxe-", 5)
-                or _at(s, n, i, "xoxp-", 5) or _at(s, n, i, "xoxr-", 5) or _at(s, n, i, "xoxs-", 5))
-    if c == 115:  # 's'
-        return _at(s, n, i, "sk_live_", 8) or _at(s, n, i, "sk_test_", 8) or _at(s, n, i, "sk-", 3)
-    if c == 114:  # 'r'
-        return _at(s, n, i, "rk_live_", 8) or _at(s, n, i, "rk_test_", 8)
-    if c == 65:  # 'A'
-        return _at(s, n, i, "AIza", 4)
-    if c == 110:  # 'n'
-        return _at(s, n, i, "npm_", 4)
-    return _at(s, n, i, "SG.", 3)  # 'S'
+cdef inline bint _prefix_at(const unsigned char* s, Py_ssize_t n, Py_ssize_t i, unsigned char c) noexcept:
+    """Whether a token format's prefix starts at i."""
+    cdef int w
+    for w in range(_index_start[G_PREFIX][c], _index_start[G_PREFIX][c + 1]):
+        if _at(s, n, i, <const char*>&_word_bytes[_word_offset[G_PREFIX][w]], _word_length[G_PREFIX][w]):
+            return True
+    return False
 
 
 cdef bint _suspicious(const unsigned char* s, Py_ssize_t n) noexcept:
@@ -296,7 +334,7 @@ cdef bint _suspicious(const unsigned char* s, Py_ssize_t n) noexcept:
         c = s[i]
         k = _CLASS[c]
         if k == B_WORD or k == B_START:  # a word starts here: only its first letter can matter
-            if k == B_START and _token_at(s, n, i, c):
+            if k == B_START and _prefix_at(s, n, i, c):
                 return True
             i += 1
             while i < n and (_CLASS[s[i]] == B_WORD or _CLASS[s[i]] == B_START):
@@ -307,7 +345,7 @@ cdef bint _suspicious(const unsigned char* s, Py_ssize_t n) noexcept:
             continue
         c_at = i - 1
         if k == B_DASH:
-            if _at(s, n, c_at, "-----BEGIN", 10):
+            if _prefix_at(s, n, c_at, c):
                 return True
         elif c == 61:  # '='
             if _assigned(s, n, c_at):
@@ -315,12 +353,7 @@ cdef bint _suspicious(const unsigned char* s, Py_ssize_t n) noexcept:
         elif c == 58:  # ':'
             if (_at(s, n, c_at, "://", 3) and _userinfo(s, n, c_at + 3)) or _assigned(s, n, c_at):
                 return True
-        elif (_ends_with(s, c_at, "bearer", 6) or _ends_with(s, c_at, "basic", 5) or _ends_with(s, c_at, "token", 5)
-                or _ends_with(s, c_at, "apikey", 6) or _ends_with(s, c_at, "-passwd", 7)
-                or _ends_with(s, c_at, "-secret", 7) or _ends_with(s, c_at, "-api-key", 8)
-                or _ends_with(s, c_at, "-api_key", 8) or _ends_with(s, c_at, "-client-secret", 14)
-                or _ends_with(s, c_at, "-client_secret", 14) or _ends_with(s, c_at, "password", 8)
-                or _ends_with(s, c_at, "identified by", 13)):
+        elif _spaced(s, c_at):
             return True  # ' ' or '\t' after a scheme word, a command-line flag or SQL
     return False
 
@@ -877,3 +910,4 @@ def count_entries(bytes data, tuple path, Py_ssize_t stop_after):
     for i in range(n):
         steps[i] = path[i]
     return _count_at(<const unsigned char*>data, 0, len(data), steps, 0, n - 1, stop_after)
+

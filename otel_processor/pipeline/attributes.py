@@ -47,6 +47,10 @@ KEYS_FOR_DETECTION = key_actions(WANTED)
 KEYS_FOR_RESOLUTION = key_actions(IDENTITY_KEYS | RESOLUTION_CONTEXT_KEYS)
 
 wire = optional_extension("otel_processor.pipeline._wire")
+if wire is not None:
+    from ..outputs.redact import trigger_words
+
+    wire.configure_triggers(*trigger_words())  # the C triggers from the same table as TRIGGER
 
 
 HAS_CREDENTIAL, HAS_OURS = 1, 2  # bits of read_attributes' second value
