@@ -210,9 +210,10 @@ cdef inline bint _ends_with_word(const unsigned char* s, Py_ssize_t k, int group
     return _ends_with(s, k, <const char*>&_word_bytes[_word_offset[group][w]], _word_length[group][w])
 
 
-cdef bint _assigned(const unsigned char* s, Py_ssize_t n, Py_ssize_t i) noexcept:
-    """At an '=' or ':' at i: an assignment word, up to two quotes, up to MAX_GAP spaces or tabs,
-    before it (a whole-word one only with a value that may be a code after it)."""
+cdef bint _assigned(const unsigned char* s, Py_ssize_t n, Py_ssize_t i, Py_ssize_t value_at) noexcept:
+    """At an '=' or ':' at i (or its URL encoding, the value then at ``value_at``): an assignment
+    word, up to two quotes, up to MAX_GAP spaces or tabs, before it (a whole-word one only with a
+    value that may be a code after it)."""
     cdef Py_ssize_t k = i, skipped = 0
     cdef unsigned char last
     cdef int w
@@ -229,7 +230,7 @@ cdef bint _assigned(const unsigned char* s, Py_ssize_t n, Py_ssize_t i) noexcept
     if last >= 65 and last <= 90:
         last += 32
     for w in range(_index_start[G_ASSIGN][last], _index_start[G_ASSIGN][last + 1]):
-        if _ends_with_word(s, k, G_ASSIGN, w) and (not _word_whole[G_ASSIGN][w] or _code_value(s, n, i + 1)):
+        if _ends_with_word(s, k, G_ASSIGN, w) and (not _word_whole[G_ASSIGN][w] or _code_value(s, n, value_at)):
             return True
     return False
 
@@ -283,12 +284,41 @@ def configure_triggers(prefixes, assignment_words, whole_words, space_words):
         _index_start[group][256] = total
     for b in range(256):
         _CLASS[b] = B_WORD if _is_word(<unsigned char>b) else B_OTHER
-    for b in (61, 58, 32, 9):
+    for b in (61, 58, 32, 9, 37):
         _CLASS[b] = B_SEPARATOR
     _CLASS[45] = B_DASH
     for raw in groups[G_PREFIX]:
         if _is_word(raw[0]):
             _CLASS[raw[0]] = B_START
+    _CLASS[65] = B_START  # 'A': an AWS access key id beside its secret (_aws_pair)
+
+
+cdef inline bint _base64_char(unsigned char c) noexcept:
+    return (c >= 48 and c <= 57) or (c >= 65 and c <= 90) or (c >= 97 and c <= 122) or c == 47 or c == 43
+
+
+cdef bint _aws_pair(const unsigned char* s, Py_ssize_t n, Py_ssize_t i) noexcept:
+    """At i: an AWS access key id (AKIA or ASIA and 16 upper-case letters or digits), 1 to 8
+    separators, then 40 base64 characters and no more: a secret access key beside its id."""
+    cdef Py_ssize_t k, j, run = 0
+    cdef unsigned char c
+    if not (_at(s, n, i, "AKIA", 4) or _at(s, n, i, "ASIA", 4)) or i + 20 > n:
+        return False
+    for k in range(i + 4, i + 20):
+        c = s[k]
+        if not ((c >= 48 and c <= 57) or (c >= 65 and c <= 90)):
+            return False
+    k = i + 20
+    while k < n and run < 8 and (s[k] == 32 or s[k] == 9 or s[k] == 44 or s[k] == 59 or s[k] == 58
+                                 or s[k] == 124 or s[k] == 61 or s[k] == 34 or s[k] == 39):
+        k += 1
+        run += 1
+    if run == 0 or k + 40 > n:
+        return False
+    for j in range(k, k + 40):
+        if not _base64_char(s[j]):
+            return False
+    return k + 40 == n or not _base64_char(s[k + 40])
 
 
 cdef bint _userinfo(const unsigned char* s, Py_ssize_t n, Py_ssize_t i) noexcept:
@@ -334,7 +364,7 @@ cdef bint _suspicious(const unsigned char* s, Py_ssize_t n) noexcept:
         c = s[i]
         k = _CLASS[c]
         if k == B_WORD or k == B_START:  # a word starts here: only its first letter can matter
-            if k == B_START and _prefix_at(s, n, i, c):
+            if k == B_START and (_prefix_at(s, n, i, c) or (c == 65 and _aws_pair(s, n, i))):
                 return True
             i += 1
             while i < n and (_CLASS[s[i]] == B_WORD or _CLASS[s[i]] == B_START):
@@ -348,10 +378,14 @@ cdef bint _suspicious(const unsigned char* s, Py_ssize_t n) noexcept:
             if _prefix_at(s, n, c_at, c):
                 return True
         elif c == 61:  # '='
-            if _assigned(s, n, c_at):
+            if _assigned(s, n, c_at, c_at + 1):
                 return True
         elif c == 58:  # ':'
-            if (_at(s, n, c_at, "://", 3) and _userinfo(s, n, c_at + 3)) or _assigned(s, n, c_at):
+            if (_at(s, n, c_at, "://", 3) and _userinfo(s, n, c_at + 3)) or _assigned(s, n, c_at, c_at + 1):
+                return True
+        elif c == 37:  # '%': '%3D' or '%3A', an '=' or ':' URL-encoded
+            if (c_at + 2 < n and s[c_at + 1] == 51 and (s[c_at + 2] | 32) in (97, 100)
+                    and _assigned(s, n, c_at, c_at + 3)):
                 return True
         elif _spaced(s, c_at):
             return True  # ' ' or '\t' after a scheme word, a command-line flag or SQL

@@ -31,6 +31,9 @@ PLACEMENTS = [
     ("command-line secret key", "vault login -secret-key=Zx8Yw7Vu6Ts5", "Zx8Yw7Vu6Ts5"),
     ("connection string", "postgres://app:Pa55-w0rd-x@db.internal:5432/app", "Pa55-w0rd-x"),
     ("SQL", "ALTER USER app WITH PASSWORD 'Pa55-w0rd-x'", "Pa55-w0rd-x"),
+    ("URL-encoded in a logged URL", "GET /login?next=%2Fhome%3Fpassword%3DPa55-w0rd-x", "Pa55-w0rd-x"),
+    ("AWS secret beside its key id", "AWS_KEYS=AKIAIOSFODNN7EXAMPLE:wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+     "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
 ]
 # (key, value): attribute keys that hold a credential whatever the value looks like
 KEYS = [
