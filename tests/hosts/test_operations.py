@@ -171,6 +171,33 @@ def test_readiness_says_no_while_downstream_is_down(tmp_path):
             service.stop(grace=1)
 
 
+def test_readiness_comes_back_when_downstream_does_with_no_traffic(tmp_path):
+    """Behind a Kubernetes Service an unready pod gets no traffic: readiness must recover from
+    the service's own probe of downstream (an empty export on a back-off), not from a record."""
+    from simulator.sink import OtlpSink
+
+    with OtlpSink() as down:
+        down.refuse = True
+        service = start_service(down, telemetry=TelemetryConfig(prometheus=False))
+        try:
+            with pytest.raises(grpc.RpcError):
+                send_all(service.grpc_port, capture_requests(INSTANCE_CAPTURE, tmp_path)[:1])
+            assert get(service.admin_port, "/readyz")[0] == 503
+            time.sleep(1.5)  # probes meanwhile are refused: still unready
+            assert get(service.admin_port, "/readyz")[0] == 503
+            down.refuse = False
+            received = service.metrics.snapshot().get("nhi.processor.records.received", 0)
+            for _ in range(100):  # a hang guard, not a bound: the probe backs off to 4 s at most
+                if get(service.admin_port, "/readyz")[0] == 200:
+                    break
+                time.sleep(0.1)
+            assert get(service.admin_port, "/readyz") == (200, b"ready\n")
+            assert service.metrics.snapshot().get("nhi.processor.records.received", 0) == received  # no traffic
+            assert all(not r.resource_logs for r in down.contents.logs)  # the probes carried nothing
+        finally:
+            service.stop(grace=1)
+
+
 def test_readiness_says_no_as_soon_as_shutdown_starts_while_a_batch_drains(sink, tmp_path):
     """A draining replica must leave the Service's endpoints before its last batch is done."""
     import threading

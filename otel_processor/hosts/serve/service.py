@@ -48,6 +48,9 @@ _FIELDS = {"traces": ("resource_spans", "scope_spans", "spans"),
            "logs": ("resource_logs", "scope_logs", "log_records")}
 MAX_PENDING_EVENTS = 10_000
 MAX_SPLIT_DEPTH = 16
+# Back-off of the downstream probe while it is down: under the shipped readiness probe's 5 s.
+PROBE_MIN_S = 0.5
+PROBE_MAX_S = 4.0
 
 
 def count_records(signal: str, request) -> int:
@@ -159,8 +162,33 @@ class Service:
         if self.config.state_dir:
             self._snapshotter = threading.Thread(target=self._snapshot_loop, name="nhi-snapshot", daemon=True)
             self._snapshotter.start()
+        self._watcher = threading.Thread(target=self._watch_downstream, name="nhi-downstream", daemon=True)
+        self._watcher.start()
         self._started = True
         return self
+
+    def _watch_downstream(self) -> None:
+        """While downstream is marked down, an empty export on a back-off (0.5 s doubling to
+        PROBE_MAX_S): when it is accepted the outage ends and the service is ready again, with no
+        traffic needed (an unready pod behind a Service gets none)."""
+        from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+        wait = PROBE_MIN_S
+        while not self._stopping.wait(wait if self._outage.down else PROBE_MIN_S):
+            if not self._outage.down:
+                wait = PROBE_MIN_S
+                continue
+            try:
+                self.forwarder.export("logs", ExportLogsServiceRequest())
+            except ForwardError:
+                wait = min(PROBE_MAX_S, wait * 2)
+                continue
+            except Exception:  # noqa: BLE001 - a probe never takes the service down
+                log.debug("downstream probe failed", exc_info=True)
+                wait = min(PROBE_MAX_S, wait * 2)
+                continue
+            self._outage.success()
+            wait = PROBE_MIN_S
 
     def readiness(self) -> tuple[bool, str]:
         """Whether to send this instance traffic, and why not."""
