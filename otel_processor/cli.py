@@ -200,18 +200,21 @@ def read_event(path: str) -> dict:
 def _from_ocsf(finding: dict) -> dict:
     info = finding.get("finding_info") or {}
     user = (finding.get("actor") or {}).get("user") or {}
-    evidence = (finding.get("evidences") or [{}])[0]
+    evidences = [e for e in finding.get("evidences") or [] if isinstance(e, dict)]
     anomalies = [a for x in finding.get("anomaly_analyses") or [] for a in x.get("anomalies") or []]
     return {
         "nhi.identity.id": user.get("uid"),
         "nhi.convergence.id": info.get("uid"),
         "security_rule.name": info.get("title"),
         "nhi.convergence.findings": [a.get("observation_parameter", "") for a in anomalies],
-        "nhi.convergence.actions": [evidence["api"]["operation"]] if evidence.get("api") else [],
-        "nhi.convergence.targets": [r.get("name") for r in evidence.get("resources") or []],
+        # every evidence's: the first carries the latest action and the targets, the others the rest
+        "nhi.convergence.actions": [e["api"].get("operation") for e in evidences if isinstance(e.get("api"), dict)],
+        "nhi.convergence.targets": [r.get("name") for e in evidences for r in e.get("resources") or []
+                                    if isinstance(r, dict)],
         # addresses, not networks: an exact address is the narrower match
         "nhi.convergence.networks": [e["src_endpoint"].get("ip") for e in finding.get("evidences") or []
                                      if isinstance(e.get("src_endpoint"), dict)],
+        "nhi.convergence.overflow": (finding.get("unmapped") or {}).get("nhi.convergence.overflow") or [],
     }
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from opentelemetry.proto.logs.v1.logs_pb2 import SeverityNumber
 
-from ..model import ConvergenceEvent
+from ..model import FACT_OVERFLOW, ConvergenceEvent
 
 OWASP_NHI_PREFIX = "NHI"
 
@@ -36,6 +36,12 @@ def band_of(score: float) -> tuple:
 def latest(event: ConvergenceEvent, fact: str) -> str | None:
     values = event.facts.get(fact)
     return values[-1] if values else None
+
+
+def overflowed(event: ConvergenceEvent) -> list[str]:
+    """The facts (action, target, network, source.address...) the event saw more values of than
+    it keeps."""
+    return sorted(k[:-len(FACT_OVERFLOW)] for k in event.facts if k.endswith(FACT_OVERFLOW))
 
 
 def attack_ids(references) -> list[str]:

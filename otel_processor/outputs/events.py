@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 from ..model import ConvergenceEvent
-from .event_facts import BANDS, attack_ids, band_of, latest, owasp_ids, severity_band
+from .event_facts import BANDS, attack_ids, band_of, latest, overflowed, owasp_ids, severity_band
 from .redact import mask_text
 
 __all__ = ["BANDS", "EVENT_NAME", "events_request", "fill_record", "severity_band"]
@@ -97,6 +97,9 @@ def fill_record(record, event: ConvergenceEvent, body_format: str = "text") -> N
     for key, fact in (("nhi.convergence.actions", "action"), ("nhi.convergence.targets", "target"),
                       ("nhi.convergence.networks", "network"), ("nhi.evidence.record_ids", "record_id")):
         _put(a, key, [mask_text(v) for v in event.facts.get(fact, ())])
+    overflow = overflowed(event)
+    if overflow:  # those lists hold the first values only: an exception cannot vouch for them
+        _put(a, "nhi.convergence.overflow", overflow)
     if event.response:
         _put(a, "nhi.response.suggested", event.response)
 

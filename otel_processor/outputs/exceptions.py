@@ -226,11 +226,18 @@ def draft(event: dict, today: dt.date | None = None, days: int = 30) -> str:
     if event.get("security_rule.name"):
         match["rule"] = str(event["security_rule.name"])
     facets = sorted({str(f).split(":", 1)[0] for f in event.get("nhi.convergence.findings") or []})
-    for name, values in (("facets", facets), ("networks", event.get("nhi.convergence.networks")),
-                         ("actions", event.get("nhi.convergence.actions")),
-                         ("targets", event.get("nhi.convergence.targets"))):
+    # A list the event could not hold whole (more values than it keeps) never matches value by
+    # value: left out, so that the exception matches the event it was drafted from.
+    overflow = set(event.get("nhi.convergence.overflow") or ())
+    left_out = []
+    for name, values, facts in (("facets", facets, ()), ("networks", event.get("nhi.convergence.networks"),
+                                                         ("network", "source.address")),
+                                ("actions", event.get("nhi.convergence.actions"), ("action",)),
+                                ("targets", event.get("nhi.convergence.targets"), ("target",))):
         values = [str(v) for v in values or [] if v]
-        if values:
+        if values and overflow.intersection(facts):
+            left_out.append(name)
+        elif values:
             match[name] = sorted(set(values))
     entry = {
         "id": f"{kind}-{stem or 'identity'}-{convergence[:8] or today.isoformat()}",
@@ -241,5 +248,7 @@ def draft(event: dict, today: dt.date | None = None, days: int = 30) -> str:
     }
     header = ("# Drafted from convergence event " + (convergence or "(no id)") + ". Fill in owner and reason\n"
               "# (the file does not load without them), narrow or widen the match with care, then run\n"
-              "# `nhi-sim bench --exceptions FILE` before merging: it fails if this hides an attack.\n")
+              "# `nhi-sim bench --exceptions FILE` before merging: it fails if this hides an attack.\n"
+              + "".join(f"# match.{name}: the event saw more {name} than it keeps, so none is listed\n"
+                        for name in left_out))
     return header + yaml.safe_dump({"exceptions": [entry]}, sort_keys=False, allow_unicode=True, width=100)

@@ -24,7 +24,7 @@ import json
 
 from ..model import ConvergenceEvent
 from ..version import __version__
-from .event_facts import attack_ids, latest, severity_band
+from .event_facts import attack_ids, latest, overflowed, severity_band
 from .redact import mask_text
 
 OCSF_VERSION = "1.5.0"
@@ -83,7 +83,10 @@ def detection_finding(event: ConvergenceEvent) -> dict:
     targets = facts.get("target", ())
     if targets:
         evidence["resources"] = [{"name": mask_text(t)} for t in targets]
-    evidences = [evidence] + [{"src_endpoint": {"ip": a}} for a in addresses[:-1]]
+    # One evidence per further action and address: every value the event holds is in the finding,
+    # so that an exception drafted from it (``exceptions draft``) matches the event it came from.
+    evidences = ([evidence] + [{"api": {"operation": mask_text(a)}} for a in actions[:-1]]
+                 + [{"src_endpoint": {"ip": a}} for a in addresses[:-1]])
     out = {
         "activity_id": activity_id,
         "activity_name": activity,
@@ -122,6 +125,9 @@ def detection_finding(event: ConvergenceEvent) -> dict:
     }
     if event.response:
         out["remediation"] = {"desc": event.response}
+    overflow = overflowed(event)
+    if overflow:  # the evidences hold the first values only (OCSF's place for what it has no field for)
+        out["unmapped"] = {"nhi.convergence.overflow": overflow}
     if event.identity.owner:
         out["finding_info"]["tags"] = [{"name": "owner", "value": event.identity.owner}]
     return out
