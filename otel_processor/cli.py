@@ -164,9 +164,10 @@ def state_show(args) -> int:
     return 0
 
 
-def read_event(path: str) -> dict:
+def read_event(path: str, convergence_id: str | None = None) -> dict:
     """One convergence event's attributes from an OTLP JSON export, a flat attribute object or
-    an OCSF finding (the first convergence event in the file)."""
+    an OCSF finding: the first convergence event in the file, or with ``convergence_id`` the
+    latest version of that incident."""
     import json
 
     from .anyvalue import to_python
@@ -177,6 +178,7 @@ def read_event(path: str) -> dict:
         text = open(path, encoding="utf-8").read(16 * 1024 * 1024)
     except OSError as exc:
         raise ConfigError(f"cannot read: {exc.strerror}", path) from None
+    found: list[dict] = []
     for line in ([text] + text.splitlines()):
         try:
             data = json.loads(line)
@@ -189,11 +191,18 @@ def read_event(path: str) -> dict:
                     for record in sl.log_records:
                         attrs = {kv.key: to_python(kv.value) for kv in record.attributes}
                         if attrs.get("event.name") == "nhi.convergence":
-                            return attrs
+                            found.append(attrs)
         elif isinstance(data, dict) and "nhi.identity.id" in data:
-            return data
+            found.append(data)
         elif isinstance(data, dict) and data.get("class_uid") == 2004:
-            return _from_ocsf(data)
+            found.append(_from_ocsf(data))
+        if found and convergence_id is None:
+            return found[0]
+    if convergence_id is not None:
+        mine = [e for e in found if e.get("nhi.convergence.id") == convergence_id]
+        if mine:
+            return max(mine, key=lambda e: e.get("nhi.convergence.version") or 0)
+        raise ConfigError(f"no convergence event {convergence_id} in it", path)
     raise ConfigError("no convergence event in it (OTLP JSON, flat attributes or an OCSF finding)", path)
 
 
@@ -269,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     p_draft.add_argument("event", help="the event as JSON: OTLP JSON (a Collector file export), a flat "
                                        "attribute object, or an OCSF finding from events.format: ocsf")
     p_draft.add_argument("--days", type=int, default=30, help="days until it expires (default 30)")
+    p_draft.add_argument("--id", help="the nhi.convergence.id of the incident, in a file of several events "
+                                      "(`nhi-sim sink --json FILE`); its latest version is drafted from")
     p_ranges = sub.add_parser("ranges", help="cloud providers' published address ranges")
     ranges_sub = p_ranges.add_subparsers(dest="ranges_command", required=True)
     p_refresh = ranges_sub.add_parser(
@@ -293,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
             from .outputs.exceptions import draft
 
             try:
-                print(draft(read_event(args.event), days=args.days), end="")
+                print(draft(read_event(args.event, args.id), days=args.days), end="")
             except ValueError as exc:
                 raise ConfigError(str(exc), args.event) from None
             return 0

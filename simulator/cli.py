@@ -63,11 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("--listen", default="127.0.0.1:24317", metavar="HOST:PORT",
                    help="where to listen (default 127.0.0.1:24317, where `nhi-processor serve` forwards by default)")
     k.add_argument("--every", type=float, default=10.0, metavar="SECONDS", help="how often to print record counts")
+    k.add_argument("--json", metavar="FILE", help="also append each event's attributes to FILE as JSON lines "
+                                                  "(what `nhi-processor exceptions draft FILE --id ID` reads)")
     args = parser.parse_args(argv)
     if args.command == "sink":
         from .watch import run_sink
         try:
-            return run_sink(args.listen, args.every)
+            return run_sink(args.listen, args.every, json_path=args.json)
         except (OSError, ValueError) as exc:
             print(f"nhi-sim sink: {exc}", file=sys.stderr)
             return 2

@@ -8,6 +8,7 @@ in memory, so it can run as long as the processor does.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import signal
 import sys
 import threading
@@ -34,8 +35,9 @@ def event_line(record) -> str:
 class Watcher:
     """Counts records per signal and prints events; thread-safe (the sink calls it from its workers)."""
 
-    def __init__(self, out: TextIO = sys.stdout):
+    def __init__(self, out: TextIO = sys.stdout, json_out: TextIO | None = None):
         self.out = out
+        self.json_out = json_out  # each event's attributes, one JSON object per line
         self.counts: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._printed: tuple = ()
@@ -56,6 +58,10 @@ class Watcher:
                             if record.event_name == CONVERGENCE_EVENT_NAME:
                                 self.counts["convergence events"] += 1
                                 lines.append(event_line(record))
+                                if self.json_out is not None:
+                                    attrs = {kv.key: to_python(kv.value) for kv in record.attributes}
+                                    print(json.dumps({**attrs, "body": record.body.string_value}, default=str),
+                                          file=self.json_out, flush=True)
                             else:
                                 self.counts["log records"] += 1
             for line in lines:
@@ -76,9 +82,20 @@ class Watcher:
             print(self.summary(), file=self.out, flush=True)
 
 
-def run_sink(listen: str, every_s: float = 10.0, out: TextIO = sys.stdout, stop: threading.Event | None = None) -> int:
+def run_sink(listen: str, every_s: float = 10.0, out: TextIO = sys.stdout, stop: threading.Event | None = None,
+             json_path: str | None = None) -> int:
+    """``json_path``: also append each event's attributes there as a JSON line, which
+    ``nhi-processor exceptions draft FILE [--id CONVERGENCE_ID]`` reads."""
     host, _, port = listen.rpartition(":")
-    watcher = Watcher(out)
+    json_out = open(json_path, "a", encoding="utf-8") if json_path else None
+    try:
+        return _run(host, port, every_s, out, stop, Watcher(out, json_out))
+    finally:
+        if json_out is not None:
+            json_out.close()
+
+
+def _run(host: str, port: str, every_s: float, out: TextIO, stop: threading.Event | None, watcher: Watcher) -> int:
     stop = stop or threading.Event()
     with OtlpSink(host or "127.0.0.1", int(port), keep=False, on_request=watcher.on_request) as sink:
         print(f"nhi-sim sink: OTLP/gRPC on {sink.endpoint}; convergence events print as they arrive, "

@@ -61,3 +61,48 @@ def test_an_exception_drafted_from_any_form_keeps_back_its_event_and_no_other_id
             if others:
                 failures.append(f"{form}: {event.identity.id}: also matches {others[0].identity.id}")
     assert failures == []
+
+
+def test_the_sink_writes_events_as_json_lines_that_draft_reads_by_id(events, tmp_path):
+    """`nhi-sim sink --json FILE` keeps every event it prints, one JSON object per line;
+    `exceptions draft FILE --id ID` drafts from the latest version of that incident."""
+    import subprocess
+    import sys
+    import threading
+
+    import grpc
+    from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
+
+    from simulator.watch import run_sink
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out_path = tmp_path / "events.jsonl"
+    stop = threading.Event()
+    import io
+    printed = io.StringIO()
+    thread = threading.Thread(target=run_sink, args=(f"127.0.0.1:{port}", 0.2, printed, stop),
+                              kwargs={"json_path": str(out_path)})
+    thread.start()
+    try:
+        chosen = events[:3]
+        for _ in range(100):
+            try:
+                with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                    logs_service_pb2_grpc.LogsServiceStub(channel).Export(
+                        events_request(chosen, "nhi-convergence"), timeout=5)
+                break
+            except grpc.RpcError:
+                import time
+                time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join(10)
+    lines = [json.loads(line) for line in out_path.read_text().splitlines()]
+    assert [line["nhi.convergence.id"] for line in lines] == [e.convergence_id for e in chosen]
+    target = chosen[1]
+    done = subprocess.run([sys.executable, "-m", "otel_processor", "exceptions", "draft", str(out_path),
+                           "--id", target.convergence_id], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert yaml.safe_load(done.stdout)["exceptions"][0]["match"]["identity"] == target.identity.id
