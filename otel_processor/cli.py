@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -247,6 +248,18 @@ def ranges_refresh(files: list[str], out: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes: 0 done; 1 the command ran but found something wrong (an identity not tracked,
+    records convert could not read, nothing to write); 2 the input or configuration is wrong (one
+    line on stderr says what). Output cut short by its reader (``| head``) is no error."""
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # The reader went away: say nothing more, and let the interpreter not complain either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="nhi-processor", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"nhi-processor {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -206,8 +206,10 @@ def table(result: BenchResult) -> str:
     benign = [peaks[row.name] for row in s.scenarios if row.kind != "attack"]
     lines.append("")
     if benign:
-        lines.append(f"highest benign peak score {max(benign):.2f} against the alert threshold "
-                     f"{result.alert_threshold:.2f} (margin {result.alert_threshold - max(benign):+.2f})")
+        peak, threshold = max(benign), result.alert_threshold
+        raised = sum(1 for row in s.scenarios if row.kind != "attack" and row.detected)
+        lines.append(f"highest benign peak score {peak:.2f}, {'above' if peak >= threshold else 'below'} the alert "
+                     f"threshold {threshold:.2f}; benign scenarios that raised an event: {raised}")
     lines.append(f"recall {s.recall:.2f}   precision {s.precision:.2f}   false-positive identities "
                  f"{len(s.false_positive_identities)} ({s.false_positives_per_1000_identity_days} per 1,000 "
                  f"identity-days)   events {s.events}")

@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
                                    args.sink_listen, args.speed, config, not args.no_progress, args.shapes,
                                    args.exceptions, args.batch_seconds)
             except ValueError as exc:
-                raise ConfigError(str(exc), "nhi-sim bench") from None
+                print(f"nhi-sim bench: {exc}", file=sys.stderr)
+                return 2
             print(table(result))
             if args.json:
                 write_json(result, args.json)
@@ -128,8 +129,14 @@ def exceptions_verdict(result, path: str) -> int:
     held: dict[str, int] = {}
     for exception, _ in result.held:
         held[exception] = held.get(exception, 0) + 1
-    print(f"exceptions {path}: " + (", ".join(f"{k} kept back {n} events" for k, n in sorted(held.items()))
-                                    or "kept back no event"))
+    print(f"exceptions {path}: " + (", ".join(f"{k} kept back {n} event{'' if n == 1 else 's'}"
+                                              for k, n in sorted(held.items())) or "kept back no event"))
+    from otel_processor.outputs.exceptions import load_exceptions
+
+    for entry in load_exceptions(path).exceptions:
+        if entry.id not in held:
+            print(f"  {entry.id} kept back no event in this run: it matches nothing here (if it was drafted from "
+                  f"an event, that event is not in this run, or the match is narrower than the event)")
     hidden = result.hidden_attacks()
     for exception, scenario, identity in hidden:
         print(f"  EXCEPTION HIDES AN ATTACK: {exception} kept back an event of attack {scenario} on {identity}")

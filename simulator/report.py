@@ -202,9 +202,9 @@ def write_report(path: str, result, scenarios=None) -> None:
                        else "<strong>Not detected.</strong>")
         else:
             peak = peaks[row.name]
-            outcome = (f"Peak score {peak:.2f} against the alert threshold {threshold:.2f} "
-                       f"(margin {threshold - peak:+.2f}): " + ("<strong>raised an event.</strong>" if row.detected
-                                                                 else "stayed under it."))
+            side = "above" if peak >= threshold else "below"
+            outcome = (f"Peak score {peak:.2f}, {side} the alert threshold {threshold:.2f}: "
+                       + ("<strong>raised an event.</strong>" if row.detected else "raised no event."))
         series = {i: result.trust.get(i, []) for i in label.identity_ids if result.trust.get(i)}
         trust_svg, trust_legend = trust_plot(series, label, mine, threshold)
         line_svg, line_legend = timeline_plot({i: result.timeline.get(i, []) for i in label.identity_ids}, label)

@@ -175,9 +175,15 @@ def main(paths: list[str], out_path: str, profile: str | None) -> int:
         else:
             with open(out_path, "w", encoding="utf-8") as out:
                 report = convert(paths, out, profile)
+    except BrokenPipeError:
+        raise  # the reader of standard output went away: the command line's main says nothing
     except (ValueError, OSError) as exc:
         print(f"nhi-processor convert: {exc}", file=sys.stderr)
         return 2
     for line in report.lines():
         print(line, file=sys.stderr)
+    if report.written == 0 and (report.unrecognised or report.files_skipped):
+        print("nhi-processor convert: nothing written: no record of a known source was found "
+              "(--profile NAME reads every record as one source)", file=sys.stderr)
+        return 1
     return 1 if report.error_count else 0

@@ -92,3 +92,27 @@ def test_unreadable_bytes_are_one_line_naming_the_file(tmp_path, capsys, body):
     bad.write_bytes(body)
     code, err, _ = run(bad, tmp_path, capsys)
     assert code == 1 and str(bad) in err and "Traceback" not in err
+
+
+def test_output_cut_short_by_its_reader_is_no_traceback(tmp_path):
+    """`nhi-processor convert ... --out - | head`: the reader leaving is not an error."""
+    import subprocess
+    import sys
+
+    lines = tmp_path / "trail.jsonl"
+    lines.write_text("".join(cloudtrail_line(k, k % 3600) + "\n" for k in range(3000)))
+    done = subprocess.run(f"{sys.executable} -m otel_processor convert {lines} --out - | head -c 100",
+                          shell=True, capture_output=True, text=True, timeout=120)
+    assert len(done.stdout) == 100
+    assert "Traceback" not in done.stderr and "roken pipe" not in done.stderr.replace("BrokenPipe", "broken pipe"), \
+        done.stderr
+
+
+def test_nhi_sim_bench_names_itself_once(tmp_path):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "simulator.cli", "bench", "--identities", "5", "--no-progress",
+                           str(tmp_path / "no-such-scenarios")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.count("nhi-sim") == 1 and "Traceback" not in done.stderr, done.stderr

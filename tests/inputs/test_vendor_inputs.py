@@ -265,9 +265,9 @@ def test_record_without_a_time_is_an_error_naming_file_and_line(tmp_path, capsys
 def test_unrecognised_records_forced_profile_and_bad_arguments(tmp_path, capsys):
     odd = tmp_path / "odd.json"
     odd.write_text(json.dumps([{"hello": "world", "time": "2026-11-02T09:00:00Z"}]))
-    assert convert_main([str(odd)], "-", None) == 0
+    assert convert_main([str(odd)], "-", None) == 1  # nothing written is not success
     err = capsys.readouterr().err
-    assert "unrecognised: 1" in err and "--profile" in err
+    assert "unrecognised: 1" in err and "--profile" in err and "nothing written" in err
     assert convert_main([str(odd)], "-", "github") == 1  # forced: read, and says why it is unusable
     assert convert_main([str(odd)], "-", "nope") == 2
     assert convert_main([str(tmp_path / "missing")], "-", None) == 2

@@ -230,8 +230,13 @@ def test_bench_with_exceptions_fails_on_one_that_hides_an_attack_and_only_on_tha
     assert "HIDES AN ATTACK: benign-" not in out, "...and are not blamed for it"
 
 
-def test_the_verdict_passes_when_no_kept_back_event_is_an_attacks():
+def test_the_verdict_passes_when_no_kept_back_event_is_an_attacks(tmp_path, capsys):
     from simulator.cli import exceptions_verdict
+
+    path = tmp_path / "exceptions.yaml"
+    path.write_text("exceptions:\n"
+                    "  - {id: benign-0, match: {identity: 'workload:a'}, owner: o@example.com, reason: r, expires: 2026-03-10}\n"
+                    "  - {id: drafted-1, match: {identity: 'workload:b'}, owner: o@example.com, reason: r, expires: 2026-03-10}\n")
 
     class Result:
         held = [("benign-0", None)]
@@ -242,8 +247,11 @@ def test_the_verdict_passes_when_no_kept_back_event_is_an_attacks():
         def hidden_attacks(self):
             return self._hidden
 
-    assert exceptions_verdict(Result([]), "f") == 0
-    assert exceptions_verdict(Result([("x", "attack", "id")]), "f") == 1
+    assert exceptions_verdict(Result([]), str(path)) == 0
+    out = capsys.readouterr().out
+    assert "benign-0 kept back 1 event," not in out and "benign-0 kept back 1 event" in out  # one, not "1 events"
+    assert "drafted-1 kept back no event in this run" in out  # an exception that matches nothing says so
+    assert exceptions_verdict(Result([("x", "attack", "id")]), str(path)) == 1
 
 
 def test_check_config_refuses_a_config_whose_exceptions_file_is_wrong(tmp_path):
