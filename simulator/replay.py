@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import sys
 import time
 import urllib.parse
 from collections.abc import Iterable, Iterator
@@ -25,6 +26,19 @@ PATHS = {"traces": "/v1/traces", "logs": "/v1/logs"}
 METHODS = {"traces": "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
            "logs": "/opentelemetry.proto.collector.logs.v1.LogsService/Export"}
 RETRYABLE_HTTP = (429, 502, 503, 504)
+
+
+def _status_message(body: bytes) -> str:
+    """The message of an OTLP/HTTP error body (a google.rpc.Status, protobuf or JSON)."""
+    from google.rpc import status_pb2
+
+    try:
+        return status_pb2.Status.FromString(body).message[:200] or "(no message)"
+    except Exception:  # noqa: BLE001 - any other body: shown as it is
+        try:
+            return str(json.loads(body).get("message", ""))[:200] or body[:200].decode(errors="replace")
+        except Exception:  # noqa: BLE001
+            return body[:200].decode(errors="replace")
 
 
 class ReplayError(RuntimeError):
@@ -68,24 +82,33 @@ class Sender:
                 continue
             if delay is None:
                 return
-            last = f"{self.endpoint} kept answering a {signal} batch with a retryable refusal for " \
-                   f"{self.give_up_s:.0f} s"
+            delay, reason = delay
+            if not last:  # said once per batch: a refusal is not silence
+                print(f"nhi-sim: {self.endpoint} answered, but refuses for now: {reason}; retrying for up to "
+                      f"{self.give_up_s:.0f} s", file=sys.stderr, flush=True)
+            last = f"{self.endpoint} answered, but kept refusing a {signal} batch for {self.give_up_s:.0f} s: {reason}"
             if time.monotonic() - started >= self.give_up_s:
                 raise ReplayError(last)
             time.sleep(delay)
 
-    def _try(self, signal: str, payload: bytes) -> float | None:
+    def _try(self, signal: str, payload: bytes) -> tuple[float, str] | None:
+        """None when delivered; (delay, why) for a retryable refusal."""
         if not self.http:
             try:
                 self._calls[signal](payload, timeout=self.timeout_s)
                 return None
             except grpc.RpcError as exc:
                 details = exc.details() or ""
-                if exc.code() == grpc.StatusCode.UNAVAILABLE and (
+                answered = any(k == "grpc-status-details-bin" for k, _ in exc.trailing_metadata() or ())
+                # A processor that answered carries RetryInfo, and its own message may quote its
+                # downstream's connection error: only an unanswered call is "nothing listening".
+                if exc.code() == grpc.StatusCode.UNAVAILABLE and not answered and (
                         "failed to connect" in details or "Connection refused" in details):
                     raise _CannotConnect() from None
-                if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                    return 0.5
+                if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                    return 0.5, f"no answer within {self.timeout_s:g} s"
+                if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED):
+                    return 0.5, f"{exc.code().name}: {details[:200]}"
                 raise ReplayError(f"{self.endpoint} answered {exc.code().name}: {details}") from None
         cls, host, port, base = self._conn_args
         if self._conn is None:
@@ -99,14 +122,14 @@ class Sender:
             self._conn.close()
             self._conn = None
             raise _CannotConnect() from None
-        except (OSError, http.client.HTTPException):
+        except (OSError, http.client.HTTPException) as exc:
             self._conn.close()
             self._conn = None
-            return 0.5
+            return 0.5, f"the connection failed ({exc})"
         if 200 <= response.status < 300:
             return None
         if response.status in RETRYABLE_HTTP:
-            return float(response.getheader("Retry-After") or 1)
+            return float(response.getheader("Retry-After") or 1), f"HTTP {response.status}: {_status_message(body)}"
         raise ReplayError(f"{self.endpoint} answered HTTP {response.status}: {body[:200]!r}")
 
     def close(self) -> None:

@@ -391,3 +391,23 @@ def test_undeliverable_events_are_held_then_dropped_oldest_first_and_counted(sin
     assert held == ["c2", "c3", "c4"]
     assert counts["nhi.processor.events.dropped"] == 2
     assert counts["nhi.processor.events.export_failures"] == 2 + 3
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_replay_says_the_processor_answered_and_its_downstream_is_down(protocol, capsys):
+    """Before: `cannot connect ... (is anything listening there?)` about a processor that did
+    answer (gRPC), and silent retries (HTTP). Now the part that failed is named."""
+    from simulator.replay import ReplayError, Sender
+
+    with OtlpSink() as down:
+        down.refuse = True
+        with service_for(down) as service:
+            endpoint = (f"127.0.0.1:{service.grpc_port}" if protocol == "grpc"
+                        else f"http://127.0.0.1:{service.http_port}")
+            sender = Sender(endpoint, timeout_s=10, give_up_s=1.0)
+            with pytest.raises(ReplayError) as info:
+                sender.send("logs", sample_logs().SerializeToString())
+            sender.close()
+    said = capsys.readouterr().err + str(info.value)
+    assert "is anything listening" not in said
+    assert "answered, but refuses for now" in said and "downstream" in said, said
