@@ -77,6 +77,56 @@ def build_config(args: argparse.Namespace) -> ProcessorConfig:
     return config
 
 
+def check_config(path: str) -> int:
+    """``check-config FILE``: a processor config (and every file it names, and that its
+    listeners can bind), or an exceptions file on its own. 0 ok; 1 ok but something to act on
+    (an exception that has expired); 2 wrong."""
+    import yaml
+
+    from .outputs.exceptions import load_exceptions
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            head = yaml.safe_load(fh)
+    except (OSError, yaml.YAMLError):
+        head = None  # load_config says what is wrong, with the line
+    if isinstance(head, dict) and set(head) == {"exceptions"} and isinstance(head["exceptions"], list):
+        exceptions, config = load_exceptions(path), None
+    else:
+        config = load_config(path)
+        preflight(config)
+        check_listeners(config)
+        exceptions = load_exceptions(config.exceptions) if config.exceptions else None
+    expired = exceptions.expired() if exceptions is not None else []
+    for entry in expired:
+        print(f"{path}: exception {entry.id!r} expired on {entry.expires_at.date()}: it no longer applies; "
+              f"remove it or renew it with a reason", file=sys.stderr)
+    print(f"{path}: ok" + (f", but {len(expired)} expired exception{'s' if len(expired) > 1 else ''}"
+                           if expired else ""))
+    return 1 if expired else 0
+
+
+def check_listeners(config: ProcessorConfig) -> None:
+    """Each listener's address can be bound now (a busy port is start-up's commonest failure)."""
+    import socket
+
+    svc = config.service
+    for setting, listen in (("service.listen_grpc", svc.listen_grpc), ("service.listen_http", svc.listen_http),
+                            ("service.listen_admin", svc.listen_admin)):
+        if not listen:
+            continue
+        host, _, port = listen.rpartition(":")
+        if not port.isdigit() or int(port) == 0:
+            continue
+        try:
+            infos = socket.getaddrinfo(host.strip("[]") or None, int(port), type=socket.SOCK_STREAM,
+                                       flags=socket.AI_PASSIVE)
+            with socket.socket(infos[0][0], infos[0][1], infos[0][2]) as probe:
+                probe.bind(infos[0][4])
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {listen}: {exc.strerror or exc}", setting) from None
+
+
 def preflight(config: ProcessorConfig) -> None:
     """Everything start-up would trip over, checked before anything listens: files named in the
     config exist and parse, the metrics exporter is installed, the state directory is usable."""
@@ -322,9 +372,7 @@ def _main(argv: list[str] | None) -> int:
                 raise ConfigError(str(exc), args.event) from None
             return 0
         if args.command == "check-config":
-            preflight(load_config(args.file))
-            print(f"{args.file}: ok")
-            return 0
+            return check_config(args.file)
         config = build_config(args)
         preflight(config)
         from .hosts.logs import configure_logging

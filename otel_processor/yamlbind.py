@@ -124,6 +124,12 @@ def bind(node: yaml.Node | None, cls: type[T], filename: str, path: str = "") ->
                 known = ", ".join(sorted(fields))
                 raise ConfigError(f"unknown setting '{where}' (known here: {known})", filename, line_of(key_node))
             kwargs[key] = _convert(value_node, hints[key], filename, where)
+        missing = [name for name, f in fields.items() if name not in kwargs
+                   and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        if missing:
+            where = f"{path}: " if path else ""
+            raise ConfigError(f"{where}{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required",
+                              filename, line_of(node))
         try:
             obj = cls(**kwargs)
         except TypeError as exc:

@@ -99,9 +99,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.report:
                 write_report(args.report, result, scenarios)
                 print(f"report: {args.report}")
-            if args.exceptions:
-                return exceptions_verdict(result, args.exceptions)
-            return 0
+            verdict = exceptions_verdict(result, args.exceptions) if args.exceptions else 0
+            missed = result.score.recall < 1.0 or bool(result.score.false_positive_identities)
+            return 1 if missed or verdict else 0
         from .encode import batches
         from .world import build_world
         world = build_world(scenarios, args.identities, args.days, args.seed, args.shapes)

@@ -301,3 +301,27 @@ def test_sigterm_with_200k_identities_snapshots_within_the_grace(tmp_path):
     restored = Engine(EngineConfig(max_identities=250_000))
     restored.restore_from(path)
     assert restored.identities_tracked == 200_000
+
+
+def test_check_config_messages_name_the_problem(tmp_path):
+    """Before: `ExceptionEntry.__init__() missing 1 required positional argument: 'owner'`,
+    `expected a single value` for an exceptions file, and `ok` for a busy port and for an
+    exception that expired in 2020."""
+    no_owner = tmp_path / "no-owner.yaml"
+    no_owner.write_text("exceptions:\n  - {id: a, match: {identity: 'workload:x'}, reason: r, expires: 2027-01-01}\n")
+    code, _, err = run_cli("check-config", str(no_owner))
+    assert code == 2 and one_line_error(err).endswith("exceptions[0]: owner is required")
+    expired = tmp_path / "expired.yaml"
+    expired.write_text("exceptions:\n  - {id: old, match: {identity: 'workload:x'}, owner: o@example.com, "
+                       "reason: r, expires: 2020-01-01}\n")
+    code, out, err = run_cli("check-config", str(expired))
+    assert code == 1 and "'old' expired on 2020-01-01" in err and "1 expired exception" in out
+    config = tmp_path / "config.yaml"
+    config.write_text(f"exceptions: {expired}\n")
+    assert run_cli("check-config", str(config))[0] == 1
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        config.write_text(f"service:\n  listen_grpc: 127.0.0.1:{busy.getsockname()[1]}\n")
+        code, _, err = run_cli("check-config", str(config))
+    assert code == 2 and "cannot listen on 127.0.0.1:" in one_line_error(err)
