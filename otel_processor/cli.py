@@ -182,16 +182,20 @@ def serve(config: ProcessorConfig) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):  # before "listening": a supervisor may act on that line
         signal.signal(sig, lambda *_: stop.set())
     signal.signal(signal.SIGHUP, lambda *_: reload.set())
-    print(f"nhi-processor {__version__}: listening on {where} ({security}); forwarding to "
-          f"{svc.forward_target.describe()}; events to {config.events_target.describe()}; state "
-          f"{config.state_dir or 'in memory only'}; {hot_path()}", flush=True)
+    from .hosts.logs import announce
+
+    log_format = config.telemetry.log_format
+    announce(f"nhi-processor {__version__}: listening on {where} ({security}); forwarding to "
+             f"{svc.forward_target.describe()}; events to {config.events_target.describe()}; state "
+             f"{config.state_dir or 'in memory only'}; {hot_path()}", log_format, version=__version__,
+             listening=where, forward=svc.forward_target.describe(), state_dir=config.state_dir)
     while not stop.wait(0.5):
         if reload.is_set():
             reload.clear()
             service.reload()
         service.gate.log_expired()  # at most daily
     service.stop()
-    print("nhi-processor: drained and stopped", flush=True)
+    announce("nhi-processor: drained and stopped", log_format)
     return 0
 
 

@@ -79,13 +79,21 @@ class EventGate:
             self.suppressed[entry.id] = self.suppressed.get(entry.id, 0) + 1
             self._count(entry.id, 1)
             log.info("convergence event suppressed by exception %s (owner %s): %s", entry.id, entry.owner,
-                     _summary(event))
+                     _summary(event), extra={"fields": {**_fields(event), "nhi.exception.id": entry.id}})
         for event in kept:
-            log.info("convergence event %s: %s", "raised" if event.version == 1 else "updated", _summary(event))
+            log.info("convergence event %s: %s", "raised" if event.version == 1 else "updated", _summary(event),
+                     extra={"fields": _fields(event)})
         return kept
 
     def request(self, events: Sequence[ConvergenceEvent]):
         return events_request(events, self.config.events.service_name, self.config.events.format)
+
+
+def _fields(event: ConvergenceEvent) -> dict:
+    """An event's facts as fields of its log line (the event's own attribute names)."""
+    return {"nhi.convergence.id": event.convergence_id, "nhi.convergence.version": event.version,
+            "nhi.identity.id": event.identity.id, "nhi.convergence.score": round(event.score, 2),
+            "nhi.convergence.severity": severity_band(event.score), "security_rule.name": event.rule_name}
 
 
 def _summary(event: ConvergenceEvent) -> str:

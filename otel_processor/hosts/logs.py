@@ -1,9 +1,12 @@
 """The processor's own log lines: plain text for a terminal, or one JSON object per line
 (``telemetry.log_format: json``) for a log pipeline that should not have to parse prose.
 
-A JSON line holds ``time`` (RFC 3339, UTC), ``level``, ``logger``, ``message`` and, for an
-error with a traceback, ``exception``. Messages are the same in both formats; nothing in them
-is a credential (records are masked before anything about them is logged).
+A JSON line holds ``time`` (RFC 3339, UTC), ``level``, ``logger``, ``message``, the fields a
+line carries besides its sentence (an event's ``nhi.identity.id``, ``nhi.convergence.score``,
+``security_rule.name``...: passed as ``extra={"fields": {...}}``) and, for an error with a
+traceback, ``exception``. The start-up and shutdown lines (``announce``) follow the same format.
+Messages are the same in both formats; nothing in them is a credential (records are masked
+before anything about them is logged).
 """
 
 from __future__ import annotations
@@ -24,9 +27,21 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            out.update({k: v for k, v in fields.items() if k not in out})
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
         return json.dumps(out, ensure_ascii=False)
+
+
+def announce(message: str, log_format: str = "text", **fields) -> None:
+    """A line that always shows (start-up, shutdown), on standard output, in the log format."""
+    if log_format == "json":
+        message = json.dumps({"time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+                             .replace("+00:00", "Z"), "level": "INFO", "logger": "otel_processor",
+                              "message": message, **fields}, ensure_ascii=False)
+    print(message, flush=True)
 
 
 def configure_logging(level: str, log_format: str = "text") -> None:

@@ -144,6 +144,8 @@ def test_health_readiness_prometheus_and_version_answer(sink, tmp_path):
         assert status == 200
         text = body.decode()
         assert "nhi_processor_records_received" in text and 'signal="logs"' in text
+        helps = [line.split(" ", 3) for line in text.splitlines() if line.startswith("# HELP nhi_processor")]
+        assert helps and all(len(h) == 4 and h[3].strip() for h in helps), "every metric says what it counts"
         assert get(port, "/version")[1].decode().strip()
         assert get(port, "/nothing")[0] == 404
         with grpc.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel:
@@ -289,12 +291,17 @@ def test_json_logs_a_line_per_event_and_sighup_reload_keeps_a_good_file_over_a_b
         assert proc.poll() is None, "a bad file on reload does not take the service down"
     finally:
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
+        out, err = proc.communicate(timeout=30)
+    said = [json.loads(x) for x in [line, *out.splitlines()] if x.strip()]  # start-up and shutdown, as JSON too
+    assert said[0]["message"].startswith("nhi-processor ") and said[0]["listening"]
+    assert said[-1]["message"] == "nhi-processor: drained and stopped"
     logs = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     assert logs and all({"time", "level", "logger", "message"} <= set(x) for x in logs)
     assert len(logs) == len([line for line in err.splitlines() if line.strip()]), "every line is JSON"
     messages = [x["message"] for x in logs]
     assert any(m.startswith("convergence event raised: id=") for m in messages)
+    raised = next(x for x in logs if x["message"].startswith("convergence event raised"))
+    assert raised["nhi.identity.id"] and raised["security_rule.name"] and raised["nhi.convergence.score"] > 0
     assert any("exceptions not reloaded" in m and "owner" in m for m in messages)
     assert any(m.startswith("exceptions reloaded") for m in messages)
 

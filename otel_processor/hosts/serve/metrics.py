@@ -82,7 +82,8 @@ class ProcessorMetrics:
         self.vendor = meter.create_counter(
             "nhi.processor.vendor.records", unit="{record}",
             description="Log records whose body is a vendor audit record, per source and outcome (mapped, skipped)")
-        self.batches = meter.create_counter("nhi.processor.batches.forwarded", unit="{batch}")
+        self.batches = meter.create_counter("nhi.processor.batches.forwarded", unit="{batch}",
+                                            description="Batches accepted downstream, per signal")
         self.downstream_failures = meter.create_counter("nhi.processor.downstream.failures", unit="{batch}",
                                                         description="Export attempts refused as retryable")
         self.downstream_rejected = meter.create_counter(
@@ -102,13 +103,16 @@ class ProcessorMetrics:
         self.late_answers = meter.create_counter(
             "nhi.processor.batches.after_deadline", unit="{batch}",
             description="Batches delivered after the sender's gRPC deadline had passed (its retry is recognised)")
-        self.malformed = meter.create_counter("nhi.processor.requests.malformed", unit="{request}")
+        self.malformed = meter.create_counter("nhi.processor.requests.malformed", unit="{request}",
+                                              description="Requests refused as not valid OTLP (or over a size "
+                                                          "limit), per signal")
         self.unauthenticated = meter.create_counter("nhi.processor.requests.unauthenticated", unit="{request}",
                                                     description="Requests refused for want of a valid bearer token")
         self.http_refused = meter.create_counter(
             "nhi.processor.http.refused", unit="{connection}",
             description="OTLP/HTTP connections or requests refused (reason: connection_cap, slow_body, bad_http)")
-        self.events = meter.create_counter("nhi.processor.events.emitted", unit="{event}")
+        self.events = meter.create_counter("nhi.processor.events.emitted", unit="{event}",
+                                           description="Convergence events exported (each version of an incident)")
         self.events_failed = meter.create_counter("nhi.processor.events.export_failures", unit="{event}",
                                                   description="Events in failed export attempts (retried)")
         self.events_suppressed = meter.create_counter(
@@ -127,8 +131,11 @@ class ProcessorMetrics:
             for tier, count in evictions().items():
                 yield Observation(count, {"tier": tier})
 
-        meter.create_observable_gauge("nhi.processor.identities.tracked", [_identities], unit="{identity}")
-        meter.create_observable_counter("nhi.processor.identities.evicted", [_evictions], unit="{identity}")
+        meter.create_observable_gauge("nhi.processor.identities.tracked", [_identities], unit="{identity}",
+                                      description="Identities the engine holds a baseline for")
+        meter.create_observable_counter("nhi.processor.identities.evicted", [_evictions], unit="{identity}",
+                                        description="Identities evicted to stay within engine.max_identities, "
+                                                    "per tier (probation, settled)")
 
     def snapshot(self) -> dict[str, float]:
         """Current values summed over attributes: name -> value (histograms: count)."""
