@@ -77,6 +77,29 @@ def build_config(args: argparse.Namespace) -> ProcessorConfig:
     return config
 
 
+def healthcheck(args) -> int:
+    """GET /healthz on the admin listener the config names (0.0.0.0 and :: asked on loopback)."""
+    import urllib.request
+
+    from .config import DEFAULT_LISTEN_ADMIN
+
+    try:
+        listen = args.endpoint or load_config(args.config).service.listen_admin or DEFAULT_LISTEN_ADMIN
+    except ConfigError as exc:
+        print(f"nhi-processor healthcheck: {exc}", file=sys.stderr)
+        return 2
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]")
+    host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=2) as answer:  # noqa: S310 - our own admin listener
+            return 0 if answer.status == 200 else 1
+    except OSError as exc:
+        print(f"nhi-processor healthcheck: {url}: {getattr(exc, 'reason', exc)}", file=sys.stderr)
+        return 1
+
+
 def check_config(path: str) -> int:
     """``check-config FILE``: a processor config (and every file it names, and that its
     listeners can bind), or an exceptions file on its own. 0 ok; 1 ok but something to act on
@@ -347,6 +370,10 @@ def _main(argv: list[str] | None) -> int:
     p_draft.add_argument("--days", type=int, default=30, help="days until it expires (default 30)")
     p_draft.add_argument("--id", help="the nhi.convergence.id of the incident, in a file of several events "
                                       "(`nhi-sim sink --json FILE`); its latest version is drafted from")
+    p_health = sub.add_parser("healthcheck", help="ask a running service's admin listener /healthz (a "
+                                                  "container's health check): exit 0 when it answers 200")
+    p_health.add_argument("--config", help="the service's config: its service.listen_admin is asked")
+    p_health.add_argument("--endpoint", help="the admin listener, HOST:PORT (overrides the config)")
     p_ranges = sub.add_parser("ranges", help="cloud providers' published address ranges")
     ranges_sub = p_ranges.add_subparsers(dest="ranges_command", required=True)
     p_refresh = ranges_sub.add_parser(
@@ -356,6 +383,8 @@ def _main(argv: list[str] | None) -> int:
     p_refresh.add_argument("--out", required=True,
                            help="where to write it: provider_ranges.json in the folder of the rules file in use")
     args = parser.parse_args(argv)
+    if args.command == "healthcheck":
+        return healthcheck(args)
     if args.command == "ranges":
         return ranges_refresh(args.files, args.out)
     if args.command == "convert":

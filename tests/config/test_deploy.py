@@ -56,8 +56,13 @@ def test_the_image_is_multi_stage_compiled_and_runs_unprivileged():
     assert users and users[-1].split(":")[0] not in ("0", "root")
     exposed = {int(p) for word, rest in runtime if word == "EXPOSE" for p in rest.split()}
     assert exposed == {port(DEFAULT_LISTEN_GRPC), port(DEFAULT_LISTEN_HTTP), port(DEFAULT_LISTEN_ADMIN)}
-    health = " ".join(rest for word, rest in runtime if word == "HEALTHCHECK")
-    assert f":{port(DEFAULT_LISTEN_ADMIN)}/healthz" in health
+    health = yaml.safe_load(" ".join(rest for word, rest in runtime if word == "HEALTHCHECK").split("CMD", 1)[1])
+    config_in_image = [rest.split()[-1] for word, rest in runtime if word == "COPY" and "container-config" in rest]
+    assert health[:2] == ["nhi-processor", "healthcheck"] and health[-1] == config_in_image[0] == "/etc/nhi/config.yaml"
+    container = load_config(os.path.join(ROOT, "deploy", "container-config.yaml")).service
+    for listen in (container.listen_grpc, container.listen_http, container.listen_admin):
+        assert listen.startswith("0.0.0.0:"), "a container must listen on 0.0.0.0"
+    assert {port(x) for x in (container.listen_grpc, container.listen_http, container.listen_admin)} == exposed
     entry = [rest for word, rest in runtime if word == "ENTRYPOINT"]
     assert entry and yaml.safe_load(entry[-1]) == ["nhi-processor"]
     env = " ".join(rest for word, rest in runtime if word == "ENV")

@@ -400,3 +400,18 @@ def test_state_by_principal_is_a_lookup_never_a_scan_of_every_identity(sink, tmp
     finally:
         monkeypatch.undo()
         service.stop(grace=2)
+
+
+def test_the_container_health_check_asks_the_admin_port_the_config_names(sink, tmp_path):
+    service = start_service(sink)
+    config = tmp_path / "config.yaml"
+    config.write_text(f"service:\n  listen_admin: 0.0.0.0:{service.admin_port}\n  forward: {sink.endpoint}\n")
+    try:
+        ok = subprocess.run([sys.executable, "-m", "otel_processor", "healthcheck", "--config", str(config)],
+                            capture_output=True, text=True, timeout=60)
+    finally:
+        service.stop(grace=1)
+    down = subprocess.run([sys.executable, "-m", "otel_processor", "healthcheck", "--config", str(config)],
+                          capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert down.returncode == 1 and f":{service.admin_port}/healthz" in down.stderr
