@@ -2,7 +2,7 @@
 concurrent large exports on one connection (gRPC) or many connections (HTTP), with or without
 a bearer token configured, and the peak RSS of the service meanwhile (sampled from /proc); and
 how long a small request that expands to millions of records takes to be answered, and what a
-normal export beside it waits. Not a test: it reports figures (docs/performance.md).
+normal export beside it waits. Not a test: it reports figures (benchmarks/README.md).
 
     python benchmarks/flood.py [--streams 150] [--auth] [--http]   # peak RSS under a flood
     python benchmarks/flood.py --bomb     # 15 KB of gzip that is 7.8 million records
