@@ -134,7 +134,14 @@ SQL_WORDS = tuple(TABLE["sql"])
 # Between a name (and its quotes) and its '=' or ':', and after it: spaces or tabs, a few.
 _GAP = "[ \t]{0,8}"
 # '=' or ':', or either URL-encoded (a query string inside a logged URL or form body).
-_SIGN = "(?:[=:]|%3[DdAa])"
+_SIGN = r"(?:[=:]|%3[DdAa]|\\u003[dDaA])"
+# A quote around a name or a value: ' or ", backslash-escaped (JSON inside a JSON string) or as
+# a \u escape.
+_QUOTE = r"""(?:\\?["']|\\u00(?:22|27))"""
+# A value: up to a quote, white space or punctuation; a backslash only when it escapes no quote
+# and starts no \u escape (so that `{\"password\":\"x\"}` keeps its escaped closing quote). The
+# group opens here.
+_VALUE = r"""((?:[^\s"'&,;}{\]\[\\]|\\[^"'\su])"""
 # Forms the C triggers check in code (``_wire._aws_pair``), each with its trigger here, named by
 # the table's ``form``.
 _FORMS = {"aws_key_pair": r"\b(?:AKIA|ASIA)[A-Z0-9]{16}[ \t,;:|=\"']{1,8}[A-Za-z0-9/+]{40}(?:[^A-Za-z0-9/+]|$)"}
@@ -142,11 +149,11 @@ TRIGGER = re.compile(
     r"\b(?:" + "|".join(re.escape(p) for p in _WORD_PREFIXES) + r")"
     + "".join(f"|{re.escape(p)}" for p in _OTHER_PREFIXES)
     + r"|://[^/\s@]{1,600}@"
-    r"|(?i:" + "|".join(s for s in ASSIGN_SUFFIXES if s not in _ASSIGN_WHOLE_WORD) + r")[\"']{0,2}" + _GAP + _SIGN
+    r"|(?i:" + "|".join(s for s in ASSIGN_SUFFIXES if s not in _ASSIGN_WHOLE_WORD) + ")" + _QUOTE + "{0,2}" + _GAP + _SIGN
     # ``code`` with eight characters of a value that may be a code after it: not ``"code": 200``,
     # which is in every Kubernetes audit record. The class is the rule's value class spelled out
     # (RE2's \s, which has no \v, so never stricter than the rule).
-    + r"|(?i:" + "|".join(_ASSIGN_WHOLE_WORD) + r")[\"']{0,2}" + _GAP + _SIGN + r" {0,2}[\"']?[^\t\n\f\r \"'&,;}{\]\[]{8}"
+    + r"|(?i:" + "|".join(_ASSIGN_WHOLE_WORD) + ")" + _QUOTE + "{0,2}" + _GAP + _SIGN + r" {0,2}[\"']?[^\t\n\f\r \"'&,;}{\]\[]{8}"
     + "".join(f"|{_FORMS[fmt['form']]}" for fmt in TABLE["token_formats"] if fmt.get("form"))
     + r"|(?i:" + "|".join(re.escape(w) for w in SPACE_WORDS + FLAG_WORDS + SQL_WORDS) + r")[ \t]",
     re.ASCII,
@@ -164,9 +171,9 @@ _TOKEN_RULES = [(fmt["pattern"], _HOW[fmt["mask"]]) for fmt in TABLE["token_form
     (r"(?i)(?:" + "|".join(re.escape(w) for w in FLAG_WORDS) + r")[ \t]+([^\s\"']{3,})", HIDE),
     (r"(?i)\b(?:" + "|".join(SQL_WORDS) + r")[ \t]+'([^']{1,256})'", HIDE),
     (r"(?i)(?:" + "|".join(s for s in ASSIGN_SUFFIXES if s not in _ASSIGN_WHOLE_WORD)
-     + r")[\"']{0,2}" + _GAP + r"(?:=>|" + _SIGN + ")" + _GAP + r"[\"']?([^\s\"'&,;}{\]\[]{3,})", HIDE),
-    (r"(?i)(?:\b|_)(?:" + "|".join(_ASSIGN_WHOLE_WORD) + r")[\"']{0,2}" + _GAP
-     + _SIGN + r" {0,2}[\"']?([^\s\"'&,;}{\]\[]{8,})", HIDE),
+     + ")" + _QUOTE + "{0,2}" + _GAP + r"(?:=>|" + _SIGN + ")" + _GAP + _QUOTE + "?" + _VALUE + "{3,})", HIDE),
+    (r"(?i)(?:\b|_)(?:" + "|".join(_ASSIGN_WHOLE_WORD) + ")" + _QUOTE + "{0,2}" + _GAP
+     + _SIGN + " {0,2}" + _QUOTE + "?" + _VALUE + "{8,})", HIDE),
 ]
 
 

@@ -221,8 +221,15 @@ cdef bint _assigned(const unsigned char* s, Py_ssize_t n, Py_ssize_t i, Py_ssize
         k -= 1
         skipped += 1
     skipped = 0
-    while skipped < 2 and k > 0 and (s[k - 1] == 34 or s[k - 1] == 39):
-        k -= 1
+    while skipped < 2 and k > 0:  # a quote: ' or ", backslash-escaped or not, or \u0022 / \u0027
+        if s[k - 1] == 34 or s[k - 1] == 39:
+            k -= 1
+            if k > 0 and s[k - 1] == 92:
+                k -= 1
+        elif k >= 6 and (_at(s, n, k - 6, "\\u0022", 6) or _at(s, n, k - 6, "\\u0027", 6)):
+            k -= 6
+        else:
+            break
         skipped += 1
     if k == 0:
         return False
@@ -284,7 +291,7 @@ def configure_triggers(prefixes, assignment_words, whole_words, space_words):
         _index_start[group][256] = total
     for b in range(256):
         _CLASS[b] = B_WORD if _is_word(<unsigned char>b) else B_OTHER
-    for b in (61, 58, 32, 9, 37):
+    for b in (61, 58, 32, 9, 37, 92):
         _CLASS[b] = B_SEPARATOR
     _CLASS[45] = B_DASH
     for raw in groups[G_PREFIX]:
@@ -382,6 +389,10 @@ cdef bint _suspicious(const unsigned char* s, Py_ssize_t n) noexcept:
                 return True
         elif c == 58:  # ':'
             if (_at(s, n, c_at, "://", 3) and _userinfo(s, n, c_at + 3)) or _assigned(s, n, c_at, c_at + 1):
+                return True
+        elif c == 92:  # '\\': '\\u003d' or '\\u003a', an '=' or ':' escaped in JSON text
+            if (c_at + 5 < n and _at(s, n, c_at, "\\u003", 5) and (s[c_at + 5] | 32) in (97, 100)
+                    and _assigned(s, n, c_at, c_at + 6)):
                 return True
         elif c == 37:  # '%': '%3D' or '%3A', an '=' or ':' URL-encoded
             if (c_at + 2 < n and s[c_at + 1] == 51 and (s[c_at + 2] | 32) in (97, 100)

@@ -31,6 +31,8 @@ PLACEMENTS = [
     ("command-line secret key", "vault login -secret-key=Zx8Yw7Vu6Ts5", "Zx8Yw7Vu6Ts5"),
     ("connection string", "postgres://app:Pa55-w0rd-x@db.internal:5432/app", "Pa55-w0rd-x"),
     ("SQL", "ALTER USER app WITH PASSWORD 'Pa55-w0rd-x'", "Pa55-w0rd-x"),
+    ("JSON inside a JSON string", '{\\"db_password\\":\\"Pa55-w0rd-x\\",\\"user\\":\\"app\\"}', "Pa55-w0rd-x"),
+    ("unicode-escaped quotes and sign", "\\u0022api_key\\u0022\\u003d\\u0022k-0a1b2c3d4e5f\\u0022", "k-0a1b2c3d4e5f"),
     ("URL-encoded in a logged URL", "GET /login?next=%2Fhome%3Fpassword%3DPa55-w0rd-x", "Pa55-w0rd-x"),
     ("AWS secret beside its key id", "AWS_KEYS=AKIAIOSFODNN7EXAMPLE:wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
      "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),

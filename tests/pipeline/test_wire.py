@@ -157,7 +157,8 @@ def test_an_empty_group_appended_to_a_request_is_read_not_refused():
 FRAGMENTS = ["eyJ", "ghp_", "github_pat_", "glpat-", "xoxb-", "sk_live_", "rk_test_", "AIza", "npm_", "sk-", "SG.",
              "-----BEGIN", "://", "u:p@", "@", "/", "\n", "password", "PassWord", "secret", "token", "TOKEN", "apikey", "key", "sig",
              "authorization", "auth", "code", "session", "cookie", "bearer", "Basic", "--password", "-secret", "-api-key", "-client_secret", "identified by", "IDENTIFIED", " by", "=", ":", " ", "  ", "\t", "\t\t", "=>", "%3D", "%3a", "%", "%3",
-             "AKIAIOSFODNN7EXAMPLE", "ASIA", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "+", '"',
+             "AKIAIOSFODNN7EXAMPLE", "ASIA", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "+", "\\", '\\"',
+             "\\'", "\\u0022", "\\u0027", "\\u003d", "\\u003A", "\\u00", '"',
              "'", "a", "_", "-", "x", "é", "ü", "\u212a", "0", "/", "@", "?", "&", "200", "0.AXoA1b2", "abcd1234",
              ",", "}", "]", "\x0b", "\x0c", "\r", "😀"]
 # Every word and prefix of the secrets table, in the case written and in upper case: the C tables
