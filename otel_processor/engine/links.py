@@ -287,8 +287,18 @@ class CredentialTracker:
         def entry(v) -> tuple:
             return tuple(tuple(x) if isinstance(x, list) else x for x in v)
 
-        self.older = {k: entry(v) for k, v in s[0]} if s else {}
-        self.recent = {k: entry(v) for k, v in s[1]} if s else {}
+        self.older = {k: _link_entry(entry(v)) for k, v in s[0]} if s else {}
+        self.recent = {k: _link_entry(entry(v)) for k, v in s[1]} if s else {}
+
+
+def _link_entry(v: tuple) -> tuple:
+    """A credential's first use as ``CredentialLinks`` writes it, or ValueError: (time, network,
+    client, address[, action[, networks, services[, said]]])."""
+    if not (4 <= len(v) <= 8 and type(v[0]) is int and all(isinstance(x, str) for x in v[1:min(len(v), 5)])
+            and all(isinstance(x, tuple) and all(isinstance(y, str) for y in x) for x in v[5:7])
+            and (len(v) < 8 or v[7] is True)):
+        raise ValueError("a credential's first use is not as the engine writes it")
+    return v
 
 
 MAX_READS = 64

@@ -33,6 +33,13 @@ def _expire(table: OrderedDict, since: int) -> None:
         table.popitem(last=False)
 
 
+def _timed(pairs) -> list[tuple[str, int]]:
+    out = [(m, t) for m, t in pairs]
+    if not all(isinstance(m, str) and type(t) is int for m, t in out):
+        raise ValueError("an identity and a time expected")
+    return out
+
+
 class PeerRegistry:
     def __init__(self, window_ns: int):
         self.window_ns = window_ns
@@ -100,9 +107,17 @@ class PeerRegistry:
         return [name, list(g.members.items()), [[list(k), list(v.items())] for k, v in g.changes.items()]]
 
     def restore(self, s: list) -> None:
+        """What ``state`` wrote, or ValueError (a snapshot is checked before it is used)."""
         self._groups.clear()
+        if len(s) > MAX_GROUPS:
+            raise ValueError("more peer groups than are kept")
         for name, members, changes in s:
+            if not isinstance(name, str) or len(members) > MAX_MEMBERS or len(changes) > MAX_KEYS:
+                raise ValueError("a peer group is not as the engine writes it")
             g = self._groups[name] = _Group()
-            g.members.update((m, t) for m, t in members)
+            g.members.update(_timed(members))
             for key, reporters in changes:
-                g.changes[tuple(key)] = OrderedDict((r, t) for r, t in reporters)
+                if len(reporters) > MAX_REPORTERS or not all(isinstance(x, (str, int)) and not isinstance(x, bool)
+                                                             or x is None for x in key):
+                    raise ValueError("a peer group's change is not as the engine writes it")
+                g.changes[tuple(key)] = OrderedDict(_timed(reporters))

@@ -257,6 +257,9 @@ def _probe(engine, path: str) -> None:
     step = max(1, len(items) // PROBED)
     identities = [p.identity for _, p in items[::step]]
     identities.append(Identity("workload:probe", "workload", "probe", "service.name"))
+    # the credentials the cross-identity tables hold, each used once by the new identity
+    credentials = [k for table in (engine._credentials.older, engine._credentials.recent) for k in table
+                   if isinstance(k, str)][:PROBED]
     latest = max((p.last_ns for _, p in items if isinstance(p.last_ns, int)), default=0)
     for k, identity in enumerate(identities):
         for j, (action, address) in enumerate(_PROBES):
@@ -270,6 +273,17 @@ def _probe(engine, path: str) -> None:
             except Exception as exc:  # noqa: BLE001 - what a crafted table makes a record raise
                 raise StateError(path, f"{str(identity.id)[:120]}: its state makes records fail "
                                        f"({type(exc).__name__}: {str(exc)[:120]})") from None
+    probe = identities[-1]
+    for k, key in enumerate(credentials):
+        details = {"aws.session": key} if key.startswith("arn:") else {"aws.access_key.id": key, "nhi.credential.id": key}
+        o = Observation(probe, latest + (len(identities) * len(_PROBES) + k) * 1_000_000, "app", _PROBES[0][0],
+                        target="probe", source_address="198.51.100.1", user_agent="probe/1.0",
+                        trace_id=(k + 1).to_bytes(16, "big"), span_id=b"\0" * 7 + b"\1", details=details)
+        try:
+            engine.observe(o)
+        except Exception as exc:  # noqa: BLE001 - what a crafted table makes a record raise
+            raise StateError(path, f"credential {key[:40]}: its state makes records fail "
+                                   f"({type(exc).__name__}: {str(exc)[:120]})") from None
     try:
         engine.take_events()
     except Exception as exc:  # noqa: BLE001

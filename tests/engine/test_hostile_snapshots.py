@@ -7,6 +7,7 @@ snapshot (incidents, first-sight state, peers, chains, credentials, grants) one 
 from __future__ import annotations
 
 import functools
+import os
 import gzip
 import json
 
@@ -42,7 +43,7 @@ def snapshot_lines() -> tuple[bytes, ...]:
     engine.observe(obs(roles[2], t + 5 * H, src="198.51.100.9", ua="curl/8.4.0", trace=78,
                        aws_access_key_id="ASIAEXAMPLE0001"))
     assert engine.take_events(), "the snapshot must hold an incident"
-    import tempfile, os
+    import tempfile
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "s.json.gz")
         assert engine.snapshot_to(path)
@@ -96,7 +97,9 @@ def test_the_unmutated_snapshot_loads_and_processes(tmp_path):
     _every_identity_still_processes(_load(tmp_path, list(snapshot_lines())))
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=int(os.environ.get("NHI_HOSTILE_EXAMPLES", "300")), deadline=None,
+          derandomize=not os.environ.get("NHI_HOSTILE_EXAMPLES"),
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_a_hostile_value_anywhere_is_a_state_error_or_harmless(tmp_path, data):
     lines = list(snapshot_lines())
