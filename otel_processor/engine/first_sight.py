@@ -274,8 +274,9 @@ class FirstSight:
         desktop = (o.user_agent and self._desktop(o.user_agent)
                    and not (warmed and f.ua_h is not None and has_value(known[3], f.ua_h)))
         ranges = rules.provider_ranges
-        off_cloud = (not desktop and ranges is not None and o.source_address and ranges.outside(o.source_address)
-                     and not (warmed and f.network_h is not None and has_value(known[2], f.network_h)))
+        off_cloud = (not desktop and ranges is not None and o.source_address
+                     and not (warmed and f.network_h is not None and has_value(known[2], f.network_h))
+                     and ranges.outside(o.source_address))  # the look-up last: the others are cheaper
         foreign = _foreign_endpoint(o.details) if o.details else None
         if desktop or off_cloud or foreign:
             held = self._instance_credential(o, credential)

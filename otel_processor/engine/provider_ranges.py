@@ -20,8 +20,21 @@ import re
 
 MAX_AGE_DAYS = 90
 FILE_NAME = "provider_ranges.json"
-_MEMO_CAP = 4096
+_MEMO_CAP = 16384  # addresses remembered (about 1.5 MB at most)
 _AZURE_DATE = re.compile(r"(20\d{2})(\d{2})(\d{2})")
+
+
+def _v4(cidr: str) -> tuple[int, int]:
+    net = ipaddress.ip_network(cidr)
+    return int(net.network_address), int(net.broadcast_address)
+
+
+# IPv4 networks that are not global (ipaddress' is_global is False): private, shared, loopback,
+# link-local, documentation, benchmarking, reserved. Nothing can be said of such an address.
+_NOT_GLOBAL_V4 = tuple(_v4(c) for c in (
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
+    "192.0.0.0/24", "192.0.2.0/24", "192.168.0.0/16", "198.18.0.0/15", "198.51.100.0/24",
+    "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4"))
 
 
 class ProviderRanges:
@@ -47,6 +60,20 @@ class ProviderRanges:
         return found
 
     def _outside(self, address: str) -> bool:
+        parts = address.split(".")
+        if len(parts) == 4 and all(p.isdigit() and len(p) <= 3 for p in parts):
+            # IPv4, most of what records carry, without building an ipaddress object
+            value = 0
+            for p in parts:
+                n = int(p)
+                if n > 255:
+                    return False
+                value = value << 8 | n
+            if any(lo <= value <= hi for lo, hi in _NOT_GLOBAL_V4):
+                return False
+            starts, ends = self._tables[4]
+            i = bisect.bisect_right(starts, value) - 1
+            return not (i >= 0 and value <= ends[i])
         try:
             ip = ipaddress.ip_address(address[:64].split("%", 1)[0])
         except ValueError:
