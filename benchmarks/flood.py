@@ -25,27 +25,14 @@ import grpc
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+from otlp_builders import empty_records  # noqa: E402 - the same bomb the tests send
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _ld(tag: int, payload: bytes) -> bytes:
-    n, out = len(payload), bytearray([tag])
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out) + payload
-
-
-def empty_records(n: int) -> bytes:
-    """An ExportLogsServiceRequest of ``n`` empty log records: 2 bytes each on the wire."""
-    return _ld(0x0A, _ld(0x12, b"\x12\x00" * n))
 
 
 def rss_mib(pid: int) -> float:

@@ -69,3 +69,19 @@ def raw_trace_export(port: int):
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     return channel, channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export",
                                         request_serializer=lambda b: b, response_deserializer=lambda b: b)
+
+
+def _length_delimited(tag: int, payload: bytes) -> bytes:
+    n, out = len(payload), bytearray([tag])
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out) + payload
+
+
+def empty_records(n: int) -> bytes:
+    """An ExportLogsServiceRequest of ``n`` empty log records, as wire bytes: 2 bytes each, about
+    130 bytes each once parsed (what a decompression bomb of records looks like)."""
+    return _length_delimited(0x0A, _length_delimited(0x12, b"\x12\x00" * n))

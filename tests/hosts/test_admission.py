@@ -18,26 +18,10 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service
 from otel_processor.config import ProcessorConfig, ServiceConfig
 from otel_processor.hosts.serve.admission import count_records, parts
 from otel_processor.hosts.serve.service import Service
-from otlp_builders import attrs_of
+from otlp_builders import attrs_of, empty_records
 
 pytestmark = pytest.mark.both_builds
 LOGS = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
-
-
-def _ld(tag: int, payload: bytes) -> bytes:
-    n, out = len(payload), bytearray([tag])
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out) + payload
-
-
-def empty_records(n: int) -> bytes:
-    """An ExportLogsServiceRequest of ``n`` empty log records: 2 bytes each on the wire, about
-    130 bytes each once parsed."""
-    return _ld(0x0A, _ld(0x12, b"\x12\x00" * n))
 
 
 def start(sink, **overrides) -> Service:

@@ -157,7 +157,9 @@ def test_health_readiness_prometheus_and_version_answer(sink, tmp_path):
         service.stop(grace=2)
 
 
-def test_readiness_says_no_while_downstream_is_down(tmp_path):
+def test_readiness_says_no_while_downstream_is_down_and_comes_back_with_no_traffic(tmp_path):
+    """Behind a Kubernetes Service an unready pod gets no traffic: readiness must recover from
+    the service's own probe of downstream (an empty export on a back-off), not from a record."""
     from simulator.sink import OtlpSink
 
     with OtlpSink() as down:
@@ -169,22 +171,6 @@ def test_readiness_says_no_while_downstream_is_down(tmp_path):
             status, body = get(service.admin_port, "/readyz")
             assert status == 503 and b"unavailable" in body
             assert get(service.admin_port, "/metrics")[0] == 404  # prometheus off
-        finally:
-            service.stop(grace=1)
-
-
-def test_readiness_comes_back_when_downstream_does_with_no_traffic(tmp_path):
-    """Behind a Kubernetes Service an unready pod gets no traffic: readiness must recover from
-    the service's own probe of downstream (an empty export on a back-off), not from a record."""
-    from simulator.sink import OtlpSink
-
-    with OtlpSink() as down:
-        down.refuse = True
-        service = start_service(down, telemetry=TelemetryConfig(prometheus=False))
-        try:
-            with pytest.raises(grpc.RpcError):
-                send_all(service.grpc_port, capture_requests(INSTANCE_CAPTURE, tmp_path)[:1])
-            assert get(service.admin_port, "/readyz")[0] == 503
             time.sleep(1.5)  # probes meanwhile are refused: still unready
             assert get(service.admin_port, "/readyz")[0] == 503
             down.refuse = False
