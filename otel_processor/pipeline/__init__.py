@@ -3,6 +3,9 @@
 - ``attributes.py``: decode only the attributes that matter (``_wire.pyx`` is its compiled twin,
   reading them off the request's wire bytes).
 - ``batch.py``: ``BatchProcessor``: resolve, observe, ask the engine, enrich, mask.
+- ``core.py``: the batch contract hosts call, ``process(signal, request_bytes)`` -> the bytes to
+  forward and the events; ``ReferenceCore`` is today's Python (and Cython) path behind it, the
+  reference a native core will be tested against (issue 27).
 
 Hosts own all I/O; nothing here opens a socket or a file.
 

@@ -49,6 +49,7 @@ class RotelEngine:
         from ...engine import Engine
         from ...identity.catalog import load_catalog
         from ...pipeline import BatchProcessor
+        from ...pipeline.core import ReferenceCore
         from ..event_gate import EventGate
         from ..serve.forwarder import make_forwarder
 
@@ -56,6 +57,7 @@ class RotelEngine:
         catalog = load_catalog(self.config.catalog) if self.config.catalog else None
         self.engine = Engine(self.config.engine, catalog=catalog)
         self.processor = BatchProcessor(self.config, engine=self.engine, catalog=catalog)
+        self.core = ReferenceCore(self.processor)
         self._forwarder = make_forwarder(self.config.events_target, self.config.service.forward_timeout_s)
         self.gate = EventGate(self.config)  # exceptions, a log line per event, the body format
         self._events: queue.Queue = queue.Queue(maxsize=MAX_QUEUED_EVENT_BATCHES)
@@ -77,24 +79,22 @@ class RotelEngine:
         and logged) rather than exported with a credential in it."""
         from rotel_sdk.open_telemetry.common import v1 as sdk
 
+        from ...pipeline.core import UnsafeBatch
+
         try:
             request, scopes, records = to_request(signal, batch)
         except Exception:  # noqa: BLE001 - an exception escaping would abort Rotel
             return self._drop(signal, batch, "could not be read")
-        events = []
         try:
-            if signal == "metrics":
-                self.processor.process_metrics(request)
-            else:
-                result = (self.processor.process_traces if signal == "traces" else self.processor.process_logs)(request)
-                events = result.events
-        except Exception:  # noqa: BLE001
+            # the batch contract, on the request Rotel's objects make (pipeline.core)
+            processed = self.core.process_request(signal, request, serialize=False)
+        except UnsafeBatch:
+            return self._drop(signal, batch, "could not be masked")
+        except Exception:  # noqa: BLE001 - an exception escaping would abort Rotel
+            return self._drop(signal, batch, "could not be processed")
+        if processed.fell_back:
             self.errors += 1
-            log.exception("%s batch could not be processed; exported masked", signal)
-            try:
-                self.processor.scrub(request)
-            except Exception:  # noqa: BLE001
-                return self._drop(signal, batch, "could not be masked")
+        events = processed.result.events
         try:
             write_back(sdk, signal, batch, request, scopes, records)
         except Exception:  # noqa: BLE001

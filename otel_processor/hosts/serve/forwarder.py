@@ -24,13 +24,20 @@ from dataclasses import dataclass
 from google.protobuf.message import DecodeError
 
 import grpc
-from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
-from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from ...config import ExportConfig
 
 SIGNAL_PATHS = {"traces": "/v1/traces", "logs": "/v1/logs", "metrics": "/v1/metrics"}
+GRPC_METHODS = {"traces": "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+                "logs": "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+                "metrics": "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"}
+
+
+def _wire_bytes(request) -> bytes:
+    return request if isinstance(request, bytes) else request.SerializeToString()
 RETRY, PERMANENT, TOO_LARGE = "retry", "permanent", "too_large"
 # An export that outlives forward_timeout_s may still complete within this long.
 LATE_DEADLINE_S = 120.0
@@ -137,11 +144,10 @@ class GrpcForwarder:
         else:
             self._channel = grpc.insecure_channel(self.endpoint, options=options)
         self._metadata = tuple(target.resolved_headers().items()) or None
-        self._stubs = {
-            "traces": trace_service_pb2_grpc.TraceServiceStub(self._channel).Export,
-            "logs": logs_service_pb2_grpc.LogsServiceStub(self._channel).Export,
-            "metrics": metrics_service_pb2_grpc.MetricsServiceStub(self._channel).Export,
-        }
+        # Requests go as the bytes the core gave (or a message, serialized here).
+        self._stubs = {signal: self._channel.unary_unary(path, request_serializer=_wire_bytes,
+                                                          response_deserializer=RESPONSES[signal][0].FromString)
+                       for signal, path in GRPC_METHODS.items()}
 
     def export(self, signal: str, request) -> Partial | None:
         call = self._stubs[signal].future(request, timeout=LATE_DEADLINE_S, metadata=self._metadata)
@@ -210,7 +216,7 @@ class HttpForwarder:
         return conn
 
     def export(self, signal: str, request) -> Partial | None:
-        body = request.SerializeToString()
+        body = _wire_bytes(request)
         path = self._base + SIGNAL_PATHS[signal]
         for attempt in (0, 1):  # one reconnect if a kept-alive connection went stale
             conn = self._connection()

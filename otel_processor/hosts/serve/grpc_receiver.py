@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import grpc
 from google.protobuf.duration_pb2 import Duration
-from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
@@ -82,27 +81,20 @@ def _export(service, signal: str, request_cls, tokens: BearerTokens):
         data = next(messages, None)
         if data is None:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no request message")
-        reserved = 0
         try:
-            reserved = service.admit(signal, data)
-            request = request_cls.FromString(data)
+            reserved, records = service.admit(signal, data)
         except Overloaded as exc:
             context.abort_with_status(unavailable_status(str(exc), retry_after, grpc.StatusCode.RESOURCE_EXHAUSTED))
         except Rejected as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        except (DecodeError, RecursionError) as exc:
-            service.budget.release(reserved)
-            service.malformed(signal)
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"not a valid OTLP {request_cls.__name__}: {exc}")
         try:
-            partial = service.handle(signal, request, data)
+            partial = service.handle(signal, data, records)  # the bytes as they came, to the batch contract
         except Unavailable as exc:
             context.abort_with_status(unavailable_status(str(exc), retry_after))
-        except Rejected as exc:
+        except Rejected as exc:  # not valid OTLP (counted as malformed), or not safe to forward
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         finally:
             service.budget.release(reserved)
-            del request
         remaining = context.time_remaining()
         if not context.is_active() or (remaining is not None and remaining <= 0):
             # Delivered, but the sender's deadline passed first: it counts the export as failed

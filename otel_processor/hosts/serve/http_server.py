@@ -266,31 +266,28 @@ class HttpServer:
         """In a worker thread: admit, parse, process, forward. Returns (status, payload, headers)."""
         service = self.service
         retry = (("Retry-After", str(max(1, round(service.config.service.retry_after_s)))),)
-        reserved = 0
         try:
             if as_json:
-                request = parse_json(body, request_cls, service.config.service.max_records_per_request)
-                data = request.SerializeToString()
-                reserved = service.admit(signal, data)
+                data = parse_json(body, request_cls, service.config.service.max_records_per_request).SerializeToString()
             else:
-                reserved = service.admit(signal, body)
-                request, data = request_cls.FromString(body), body
+                data = body
+            reserved, records = service.admit(signal, data)
         except Overloaded as exc:
             return 429, str(exc), retry
         except (Rejected, TooManyRecords) as exc:
             service.metrics.refused.add(1, {"signal": signal, "reason": "records"}) if as_json else None
             return 413, str(exc), ()
-        except (DecodeError, ValueError, json_format.ParseError, UnicodeDecodeError, RecursionError) as exc:
-            service.budget.release(reserved)
+        except (ValueError, json_format.ParseError, UnicodeDecodeError, RecursionError) as exc:
             service.malformed(signal)
-            kind = "JSON" if as_json else "protobuf"
-            return 400, f"body is not a valid OTLP {kind} {request_cls.__name__}: {exc}", ()
+            return 400, f"body is not a valid OTLP JSON {request_cls.__name__}: {exc}", ()
         try:
-            partial = service.handle(signal, request, data)
+            partial = service.handle(signal, data, records)  # the bytes, to the batch contract
         except Unavailable as exc:
             return 503, str(exc), retry
-        except Rejected as exc:
-            return 400, str(exc), ()
+        except Rejected as exc:  # not valid OTLP (counted as malformed), or not safe to forward
+            text = str(exc)
+            return 400, ("body is " + text.replace("not a valid OTLP ", "not a valid OTLP protobuf ", 1)
+                         if text.startswith("not a valid OTLP ") else text), ()
         finally:
             service.budget.release(reserved)
         response = response_with(signal, partial)

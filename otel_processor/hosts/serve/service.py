@@ -29,6 +29,8 @@ from ...engine.state import StateError
 from ...errors import ConfigError
 from ...identity.catalog import load_catalog
 from ...pipeline import BatchProcessor, BatchResult
+from ...pipeline.core import MalformedRequest, Processed, ReferenceCore, UnsafeBatch
+from ...pipeline.core import count_records
 from ..event_gate import EventGate
 from .admin import start_admin_server
 from .admission import FairGate, MemoryBudget, Overloaded, count_records as count_on_wire, estimate, parts
@@ -51,20 +53,6 @@ MAX_SPLIT_DEPTH = 16
 # Back-off of the downstream probe while it is down: under the shipped readiness probe's 5 s.
 PROBE_MIN_S = 0.5
 PROBE_MAX_S = 4.0
-
-
-def count_records(signal: str, request) -> int:
-    if signal == "traces":
-        return sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
-    if signal == "logs":
-        return sum(len(sl.log_records) for rl in request.resource_logs for sl in rl.scope_logs)
-    total = 0
-    for rm in request.resource_metrics:
-        for sm in rm.scope_metrics:
-            for metric in sm.metrics:
-                kind = metric.WhichOneof("data")
-                total += len(getattr(metric, kind).data_points) if kind else 0
-    return total
 
 
 def state_path(config: ProcessorConfig) -> str | None:
@@ -104,6 +92,7 @@ class Service:
             engine = Engine(self.config.engine, catalog=catalog)
             processor = BatchProcessor(self.config, engine=engine, catalog=catalog)
         self.processor = processor
+        self.core = ReferenceCore(processor)  # the batch contract: bytes in, bytes and events out
         self.engine = processor.engine
         self.metrics = ProcessorMetrics(
             self.config,
@@ -265,12 +254,13 @@ class Service:
         self.stop(grace=2.0)
 
     # -- the one path every receiver calls ---------------------------------------------------
-    def handle(self, signal: str, request, data: bytes | None = None) -> Partial | None:
-        """Process and forward one batch. ``data``: the request as received, protobuf wire bytes.
-        Returns what downstream said it dropped of an accepted batch (its ``partial_success``),
-        for the receiver to pass on to the sender.
+    def handle(self, signal: str, data: bytes, records: int | None = None) -> Partial | None:
+        """Process and forward one batch: the request's protobuf wire bytes, through the batch
+        contract (``pipeline.core``), forwarded as the bytes it gives back. ``records``: the
+        count admission made off the wire. Returns what downstream said it dropped of an
+        accepted batch (its ``partial_success``), for the receiver to pass on to the sender.
 
-        Raises Unavailable (retry later) or Rejected (never retry)."""
+        Raises Unavailable (retry later) or Rejected (never retry: not OTLP, or not safe)."""
         if self._stopping.is_set():
             raise Unavailable("processor is shutting down")
         if not self._slots.acquire(timeout=self.config.service.forward_timeout_s):
@@ -280,12 +270,12 @@ class Service:
         with self._in_flight_lock:
             self._in_flight += 1
         try:
-            n = count_records(signal, request)
+            n = records if records is not None else count_on_wire(data, 1 << 62)
             self.metrics.records_in.add(n, attrs)
             key = None
             learn = True
             if self._retries.active:
-                key = digest(data if data is not None else request.SerializeToString())
+                key = digest(data)
                 seen = self._retries.lookup(key, self.config.service.forward_timeout_s)
                 if seen == DELIVERED:  # a slow export got through after all: do not send it twice
                     self._retries.forget(key)
@@ -296,13 +286,11 @@ class Service:
                 if seen == FAILED:
                     learn = False
                     self.metrics.retries_recognised.add(n, {**attrs, "outcome": "not_learnt_twice"})
-            if key is None and data is None:
-                data = request.SerializeToString()  # to recognise a retry, should this attempt fail
-            result, request = self._process_in_parts(signal, request, data, learn, n)
-            if result is not None:
+            result, out = self._process_in_parts(signal, data, learn, n)
+            if result.events:
                 self._send_events(result.events)
             try:
-                partial = self._forward(signal, request, 0)
+                partial = self._forward(signal, out, 0)
             except ForwardError as exc:
                 key = key or digest(data)
                 return self._forward_failed(signal, exc, key, n)
@@ -339,11 +327,14 @@ class Service:
                         signal, partial.rejected, partial.message or "no reason given")
 
     def _forward(self, signal: str, request, depth: int) -> Partial | None:
+        """``request``: wire bytes, or (halves of a split) a message."""
         try:
             return self.forwarder.export(signal, request)
         except ForwardError as exc:
             if exc.kind != TOO_LARGE:
                 raise
+            if isinstance(request, bytes):
+                request = self.core.parse(signal, request)
             halves = split(request) if depth < MAX_SPLIT_DEPTH else None
             if halves is None:
                 raise ForwardError(f"a single record is over the downstream's size limit ({exc})", PERMANENT) from None
@@ -366,10 +357,10 @@ class Service:
         self._retries.remember(key, PENDING if exc.pending is not None else FAILED, exc.pending)
         raise Unavailable(str(exc))
 
-    def admit(self, signal: str, data: bytes, wire_bytes: int = 0) -> int:
+    def admit(self, signal: str, data: bytes, wire_bytes: int = 0) -> tuple[int, int]:
         """Before a request is parsed: its records counted off the wire (over the cap: Rejected)
-        and what it will hold reserved from the memory budget (past it: Overloaded). Returns the
-        bytes reserved, which the caller releases when the request is answered."""
+        and what it will hold reserved from the memory budget (past it: Overloaded). Returns
+        (bytes reserved, which the caller releases when the request is answered; records)."""
         svc = self.config.service
         records = count_on_wire(data, svc.max_records_per_request)
         if records > svc.max_records_per_request:
@@ -382,49 +373,47 @@ class Service:
             self.metrics.refused.add(1, {"signal": signal, "reason": "memory"})
             raise Overloaded(f"the processor holds {self.budget.held >> 20} MiB of requests "
                              f"(service.memory_limit_mib {svc.memory_limit_mib}): retry later")
-        return need
+        return need, records
 
-    def _process_in_parts(self, signal: str, request, data: bytes | None, learn: bool, n: int):
+    def _process_in_parts(self, signal: str, data: bytes, learn: bool, n: int) -> tuple[BatchResult, bytes]:
         """A request over ``batch_part_records`` is processed in parts, each queued first come
-        first served behind whoever waits, and forwarded as one request again."""
+        first served behind whoever waits; the parts' bytes, concatenated, are one request again."""
         size = self.config.service.batch_part_records
         if signal == "metrics" or n <= size:
             with self._gate:
-                return self._process(signal, request, data, learn), request
+                processed = self._process(signal, data, learn)
+            return processed.result, processed.data
+        try:
+            request = self.core.parse(signal, data)
+        except MalformedRequest as exc:
+            self.malformed(signal)
+            raise Rejected(str(exc)) from None
         entries, scopes, records = _FIELDS[signal]
-        merged, total = type(request)(), BatchResult()
+        total, outs = BatchResult(), []
         for part in parts(request, entries, scopes, records, size):
             with self._gate:
-                result = self._process(signal, part, None, learn)
-            getattr(merged, entries).extend(getattr(part, entries))
-            if result is not None:
-                total.records += result.records
-                total.attributed += result.attributed
-                total.unattributed += result.unattributed
-                total.failed += result.failed
-                total.events += result.events
-                for key, value in result.vendor.items():
-                    total.vendor[key] = total.vendor.get(key, 0) + value
-        return total, merged
+                processed = self._process(signal, part.SerializeToString(), learn)
+            outs.append(processed.data)
+            result = processed.result
+            total.records += result.records
+            total.attributed += result.attributed
+            total.unattributed += result.unattributed
+            total.failed += result.failed
+            total.events += result.events
+            for key, value in result.vendor.items():
+                total.vendor[key] = total.vendor.get(key, 0) + value
+        return total, b"".join(outs)
 
-    def _process(self, signal: str, request, data: bytes | None, learn: bool) -> BatchResult | None:
+    def _process(self, signal: str, data: bytes, learn: bool) -> Processed:
+        """One batch through the batch contract, with what it counted said in metrics."""
         try:
-            if signal == "traces":
-                result = self.processor.process_traces(request, data, learn)
-            elif signal == "logs":
-                result = self.processor.process_logs(request, data, learn)
-            else:
-                self.processor.process_metrics(request, data)
-                return None
-        except Exception:  # noqa: BLE001 - the batch still goes downstream, but only masked
-            log.exception("%s batch could not be processed; forwarding it masked and otherwise unchanged", signal)
-            self.metrics.record_errors.add(count_records(signal, request), {"signal": signal})
-            try:
-                self.processor.scrub(request)
-            except Exception:  # noqa: BLE001 - what cannot be masked is not forwarded
-                log.exception("%s batch could not even be masked; refused", signal)
-                raise Rejected("the batch could not be processed safely") from None
-            return BatchResult()
+            processed = self.core.process(signal, data, learn)
+        except MalformedRequest as exc:
+            self.malformed(signal)
+            raise Rejected(str(exc)) from None
+        except UnsafeBatch as exc:
+            raise Rejected(str(exc)) from None
+        result = processed.result
         if result.unattributed:
             self.metrics.unattributed.add(result.unattributed, {"signal": signal})
         if result.failed:
@@ -433,7 +422,7 @@ class Service:
             self.metrics.vendor.add(n, {"source": source, "outcome": "mapped"})
         if result.vendor_skipped:
             self._vendor_skipped(result.vendor_skipped)
-        return result
+        return processed
 
     def _vendor_skipped(self, skipped: dict[str, int]) -> None:
         """Counted per source (a reason holds the sender's text: never a metric attribute), and
