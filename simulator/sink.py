@@ -38,10 +38,6 @@ _HTTP_ROUTES = {"/v1/traces": ("traces", trace_service_pb2.ExportTraceServiceReq
                 "/v1/metrics": ("metrics", metrics_service_pb2.ExportMetricsServiceRequest)}
 
 
-_RESPONSES = {"traces": (trace_service_pb2.ExportTraceServiceResponse, "rejected_spans"),
-              "logs": (logs_service_pb2.ExportLogsServiceResponse, "rejected_log_records"),
-              "metrics": (metrics_service_pb2.ExportMetricsServiceResponse, "rejected_data_points")}
-
 class OtlpSink:
     """Start with ``OtlpSink().start()``; ``endpoint`` is then ``127.0.0.1:<port>`` (OTLP/gRPC).
 
@@ -193,12 +189,10 @@ class OtlpSink:
 
     def _response(self, signal: str):
         """The export's answer; with ``partial`` = (rejected, message), a partial success."""
-        response_cls, field_name = _RESPONSES[signal]
-        response = response_cls()
-        if self.partial is not None:
-            setattr(response.partial_success, field_name, self.partial[0])
-            response.partial_success.error_message = self.partial[1]
-        return response
+        from otel_processor.hosts.serve.forwarder import Partial
+        from otel_processor.hosts.serve.grpc_receiver import response_with
+
+        return response_with(signal, Partial(*self.partial) if self.partial is not None else None)
 
     def _accept(self, signal: str, request) -> None:
         if self.on_request is not None:

@@ -132,8 +132,8 @@ def read_snapshot(engine, path: str, Profile) -> None:  # noqa: N803 - the engin
     then is the snapshot loaded into the engine."""
     with paused_gc():
         tables = _parse(path)
-        if tables is None:  # version 1
-            return _restore_v1(engine, path, _read_v1(path), Profile)
+        if "v1" in tables:  # the single-document format
+            return _restore_v1(engine, path, tables["v1"], Profile)
         scratch = engine.scratch()
         _apply(scratch, path, tables, Profile, check=True)
         _probe(scratch, path)
@@ -144,8 +144,9 @@ PROBED = 2000
 _TABLES = ("chain", "credentials", "credential_facts", "grants", "pending", "evictions")
 
 
-def _parse(path: str) -> dict | None:
-    """The snapshot's lines as decoded JSON, per table, with the line each came from."""
+def _parse(path: str) -> dict:
+    """The snapshot's lines as decoded JSON, per table, with the line each came from (a version 1
+    snapshot: its one document, as ``{"v1": ...}``)."""
     try:
         with gzip.open(path, "rb") as fh:
             first = fh.readline()
@@ -156,7 +157,7 @@ def _parse(path: str) -> dict | None:
             except orjson.JSONDecodeError:
                 head = None
             if isinstance(head, dict) and head.get("version") == 1 and "profiles" in head:
-                return None
+                return {"v1": head}
             if not isinstance(head, dict) or head.get("version") != STATE_VERSION:
                 version = head.get("version") if isinstance(head, dict) else None
                 raise StateError(path, f"state version {version!r} is not {STATE_VERSION}, or not a snapshot at all")
@@ -263,41 +264,34 @@ def _probe(engine, path: str) -> None:
     latest = max((p.last_ns for _, p in items if isinstance(p.last_ns, int)), default=0)
     for k, identity in enumerate(identities):
         for j, (action, address) in enumerate(_PROBES):
-            o = Observation(identity, latest + (k * len(_PROBES) + j) * 1_000_000, "app", action, target="probe",
-                            source_address=address, user_agent="probe/1.0", trace_id=(k + 1).to_bytes(16, "big"),
-                            span_id=(j + 1).to_bytes(8, "big"),
-                            details={"nhi.credential.id": "probe-credential",
-                                     "aws.session": "arn:aws:sts::0:assumed-role/probe/i-0probe"})
-            try:
-                engine.observe(o)
-            except Exception as exc:  # noqa: BLE001 - what a crafted table makes a record raise
-                raise StateError(path, f"{str(identity.id)[:120]}: its state makes records fail "
-                                       f"({type(exc).__name__}: {str(exc)[:120]})") from None
+            _probe_one(engine, path, str(identity.id)[:120], Observation(
+                identity, latest + (k * len(_PROBES) + j) * 1_000_000, "app", action, target="probe",
+                source_address=address, user_agent="probe/1.0", trace_id=(k + 1).to_bytes(16, "big"),
+                span_id=(j + 1).to_bytes(8, "big"), details={
+                    "nhi.credential.id": "probe-credential", "aws.session": "arn:aws:sts::0:assumed-role/probe/i-0probe"}))
     probe = identities[-1]
     for k, key in enumerate(credentials):
         details = {"aws.session": key} if key.startswith("arn:") else {"aws.access_key.id": key, "nhi.credential.id": key}
-        o = Observation(probe, latest + (len(identities) * len(_PROBES) + k) * 1_000_000, "app", _PROBES[0][0],
-                        target="probe", source_address="198.51.100.1", user_agent="probe/1.0",
-                        trace_id=(k + 1).to_bytes(16, "big"), span_id=b"\0" * 7 + b"\1", details=details)
-        try:
-            engine.observe(o)
-        except Exception as exc:  # noqa: BLE001 - what a crafted table makes a record raise
-            raise StateError(path, f"credential {key[:40]}: its state makes records fail "
-                                   f"({type(exc).__name__}: {str(exc)[:120]})") from None
+        _probe_one(engine, path, f"credential {key[:40]}", Observation(
+            probe, latest + (len(identities) * len(_PROBES) + k) * 1_000_000, "app", _PROBES[0][0], target="probe",
+            source_address="198.51.100.1", user_agent="probe/1.0", trace_id=(k + 1).to_bytes(16, "big"),
+            span_id=b"\0" * 7 + b"\1", details=details))
     try:
         engine.take_events()
     except Exception as exc:  # noqa: BLE001
         raise StateError(path, f"its incidents cannot be reported ({type(exc).__name__})") from None
 
 
+def _probe_one(engine, path: str, who: str, o) -> None:
+    try:
+        engine.observe(o)
+    except Exception as exc:  # noqa: BLE001 - what a crafted table makes a record raise
+        raise StateError(path, f"{who}: its state makes records fail ({type(exc).__name__}: {str(exc)[:120]})") from None
+
+
 _PROBES = (("secretsmanager.amazonaws.com/GetSecretValue", "10.0.0.1"),
            ("iam.amazonaws.com/CreateAccessKey", "198.51.100.1"),
            ("sts.amazonaws.com/AssumeRole", "10.0.0.2"))
-
-
-def _read_v1(path: str) -> dict:
-    with gzip.open(path, "rb") as fh:
-        return orjson.loads(fh.readline())
 
 
 def _restore_v1(engine, path, data, Profile) -> None:

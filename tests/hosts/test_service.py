@@ -269,13 +269,16 @@ def test_metrics_pass_through_untouched(sink):
     attr.key, attr.value.string_value = "service.name", "api"
     metric = rm.scope_metrics.add().metrics.add()
     metric.name = "http.server.request.duration"
-    point = metric.gauge.data_points.add()
-    point.as_double, point.time_unix_nano = 0.25, 1
+    for k in range(3):
+        point = metric.gauge.data_points.add()
+        point.as_double, point.time_unix_nano = 0.25, 1 + k
     with service_for(sink) as service:
         channel = grpc.insecure_channel(f"127.0.0.1:{service.grpc_port}")
         metrics_service_pb2_grpc.MetricsServiceStub(channel).Export(request, timeout=5)
         channel.close()
+        received = service.metrics.snapshot()["nhi.processor.records.received"]
     assert sink.contents.metrics[0] == request
+    assert received == 3  # a metric's records are its data points
 
 
 def _spawn(args, env_extra=None):

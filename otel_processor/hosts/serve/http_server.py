@@ -275,7 +275,8 @@ class HttpServer:
         except Overloaded as exc:
             return 429, str(exc), retry
         except (Rejected, TooManyRecords) as exc:
-            service.metrics.refused.add(1, {"signal": signal, "reason": "records"}) if as_json else None
+            if isinstance(exc, TooManyRecords):  # admit counts its own refusals
+                service.metrics.refused.add(1, {"signal": signal, "reason": "records"})
             return 413, str(exc), ()
         except (ValueError, json_format.ParseError, UnicodeDecodeError, RecursionError) as exc:
             service.malformed(signal)

@@ -160,15 +160,13 @@ class Service:
         """While downstream is marked down, an empty export on a back-off (0.5 s doubling to
         PROBE_MAX_S): when it is accepted the outage ends and the service is ready again, with no
         traffic needed (an unready pod behind a Service gets none)."""
-        from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-
         wait = PROBE_MIN_S
         while not self._stopping.wait(wait if self._outage.down else PROBE_MIN_S):
             if not self._outage.down:
                 wait = PROBE_MIN_S
                 continue
             try:
-                self.forwarder.export("logs", ExportLogsServiceRequest())
+                self.forwarder.export("logs", b"")  # an empty ExportLogsServiceRequest
             except ForwardError:
                 wait = min(PROBE_MAX_S, wait * 2)
                 continue
@@ -270,7 +268,7 @@ class Service:
         with self._in_flight_lock:
             self._in_flight += 1
         try:
-            n = records if records is not None else count_on_wire(data, 1 << 62)
+            n = records if records is not None and signal != "metrics" else self._count(signal, data)
             self.metrics.records_in.add(n, attrs)
             key = None
             learn = True
@@ -307,6 +305,16 @@ class Service:
                 self._in_flight -= 1
             self._slots.release()
             self.metrics.latency.record(time.perf_counter() - started, attrs)
+
+    def _count(self, signal: str, data: bytes) -> int:
+        """Records as the metrics count them: spans, log records, and metric data points (the
+        wire count admission makes stops at the Metric messages)."""
+        if signal != "metrics":
+            return count_on_wire(data, 1 << 62)
+        try:
+            return count_records(signal, self.core.parse(signal, data))
+        except MalformedRequest:
+            return 0  # the core says what is wrong with it
 
     def delivered_after_the_senders_deadline(self, data: bytes) -> None:
         """The sender stopped waiting before this batch was delivered and will send it again:
