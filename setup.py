@@ -1,11 +1,18 @@
-"""Optional compiled build of the hot path; everything else is in pyproject.toml.
+"""Optional native and compiled builds of the hot path; everything else is in pyproject.toml.
 
-The per-record modules (resolution, observation, the batch loop and the behaviour engine) are
-plain Python. When Cython and a C compiler are at hand, ``pip install`` also compiles those same
-files, unchanged, to C extensions: the processor then does about a third less work per record
-(benchmarks/throughput.py), the way river compiles its hot loops. Without a compiler, or with
-``NHI_PURE_PYTHON=1`` set at install time, nothing is compiled and the same code runs as Python.
-A compiled module older than its source is never used (see ``otel_processor/_compiled.py``).
+Two accelerators, both optional, both checked against the plain-Python reference they replace:
+
+- the native core (``native/``, Rust through PyO3, built by setuptools-rust when cargo is on the
+  PATH): reads the OTLP wire and runs the masking triggers (issue 27 moves the rest of the
+  per-record path into it, stage by stage);
+- the per-record Python modules (resolution, observation, the batch loop and the behaviour
+  engine), compiled unchanged to C extensions by Cython when a C compiler is at hand: about a
+  third less work per record, until the engine moves into the native core.
+
+Without cargo, without a compiler, or with ``NHI_PURE_PYTHON=1`` set at install time, nothing is
+built and the same code runs as Python (the reference core), which start-up says in one line. A
+native or compiled module built from other sources than the ones beside it is never used (see
+``otel_processor/_compiled.py``).
 """
 
 from __future__ import annotations
@@ -24,7 +31,6 @@ from setuptools.command.build_ext import build_ext
 # from source). Modules saving under 0.5% (anyvalue, correlator, links, peers, rules,
 # attributes) stay Python: compiling them cost install time and bought nothing measurable.
 HOT_MODULES = [
-    "otel_processor/pipeline/_wire.pyx",        # 27,100 (14%), compiled only: attributes off the wire bytes
     "otel_processor/engine/features.py",        # 19,100 (10%) for these three, which share C types
     "otel_processor/engine/detectors.py",       #   (.pxd files) and are compiled together
     "otel_processor/engine/engine.py",
@@ -148,4 +154,18 @@ def extensions() -> list:
         return []
 
 
-setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})
+def rust_extensions() -> list:
+    """The native core, when it is to be built; a failed build (no cargo, no registry) is a
+    warning from setuptools-rust and the reference core runs (``optional``)."""
+    if os.environ.get("NHI_PURE_PYTHON"):
+        return []
+    try:
+        from setuptools_rust import Binding, RustExtension
+    except ImportError as exc:
+        OptionalBuildExt._skip(exc, "the native core")
+        return []
+    return [RustExtension("otel_processor._native", path="native/Cargo.toml", binding=Binding.PyO3,
+                          features=["python"], optional=True, py_limited_api="auto", debug=False)]
+
+
+setup(ext_modules=extensions(), rust_extensions=rust_extensions(), cmdclass={"build_ext": OptionalBuildExt})

@@ -36,7 +36,6 @@ CANDIDATES = {
     "outputs/enrich": f"{P}.outputs.enrich",
     "pipeline/attributes": f"{P}.pipeline.attributes",
     "pipeline/batch": f"{P}.pipeline.batch",
-    "pipeline/_wire": f"{P}.pipeline._wire",
 }
 WORKLOAD = """
 import pickle, sys
@@ -46,7 +45,7 @@ from otel_processor.config import ProcessorConfig
 from otel_processor.pipeline import BatchProcessor
 processor = BatchProcessor(ProcessorConfig())
 for signal, data in pickle.load(open({batches!r}, "rb"))[: int(sys.argv[1]) // 512]:
-    _process(processor, signal, data).SerializeToString()
+    _process(processor, signal, data)
 """
 
 

@@ -5,7 +5,8 @@ Everything is measured in the same run on the same serialized batches, so the ra
 when the machine's absolute speed does not:
 
   floor     Request.FromString(bytes).SerializeToString()
-  batch     parse, BatchProcessor (resolve, observe, enrich; engine off), serialize
+  batch     the batch contract (pipeline/core.py): read, resolve, observe, enrich; engine off
+            (the spliced path where the native core is built, else parse and serialize)
   full      the same with the behaviour engine on (detection included)
   grpc      end to end over loopback: client -> Service (full path) -> OtlpSink, --senders threads
   hosts     the same end to end with `nhi-processor serve` / `rotel` as a separate process, with
@@ -46,6 +47,7 @@ from otel_processor.config import ProcessorConfig, ServiceConfig
 from otel_processor.engine import Engine, EngineConfig
 from otel_processor.model import Identity, Observation
 from otel_processor.pipeline import BatchProcessor
+from otel_processor.pipeline.core import ReferenceCore
 
 T0 = 1_700_000_000 * 10**9
 UAS = ["aws-sdk-go-v2/1.30.3 os/linux lang/go#1.22.5", "Boto3/1.34.2 md/Botocore#1.34.2 ua/2.0 os/linux",
@@ -228,24 +230,21 @@ def run_floor(batches) -> float:
     return time.perf_counter() - start
 
 
-def _process(processor: BatchProcessor, signal: str, data: bytes):
-    """One batch as the OTLP service processes it: parsed, then processed with the bytes it came
-    in (the masking scan and the vendor-body reader read those), so it is serialized once, on
-    the way out. (Without the bytes, as the Rotel host calls it, the processor serializes the
-    request once more first: 11,000 instructions per record, callgrind.)"""
-    req = CLASSES[signal].FromString(data)
-    (processor.process_traces if signal == "traces" else processor.process_logs)(req, data)
-    return req
+def _process(processor: BatchProcessor, signal: str, data: bytes) -> bytes:
+    """One batch as the OTLP service processes it: through the batch contract (bytes in, the
+    bytes to forward out), the spliced path where the native core is built."""
+    return ReferenceCore(processor).process(signal, data).data
 
 
 def run_processor(batches, processor: BatchProcessor, warmup=()) -> tuple[float, list[float]]:
+    core = ReferenceCore(processor)
     for signal, data in warmup:
-        _process(processor, signal, data)
+        core.process(signal, data)
     latencies = []
     start = time.perf_counter()
     for signal, data in batches:
         t = time.perf_counter()
-        _process(processor, signal, data).SerializeToString()
+        core.process(signal, data)
         latencies.append(time.perf_counter() - t)
     return time.perf_counter() - start, latencies
 
@@ -407,23 +406,24 @@ def run_host_process(host: str, batches, records: int, warmup=(), warmup_records
 
 
 # Where a record's time goes, by the module a function lives in (first match wins).
-STAGES = (("read", ("otel_processor/pipeline/attributes", "otel_processor/pipeline/_wire", "otel_processor/inputs/",
+STAGES = (("read", ("otel_processor/pipeline/attributes", "otel_processor/pipeline/views", "_native.read",
+                    "_native.any_value", "_native.body_value", "otel_processor/inputs/",
                     "otel_processor/pipeline/vendor", "otel_processor/anyvalue")),
           ("resolve", ("otel_processor/identity/",)),
           ("mask", ("otel_processor/outputs/redact",)),
           ("observe", ("otel_processor/observe/",)),
           ("engine", ("otel_processor/engine/",)),
-          ("enrich", ("otel_processor/outputs/enrich",)),
+          ("enrich", ("otel_processor/outputs/enrich", "_native.splice")),
           ("batch loop", ("otel_processor/pipeline/batch",)),
           ("parse and write (protobuf)", ("FromString", "SerializeToString", "ParseFromString", "google/protobuf")))
 
 
-WIRE_MODULE = "otel_processor.pipeline._wire"
+WIRE_MODULE = "otel_processor._native"
 
 
 def _profiled_modules() -> str:
     """``NHI_PURE_PYTHON`` for the stage breakdown: every compiled module from source, so that
-    cProfile sees its functions, except the wire reader, which has no Python twin of the same
+    cProfile sees its functions, except the native core, which has no Python twin of the same
     shape: without it every request is masked by a Python walk that the compiled build never
     does, and the breakdown would show that walk (a quarter of the time) as the bottleneck."""
     compiled = compiled_modules()
@@ -455,7 +455,7 @@ for signal, data in warmup:
 profile = cProfile.Profile()
 profile.enable()
 for signal, data in batches:
-    throughput._process(processor, signal, data).SerializeToString()
+    throughput._process(processor, signal, data)
 profile.disable()
 stats = pstats.Stats(profile).stats
 

@@ -1,4 +1,8 @@
-"""Which hot modules run compiled, and a guard that never lets a stale compiled module run.
+"""Which hot modules run native or compiled, and a guard that never lets a stale build run.
+
+The native core (``otel_processor._native``, Rust) carries a digest of the crate's sources; when
+the crate is beside the package (an editable install) and its sources no longer match, the
+reference core runs instead (``native_module``).
 
 ``setup.py`` may compile the hot modules with Cython and records the SHA-256 of each source it
 compiled in ``_compiled_sources.json``. Python prefers an extension module over a ``.py`` of the
@@ -94,18 +98,59 @@ def install() -> SourceWhenStale:
     return _FINDER
 
 
-def optional_extension(name: str):
-    """A compiled-only module (a ``.pyx`` with no ``.py`` twin), or None when it is not built,
-    was built from another version of its source, or ``NHI_PURE_PYTHON`` is set."""
-    directory = os.path.join(os.path.dirname(__file__), *name.split(".")[1:-1])
-    leaf = name.rpartition(".")[2]
-    if _FINDER is None or not _has_compiled(directory, leaf) \
-            or not _FINDER.current(name, os.path.join(directory, leaf + ".pyx")):
+NATIVE = PACKAGE + "._native"
+CRATE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "native")
+_native_said: list[str] = []  # why the native core does not run, once said
+
+
+def native_source_digest(crate: str = CRATE) -> str | None:
+    """FNV-1a over the crate's ``src/**/*.rs`` and ``Cargo.toml`` (relative path, a NUL, the
+    bytes; in path order): the walk ``native/build.rs`` embeds as ``SOURCE_DIGEST``. None when
+    the crate is not here (an install from a wheel)."""
+    names = []
+    for folder, _dirs, files in os.walk(os.path.join(crate, "src")):
+        names += [os.path.relpath(os.path.join(folder, f), crate).replace(os.sep, "/") for f in files if f.endswith(".rs")]
+    if not names:
+        return None
+    h = 0xCBF29CE484222325
+    for name in sorted(names + ["Cargo.toml"]):
+        with open(os.path.join(crate, name), "rb") as fh:
+            for b in name.encode() + b"\0" + fh.read():
+                h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return f"{h:016x}"
+
+
+def native_module():
+    """The native core, or None (with one line saying why, once) when it was not built, was
+    built from other sources than the crate beside the package, or ``NHI_PURE_PYTHON`` is set:
+    the reference core then runs."""
+    if _pure_setting(os.environ.get("NHI_PURE_PYTHON", "")) is True:
         return None
     try:
-        return importlib.import_module(name)
-    except ImportError:
+        module = importlib.import_module(NATIVE)
+    except ImportError as exc:
+        _say_once(f"native core not built ({exc.msg}); the reference core runs. Install with cargo on "
+                  "the PATH (`pip install -e .`) to build it")
         return None
+    expected = native_source_digest()
+    if expected is not None and getattr(module, "SOURCE_DIGEST", None) != expected:
+        _say_once(f"{CRATE} changed since the native core was built; the reference core runs (slower). "
+                  "Run `pip install -e .` again to rebuild it")
+        return None
+    return module
+
+
+def _say_once(line: str) -> None:
+    if not _native_said:
+        _native_said.append(line)
+        log.warning(line)
+
+
+def native_status() -> str:
+    """One line for start-up output: which core reads the wire."""
+    if sys.modules.get(NATIVE) is not None and not _native_said:
+        return "native core: wire reader and masking triggers (Rust)"
+    return "native core: not running (" + (_native_said[0] if _native_said else "NHI_PURE_PYTHON is set") + ")"
 
 
 def hot_path() -> str:
@@ -113,8 +158,8 @@ def hot_path() -> str:
     pipeline is imported: it reports the modules loaded so far)."""
     compiled = compiled_modules()
     if not compiled:
-        return "hot path: pure Python (no compiled build; see setup.py)"
-    return f"hot path: compiled ({len(compiled)} modules)"
+        return "hot path: pure Python (no compiled build; see setup.py); " + native_status()
+    return f"hot path: compiled ({len(compiled)} modules); " + native_status()
 
 
 def compiled_modules() -> list[str]:

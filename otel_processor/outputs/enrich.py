@@ -114,10 +114,17 @@ def identity_attributes(identity: Identity) -> IdentityAttributes:
 
 def enrich(record, field_number: int, identity: Identity, verdict: Verdict, credential: str | None = None,
            on_behalf_of: str | None = None, skewed: bool = False) -> None:
-    """Append ``nhi.*`` attributes to a span (field 9) or log record (field 6); ``credential``:
-    the ``nhi.credential.id`` the record used, when it names one; ``on_behalf_of``: the user an
-    app acted for, when the record says so; ``skewed``: its time was ahead of its arrival by more
-    than the allowed skew and was clamped."""
+    """Append ``nhi.*`` attributes to a span (field 9) or log record (field 6): ``enrichment``
+    merged into it (a protobuf record, or a record view of the spliced path)."""
+    record.MergeFromString(enrichment(field_number, identity, verdict, credential, on_behalf_of, skewed))
+
+
+def enrichment(field_number: int, identity: Identity, verdict: Verdict, credential: str | None = None,
+               on_behalf_of: str | None = None, skewed: bool = False) -> bytes:
+    """The ``nhi.*`` attributes of one record as the wire bytes of its repeated ``attributes``
+    field (``field_number``); ``credential``: the ``nhi.credential.id`` the record used, when it
+    names one; ``on_behalf_of``: the user an app acted for, when the record says so; ``skewed``:
+    its time was ahead of its arrival by more than the allowed skew and was clamped."""
     cached = identity_attributes(identity)
     tail = _credential_wire(credential, field_number) if credential else b""
     if on_behalf_of:
@@ -126,21 +133,17 @@ def enrich(record, field_number: int, identity: Identity, verdict: Verdict, cred
         tail += _SKEWED[field_number]
     if verdict is NEUTRAL_VERDICT or (verdict.trust_score == 1.0 and not verdict.anomalies
                                       and not verdict.convergence_id):
-        record.MergeFromString(cached.trusted[field_number] + tail if tail else cached.trusted[field_number])
-        return
-    record.MergeFromString(cached.plain[field_number] + _TRUST_HEAD[field_number]
-                           + _DOUBLE.pack(verdict.trust_score) + tail)
-    attributes = record.attributes
+        return cached.trusted[field_number] + tail if tail else cached.trusted[field_number]
+    wire = cached.plain[field_number] + _TRUST_HEAD[field_number] + _DOUBLE.pack(verdict.trust_score) + tail
     if verdict.anomalies:
-        kv = attributes.add()
-        kv.key = "nhi.anomaly"
-        values = kv.value.array_value.values
-        for name in verdict.anomalies:
-            values.add().string_value = name
+        values = b"".join(_field(1, _field(1, name.encode("utf-8", "surrogatepass"))) for name in verdict.anomalies)
+        wire += _field(field_number, _ANOMALY_KEY + _field(2, _field(5, values)))
     if verdict.convergence_id:
-        kv = attributes.add()
-        kv.key = "nhi.convergence.id"
-        kv.value.string_value = verdict.convergence_id
+        wire += string_attribute("nhi.convergence.id", verdict.convergence_id, field_number)
+    return wire
+
+
+_ANOMALY_KEY = _field(1, b"nhi.anomaly")  # KeyValue.key; its value: AnyValue.array_value (5) of strings
 
 
 # nhi.time.skewed = true: KeyValue.key = 1, KeyValue.value = 2 holding AnyValue.bool_value = 2.

@@ -24,8 +24,8 @@ tell the same credential apart from another; values that may be guessable (passw
 become ``[masked]``. The credential attributes that name an API-key identity keep their
 fingerprint, which is that identity.
 
-Cost: a record is only walked when something in it can be a secret. The compiled build decides
-that in C (``pipeline/_wire.pyx``, with the same key classifier and the same triggers as here);
+Cost: a record is only walked when something in it can be a secret. The native core decides
+that in Rust (``native/src/triggers.rs``, with the same key classifier and the same triggers as here);
 without it, one linear regular expression over the serialized request decides whether to walk.
 The patterns that find secrets run on Google's RE2 (linear time) and only on strings a trigger
 picked, so no input costs more than a pass over its bytes.
@@ -142,7 +142,7 @@ _QUOTE = r"""(?:\\?["']|\\u00(?:22|27))"""
 # and starts no \u escape (so that `{\"password\":\"x\"}` keeps its escaped closing quote). The
 # group opens here.
 _VALUE = r"""((?:[^\s"'&,;}{\]\[\\]|\\[^"'\su])"""
-# Forms the C triggers check in code (``_wire._aws_pair``), each with its trigger here, named by
+# Forms the native triggers check in code (``triggers.rs``: ``aws_pair``), each with its trigger here, named by
 # the table's ``form``.
 _FORMS = {"aws_key_pair": r"\b(?:AKIA|ASIA)[A-Z0-9]{16}[ \t,;:|=\"']{1,8}[A-Za-z0-9/+]{40}(?:[^A-Za-z0-9/+]|$)"}
 TRIGGER = re.compile(
@@ -178,7 +178,7 @@ _TOKEN_RULES = [(fmt["pattern"], _HOW[fmt["mask"]]) for fmt in TABLE["token_form
 
 
 def trigger_words() -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
-    """What the C triggers are configured with (``pipeline._wire.configure_triggers``): the same
+    """What the native triggers are configured with (``_native.configure_triggers``): the same
     lists TRIGGER is built from."""
     return (TOKEN_PREFIXES, ASSIGN_SUFFIXES, _ASSIGN_WHOLE_WORD, SPACE_WORDS + FLAG_WORDS + SQL_WORDS)
 
@@ -244,7 +244,7 @@ def triggered(text: str) -> bool:
 
 def mask_text(text: str, trigger=triggered) -> str:
     """``text`` with every secret the rules find replaced; unchanged when there is none.
-    ``trigger``: the gate (the compiled build passes its C twin of ``TRIGGER``)."""
+    ``trigger``: the gate (the native build passes its Rust twin of ``TRIGGER``)."""
     if not trigger(text) or _ANY_RULE.search(text) is None:
         return text
     for number, (pattern, how) in enumerate(_RULES):
@@ -395,7 +395,7 @@ class Redactor:
             del kvs[i]
 
     def attributes_at(self, kvs, indices, strip: bool) -> dict[str, int]:
-        """Masks the attributes at ``indices`` (what the compiled reader found, in order), then
+        """Masks the attributes at ``indices`` (what the native reader found, in order), then
         drops forged ``nhi.*`` ones when ``strip``; returns the keys whose values changed, each
         with the last index it was masked at (before any was dropped)."""
         changed = {}

@@ -1,7 +1,7 @@
 """The batch path: one OTLP export request processed in place, record by record.
 
-- ``attributes.py``: decode only the attributes that matter (``_wire.pyx`` is its compiled twin,
-  reading them off the request's wire bytes).
+- ``attributes.py``: decode only the attributes that matter (the native core, ``native/``, reads
+  them off the request's wire bytes; this is its reference).
 - ``batch.py``: ``BatchProcessor``: resolve, observe, ask the engine, enrich, mask.
 - ``core.py``: the batch contract hosts call, ``process(signal, request_bytes)`` -> the bytes to
   forward and the events; ``ReferenceCore`` is today's Python (and Cython) path behind it, the

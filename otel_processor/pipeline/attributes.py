@@ -4,10 +4,10 @@ What ``read_attributes`` does with a key is one dict look-up: 1 decode it, 2 dec
 that the record carries a credential (to be masked), 3 note a forged ``nhi.*`` attribute (to be
 dropped before enrichment). Every other key is never decoded.
 
-The compiled build reads the same off the request's wire bytes (``_wire.pyx``), several times
-faster than iterating through the protobuf runtime, and in the same pass says which records and
-resource entries hold anything to mask and whether any field is unknown; ``read_attributes``
-is the reference and the fallback, and ``tests/test_wire.py`` checks that the two agree.
+The native core reads the same off the request's wire bytes (``native/src/read.rs``), several
+times faster than iterating through the protobuf runtime, and in the same pass says which records
+and resource entries hold anything to mask and whether any field is unknown; ``read_attributes``
+is the reference and the fallback, and ``tests/pipeline/test_wire.py`` checks that the two agree.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from .._compiled import optional_extension
+from .._compiled import native_module
 from ..anyvalue import to_python
 from ..identity.credentials import CREDENTIAL_ATTRIBUTES
 from ..identity.rules import IDENTITY_KEYS
@@ -30,7 +30,7 @@ from ..outputs.enrich import OUR_ATTRIBUTES
 log = logging.getLogger(__name__)
 
 DECODE, CREDENTIAL, OURS = 1, 2, 3
-DIRTY, UNKNOWN, ELSEWHERE, OBJECT_BODY = 1, 2, 4, 8  # flags of a record read by the compiled reader
+DIRTY, UNKNOWN, ELSEWHERE, OBJECT_BODY = 1, 2, 4, 8  # flags of a record read by the native reader
 REQUESTS = {"traces": ExportTraceServiceRequest, "logs": ExportLogsServiceRequest,
             "metrics": ExportMetricsServiceRequest}
 
@@ -46,11 +46,11 @@ def key_actions(wanted) -> dict[str, int]:
 KEYS_FOR_DETECTION = key_actions(WANTED)
 KEYS_FOR_RESOLUTION = key_actions(IDENTITY_KEYS | RESOLUTION_CONTEXT_KEYS)
 
-wire = optional_extension("otel_processor.pipeline._wire")
+wire = native_module()
 if wire is not None:
     from ..outputs.redact import trigger_words
 
-    wire.configure_triggers(*trigger_words())  # the C triggers from the same table as TRIGGER
+    wire.configure_triggers(*trigger_words())  # the native triggers from the same table as TRIGGER
 
 
 HAS_CREDENTIAL, HAS_OURS = 1, 2  # bits of read_attributes' second value
@@ -81,19 +81,20 @@ def read_attributes(attributes, table: dict[str, int] = KEYS_FOR_DETECTION) -> t
     return out, special
 
 
-# -- the compiled reader's schema -----------------------------------------------------------------
+# -- the native reader's schema -----------------------------------------------------------------
 _VARINT = {F.TYPE_INT32, F.TYPE_INT64, F.TYPE_UINT32, F.TYPE_UINT64, F.TYPE_SINT32, F.TYPE_SINT64, F.TYPE_BOOL,
            F.TYPE_ENUM}
 _FIXED64 = {F.TYPE_FIXED64, F.TYPE_SFIXED64, F.TYPE_DOUBLE}
-K_SCALAR, K_SKIP, K_TEXT, K_MSG, K_KEY = 1, 2, 3, 4, 5
+K_SCALAR, K_SKIP, K_TEXT, K_MSG, K_KEY, K_BYTES = 1, 2, 3, 4, 5, 6
 _ANYVALUE = "opentelemetry.proto.common.v1.AnyValue"
 _KEYVALUE = "opentelemetry.proto.common.v1.KeyValue"
 
 
 def wire_schema(request_cls) -> dict:
-    """Arguments for ``_wire.Schema``: every message type reachable from the request, each field's
-    kind and wire type. Strings are checked for secrets, KeyValue keys classified, AnyValue bytes
-    checked like strings, other bytes (trace and span ids) skipped, messages walked."""
+    """Arguments for the native ``Schema``: every message type reachable from the request, each field's
+    kind and wire type. Strings are checked for secrets (and for UTF-8), KeyValue keys classified,
+    AnyValue bytes checked like strings, other bytes (trace and span ids) skipped, messages
+    walked."""
     types: list[list[tuple]] = []
     index: dict[str, int] = {}
     pending = [request_cls.DESCRIPTOR]
@@ -116,7 +117,7 @@ def wire_schema(request_cls) -> dict:
                 kind = K_KEY if (descriptor.full_name == _KEYVALUE and fd.name == "key") else K_TEXT
                 types[i].append((fd.number, kind, 2, 255, 0))
             elif fd.type == F.TYPE_BYTES:
-                types[i].append((fd.number, K_TEXT if descriptor.full_name == _ANYVALUE else K_SKIP, 2, 255, 0))
+                types[i].append((fd.number, K_BYTES if descriptor.full_name == _ANYVALUE else K_SKIP, 2, 255, 0))
             else:
                 wire_type = 0 if fd.type in _VARINT else 1 if fd.type in _FIXED64 else 5
                 types[i].append((fd.number, K_SCALAR, wire_type, packed_alt, 0))
@@ -147,7 +148,7 @@ def _descriptor(root, full_name: str):
 
 @dataclass
 class Scan:
-    """What the compiled reader found in one request."""
+    """What the native reader found in one request."""
 
     reads: list | None          # per record: (wanted attributes, special, flags, dirty attribute
                                 # indices or None, where a map body is in the request's bytes or
@@ -157,8 +158,8 @@ class Scan:
 
 
 class RequestReader:
-    """The compiled reader for one attribute table and one key classifier; ``scan`` is None where
-    the compiled build is absent or cannot read a request exactly as protobuf does."""
+    """The native reader for one attribute table and one key classifier; ``scan`` is None where
+    the native core is absent or cannot read a request exactly as protobuf does."""
 
     def __init__(self, table: dict[str, int], classify_key):
         self.table = table
@@ -168,6 +169,9 @@ class RequestReader:
             self._wire_table = wire.KeyTable(table)
             self._keys = wire.KeyClassifier(classify_key)
             self._schemas = {signal: wire.Schema(**wire_schema(cls)) for signal, cls in REQUESTS.items()}
+
+    def schema(self, signal: str):
+        return self._schemas[signal]
 
     def scan(self, signal: str, data: bytes, records: int) -> Scan | None:
         if not self.available:
@@ -179,7 +183,7 @@ class RequestReader:
                 return Scan(None, dirty, unknown)
             reads, dirty, unknown = wire.read_request(data, schema, self._wire_table, self._keys)
         except ValueError as exc:  # protobuf took it, so it is ours to read another way
-            log.debug("compiled reader declined a %s request (%s); reading it with protobuf", signal, exc)
+            log.debug("native reader declined a %s request (%s); reading it with protobuf", signal, exc)
             return None
         if len(reads) != records:  # never pair a record with another's attributes
             log.error("wire reader found %d records, the request has %d; reading them one by one",

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from ..config import ProcessorConfig
 from ..engine import Engine
@@ -53,6 +55,7 @@ from .attributes import (
     read_attributes,
 )
 from .vendor import looks_like_object, read_vendor_record
+from .views import LogView, SpanView, ViewReader
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +86,8 @@ class BatchProcessor:
         self.redactor = redactor_for(self.config.masking)
         self._reader = RequestReader(self._keys, self.redactor.key_action)
         if self._reader.available:
-            self.redactor.trigger = self._reader.suspicious  # the C twin of the masking triggers
+            self.redactor.trigger = self._reader.suspicious  # the native twin of the masking triggers
+        self._views = ViewReader(self._reader)
         self.resolver = Resolver(catalog)
         # One batch at a time through the engine keeps per-identity event-time order intact.
         self._lock = threading.Lock()
@@ -116,7 +120,7 @@ class BatchProcessor:
         return iter(scan.reads) if scan.reads is not None else None
 
     def _mask_record(self, record, read: tuple) -> tuple:
-        """Masks one record the compiled reader flagged; returns its reading, masked."""
+        """Masks one record the native reader flagged; returns its reading, masked."""
         rec, special, flags, dirty, body_at = read
         if flags & ELSEWHERE:
             self.redactor.message(record)  # events, links, names, bodies...: the whole record
@@ -140,6 +144,67 @@ class BatchProcessor:
             if all(attributes[j].key != key for j in range(last + 1, len(attributes))):
                 rec[key] = to_python(attributes[last].value)
         return read
+
+    # -- the spliced path ---------------------------------------------------------------------
+    @property
+    def splices(self) -> bool:
+        """Whether requests may take the spliced path (the native reader, and masking that the
+        native triggers cover)."""
+        return self._views.available and not self.redactor.checks_every_string
+
+    def process_views(self, signal: str, data: bytes, learn: bool = True) -> tuple[bytes, BatchResult] | None:
+        """A traces or logs request processed off its wire bytes: read by the native reader,
+        the same per-record steps as ``process_traces``/``process_logs`` on record views, and the
+        ``nhi.*`` attributes spliced into the request's own bytes (a record with something to
+        mask is parsed alone, masked and put back whole). None, before anything is learnt, when
+        the request holds a field this build does not know, something to mask outside its
+        records, or anything protobuf would merge: the caller then takes the protobuf path.
+
+        A request as SDKs and Collectors write it (fields in number order, shortest lengths)
+        leaves byte for byte as the protobuf path would forward it; any other leaves as it came,
+        with the same records masked and the same attributes added."""
+        views = self._views.read(signal, data) if self.splices else None
+        if views is None:
+            return None
+        result = BatchResult()
+        spans = signal == "traces"
+        one = self._one_span if spans else self._one_log
+        parse = Span.FromString if spans else LogRecord.FromString
+        edits = []
+        with self._lock, self.engine.lock:
+            self._learn = learn
+            self._latest_ns = time.time_ns() + self._skew_ns  # later event times are the sender's, not ours
+            self._data = data
+            records, places, captured = views.records, views.places, views.captured
+            first = 0
+            for res, count in views.entries:
+                by_resource: dict = {}
+                for i in range(first, first + count):
+                    read = records[i]
+                    masked = read[1] or read[2] & DIRTY
+                    if masked:  # outside the guard: a record that cannot be masked fails the batch
+                        _, start, end = places[i]
+                        view = parse(data[start:end])
+                        read = self._mask_record(view, read)
+                    else:
+                        view = SpanView(captured[i]) if spans else LogView(captured[i], data)
+                    result.records += 1
+                    try:
+                        one(view, read, res, by_resource, result)
+                    except Exception:  # noqa: BLE001 - a bad record must never lose the batch
+                        result.failed += 1
+                        log.exception("%s could not be attributed; forwarded masked and otherwise unchanged",
+                                      "span" if spans else "log record")
+                    if masked:
+                        edits.append((start, end, view.SerializeToString()))
+                    elif view.added:
+                        at = places[i][0]
+                        edits.append((at, at, view.added))
+                first += count
+            self._data = b""
+            if self.detect:
+                result.events = self.engine.take_events()
+        return self._views.splice(signal, data, edits), result
 
     def scrub(self, request, data: bytes | None = None) -> None:
         """Masks a whole request with the protobuf runtime: credentials, forged ``nhi.*``

@@ -78,6 +78,15 @@ class ReferenceCore:
             raise MalformedRequest(f"not a valid OTLP {REQUESTS[signal].__name__}: {exc}") from None
 
     def process(self, signal: str, data: bytes, learn: bool = True) -> Processed:
+        processor = self.processor
+        if signal != "metrics" and processor.splices:
+            try:
+                spliced = processor.process_views(signal, data, learn)
+            except Exception:  # noqa: BLE001 - the batch still leaves, but only masked
+                log.exception("%s batch could not be processed; it leaves masked and otherwise unchanged", signal)
+                return self._masked_only(signal, self.parse(signal, data), True)
+            if spliced is not None:
+                return Processed(spliced[0], spliced[1])
         request = self.parse(signal, data)
         return self.process_request(signal, request, data, learn)
 
@@ -96,12 +105,17 @@ class ReferenceCore:
                 result = BatchResult(records=count_records(signal, request))
         except Exception:  # noqa: BLE001 - the batch still leaves, but only masked
             log.exception("%s batch could not be processed; it leaves masked and otherwise unchanged", signal)
-            try:
-                processor.scrub(request)
-            except Exception:  # noqa: BLE001 - what cannot be masked is not forwarded
-                log.exception("%s batch could not even be masked", signal)
-                raise UnsafeBatch(f"the {signal} batch could not be processed safely") from None
-            n = count_records(signal, request)
-            return Processed(request.SerializeToString() if serialize else b"", BatchResult(records=n, failed=n),
-                             fell_back=True)
+            return self._masked_only(signal, request, serialize)
         return Processed(request.SerializeToString() if serialize else b"", result)
+
+    def _masked_only(self, signal: str, request, serialize: bool) -> Processed:
+        """The request masked and otherwise unchanged, every record counted failed; UnsafeBatch
+        when even masking fails (what cannot be masked is not forwarded)."""
+        try:
+            self.processor.scrub(request)
+        except Exception:  # noqa: BLE001
+            log.exception("%s batch could not even be masked", signal)
+            raise UnsafeBatch(f"the {signal} batch could not be processed safely") from None
+        n = count_records(signal, request)
+        return Processed(request.SerializeToString() if serialize else b"", BatchResult(records=n, failed=n),
+                         fell_back=True)

@@ -23,7 +23,7 @@ MAX_BODY = 1 << 20
 
 
 def looks_like_object(record) -> bool:
-    """The pure-Python twin of the compiled reader's OBJECT_BODY flag."""
+    """The pure-Python twin of the native reader's OBJECT_BODY flag."""
     body = record.body
     kind = body.WhichOneof("value")
     if kind == "kvlist_value":
@@ -33,18 +33,18 @@ def looks_like_object(record) -> bool:
 
 def body_object(record, data: bytes | None = None, body_at: int = -1) -> dict | None:
     """The body as a dict, when it is a map or a JSON object of reasonable size. ``data`` and
-    ``body_at``: the request's wire bytes and where the compiled reader found this record's map
+    ``body_at``: the request's wire bytes and where the native reader found this record's map
     body in them, which spares serializing the body again to read it."""
+    if body_at >= 0 and data and wire is not None:  # a map body, read off the request's bytes
+        try:
+            value = wire.body_value(data, body_at, MAX_BODY)
+            return value if isinstance(value, dict) else None
+        except wire.ReadAsPython:  # bytes protobuf merges: read what it made of them
+            pass
     body = record.body
     kind = body.WhichOneof("value")
     if kind == "kvlist_value":
-        if wire is not None:  # one C pass over the body's bytes instead of a wrapper per value
-            if body_at >= 0 and data:
-                try:
-                    value = wire.body_value(data, body_at, MAX_BODY)
-                    return value if isinstance(value, dict) else None
-                except wire.ReadAsPython:  # bytes protobuf merges: read what it made of them
-                    pass
+        if wire is not None:  # one native pass over the body's bytes instead of a wrapper per value
             serialized = body.SerializeToString()
             return wire.any_value(serialized) if len(serialized) <= MAX_BODY else None
         return to_python(body) if body.ByteSize() <= MAX_BODY else None

@@ -184,7 +184,7 @@ texts = st.lists(st.sampled_from(["eyJ", "eyJhbGciOiJI", ".", "ghp_", "a" * 20, 
 @settings(max_examples=1500, deadline=None)
 @given(texts)
 def test_a_rule_only_finds_secrets_in_text_the_trigger_lets_through(text):
-    """Masking checks strings the trigger (and its C twin) picked; no rule may match anything else."""
+    """Masking checks strings the trigger (and its native twin) picked; no rule may match anything else."""
     if any(pattern.search(text) for pattern, _ in _RULES):
         assert TRIGGER.search(text), text
 

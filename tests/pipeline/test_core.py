@@ -53,6 +53,7 @@ def test_a_batch_whose_processing_raises_leaves_masked_or_not_at_all(monkeypatch
         raise RuntimeError("a bug")
 
     monkeypatch.setattr(processor, "process_logs", boom)
+    monkeypatch.setattr(processor, "process_views", boom)  # the spliced path of the native build
     processed = core.process("logs", _request().SerializeToString())
     assert processed.fell_back and processed.result.failed == 2
     assert b"hunter2-Xq9" not in processed.data and b"nobody did this" in processed.data

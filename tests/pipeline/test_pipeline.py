@@ -248,14 +248,14 @@ _DUPLICABLE = st.lists(st.tuples(
 @settings(max_examples=150, deadline=None)
 @given(pairs=_DUPLICABLE)
 def test_what_the_observation_reads_is_what_is_forwarded_with_repeated_keys(pairs):
-    """A record the compiled reader flags is masked in place and the values it read are brought
+    """A record the native reader flags is masked in place and the values it read are brought
     up to date; with a key repeated (an attacker may repeat one), the value read must still be
     the forwarded record's last occurrence, masked, as a reader of the forwarded record sees it."""
     from otel_processor.pipeline.attributes import DIRTY, read_attributes
 
     processor = BatchProcessor()
     if not processor._reader.available:
-        pytest.skip("the compiled wire reader is not built (plain-Python install)")
+        pytest.skip("the native reader is not built (plain-Python install)")
     req = ExportTraceServiceRequest()
     span = req.resource_spans.add().scope_spans.add().spans.add()
     for key, value in pairs:

@@ -1,4 +1,4 @@
-"""The compiled wire reader agrees with the protobuf runtime it replaces: the same attributes, the
+"""The native wire reader agrees with the protobuf runtime it replaces: the same attributes, the
 same decision on what needs masking, every wire type (groups and unknown fields anywhere)."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from otel_processor.pipeline.attributes import wire as _wire
 
 from protowire import with_unknown_fields
 
-pytestmark = pytest.mark.skipif(_wire is None, reason="compiled build not present (setup.py, Cython)")
+pytestmark = pytest.mark.skipif(_wire is None, reason="native core not built (setup.py, cargo)")
 
 KEYS = sorted(_KEY_ACTION)[:25] + ["nhi.trust.score", "nhi.identity.id", "http.request.header.x-api-key",
                                    "http.request.header.authorization", "other.key", "ü.key", "", "x" * 300,
@@ -153,7 +153,7 @@ def test_an_empty_group_appended_to_a_request_is_read_not_refused():
     assert unknown and reads[0][1] and reads[0][2] & DIRTY and reads[0][3] == [0]
 
 
-# -- the C triggers are outputs.redact.TRIGGER --------------------------------------------------
+# -- the native triggers are outputs.redact.TRIGGER ---------------------------------------------
 FRAGMENTS = ["eyJ", "ghp_", "github_pat_", "glpat-", "xoxb-", "sk_live_", "rk_test_", "AIza", "npm_", "sk-", "SG.",
              "-----BEGIN", "://", "u:p@", "@", "/", "\n", "password", "PassWord", "secret", "token", "TOKEN", "apikey", "key", "sig",
              "authorization", "auth", "code", "session", "cookie", "bearer", "Basic", "--password", "-secret", "-api-key", "-client_secret", "identified by", "IDENTIFIED", " by", "=", ":", " ", "  ", "\t", "\t\t", "=>", "%3D", "%3a", "%", "%3",
