@@ -13,6 +13,8 @@ when the machine's absolute speed does not:
             the records per CPU-second its processes (Rotel's too) spent
   large     full path and end to end (most senders) again on the same number of records in
             --large-batch-size batches, against a floor run on those batches
+  classes   the full path's records per CPU-second by what names a record's identity (its own
+            attributes, the resource, a vendor audit body, nothing), beside the floor
   memory    tracemalloc bytes per identity after feeding --identities distinct identities
 
 A processor is a long-running service, so batch, full and grpc are measured in steady state:
@@ -47,7 +49,8 @@ from otel_processor.config import ProcessorConfig, ServiceConfig
 from otel_processor.engine import Engine, EngineConfig
 from otel_processor.model import Identity, Observation
 from otel_processor.pipeline import BatchProcessor
-from otel_processor.pipeline.core import ReferenceCore
+from otel_processor.identity.rules import IDENTITY_KEYS
+from otel_processor.pipeline.core import ReferenceCore, count_records
 
 T0 = 1_700_000_000 * 10**9
 UAS = ["aws-sdk-go-v2/1.30.3 os/linux lang/go#1.22.5", "Boto3/1.34.2 md/Botocore#1.34.2 ua/2.0 os/linux",
@@ -247,6 +250,71 @@ def run_processor(batches, processor: BatchProcessor, warmup=()) -> tuple[float,
         core.process(signal, data)
         latencies.append(time.perf_counter() - t)
     return time.perf_counter() - start, latencies
+
+
+RECORD_CLASSES = ("identity in the record's attributes", "identity from the resource", "vendor audit body",
+                  "unattributed")
+
+
+def _record_class(record, is_span: bool) -> int:
+    """As the batch path decides: identity attributes first, then a vendor body."""
+    if {kv.key for kv in record.attributes} & IDENTITY_KEYS:
+        return 0
+    if not is_span and (record.body.HasField("kvlist_value") or record.body.string_value.startswith("{")):
+        return 2
+    return 1
+
+
+def split_by_class(batches) -> dict[str, list[tuple[str, bytes]]]:
+    """The stream's records regrouped by what names their identity, in batches of the stream's
+    size, in stream order: the record's own attributes (API keys, principals, service accounts),
+    the resource (a service's spans), a vendor audit body, or nothing (the resource's spans with
+    their resource emptied: such a record is forwarded unattributed)."""
+    out: dict[str, list] = {name: [] for name in RECORD_CLASSES}
+    for signal, data in batches:
+        request = CLASSES[signal].FromString(data)
+        entries = request.resource_spans if signal == "traces" else request.resource_logs
+        for cls in range(4):
+            copy = CLASSES[signal].FromString(data)
+            copies = copy.resource_spans if signal == "traces" else copy.resource_logs
+            kept = 0
+            for entry, original in zip(copies, entries):
+                scopes = entry.scope_spans if signal == "traces" else entry.scope_logs
+                for scope in scopes:
+                    records = scope.spans if signal == "traces" else scope.log_records
+                    wanted = [r for r in records
+                              if _record_class(r, signal == "traces") == (1 if cls == 3 else cls)]
+                    del records[:]
+                    records.extend(wanted)
+                    kept += len(wanted)
+                if cls == 3:
+                    del entry.resource.attributes[:]
+            if kept:
+                out[RECORD_CLASSES[cls]].append((signal, copy.SerializeToString()))
+    return out
+
+
+def class_rates(batches, warmup) -> dict[str, tuple[int, float, float]]:
+    """Per record class: (records, records per CPU-second on the full path, the floor's on the
+    same batches), each after the same history."""
+    rates = {}
+    for name, group in split_by_class(batches).items():
+        if not group:
+            continue
+        n = sum(count_records(signal, CLASSES[signal].FromString(data)) for signal, data in group)
+        core = ReferenceCore(BatchProcessor(ProcessorConfig()))
+        for signal, data in warmup:
+            core.process(signal, data)
+        start = time.process_time()
+        for signal, data in group:
+            core.process(signal, data)
+        spent = time.process_time() - start
+        start = time.process_time()
+        for signal, data in group:
+            CLASSES[signal].FromString(data).SerializeToString()
+        floor = time.process_time() - start
+        rates[name] = (n, n / spent, n / floor if floor else 0.0)
+    return rates
 
 
 def raw_stubs(channel) -> dict:
@@ -594,6 +662,7 @@ def main(argv=None) -> int:
         for k in (args.senders if host == "serve" else [max(args.senders)]):
             hosts[(host, k)] = run_host_process(host, batches, args.records, warmup, warm_n, k)
     stages = {} if args.no_stages else stage_breakdown(batches, warmup)
+    by_class = class_rates(batches, warmup)
     mem, tracked = memory_per_identity(args.identities)
 
     n = args.records
@@ -640,6 +709,13 @@ def main(argv=None) -> int:
             print(f"  {'gRPC receive, forward, wait':28} {'':6} {extra:8.2f} us more per record end to end "
                   f"with {k} sender{'s' if k > 1 else ''}")
         result["stages"] = {stage: round(share, 4) for stage, share in stages.items()}
+    print(f"\nfull path by record class (CPU time of this process; the floor on the same batches):")
+    print(f"  {'record class':38} {'records':>8} {'per CPU-s':>10} {'us/record':>10} {'floor per CPU-s':>16}")
+    for name, (count, rate, floor_rate) in by_class.items():
+        print(f"  {name:38} {count:8,} {rate:10,.0f} {1e6 / rate:10.1f} {floor_rate:16,.0f}")
+    result["record_classes"] = {name: {"records": count, "records_per_cpu_s": round(rate),
+                                       "floor_per_cpu_s": round(floor_rate)}
+                                for name, (count, rate, floor_rate) in by_class.items()}
     print(f"engine state: {mem:,.0f} bytes per identity with {tracked:,} identities tracked")
     result["bytes_per_identity"] = round(mem)
     result["identities_tracked"] = tracked

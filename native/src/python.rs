@@ -7,7 +7,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex, RwLock};
+use std::sync::{Arc, LazyLock, RwLock};
 
 use pyo3::create_exception;
 use pyo3::exceptions::PyValueError;
@@ -99,19 +99,20 @@ impl KeyTable {
 #[pyclass(frozen, module = "otel_processor._native")]
 struct KeyClassifier {
     classify: Py<PyAny>,
-    answers: Mutex<KeyCache>,
+    answers: RwLock<KeyCache>,
 }
 
 #[pymethods]
 impl KeyClassifier {
     #[new]
     fn new(classify: Py<PyAny>) -> KeyClassifier {
-        KeyClassifier { classify, answers: Mutex::new(KeyCache::new()) }
+        KeyClassifier { classify, answers: RwLock::new(KeyCache::new()) }
     }
 }
 
-/// The classifier as the reader asks it. The lock is never held while Python runs: the callable
-/// may let another thread in, which may read with the same classifier.
+/// The classifier as the reader asks it with the interpreter held: a key not remembered is
+/// classified by the Python callable then and there. The cache's lock is never held while Python
+/// runs: the callable may let another thread in, which may read with the same classifier.
 struct PyJudge<'a, 'py> {
     py: Python<'py>,
     classifier: &'a KeyClassifier,
@@ -120,8 +121,7 @@ struct PyJudge<'a, 'py> {
 
 impl KeyJudge for PyJudge<'_, '_> {
     fn holds_credential(&mut self, key: &[u8]) -> Result<bool, ReadError> {
-        let lock = || self.classifier.answers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(known) = lock().get(key) {
+        if let Some(known) = self.classifier.answers.read().unwrap_or_else(|poisoned| poisoned.into_inner()).get(key) {
             return Ok(known);
         }
         let Ok(text) = std::str::from_utf8(key) else {
@@ -130,7 +130,7 @@ impl KeyJudge for PyJudge<'_, '_> {
         let answer = self.classifier.classify.call1(self.py, (text,)).and_then(|v| v.is_truthy(self.py));
         match answer {
             Ok(found) => {
-                lock().put(key, found);
+                self.classifier.answers.write().unwrap_or_else(|poisoned| poisoned.into_inner()).put(key, found);
                 Ok(found)
             }
             Err(err) => {
@@ -139,6 +139,57 @@ impl KeyJudge for PyJudge<'_, '_> {
             }
         }
     }
+}
+
+/// Keys not yet remembered, noted (at most `MAX_MISSES`) for the Python side to classify.
+const MAX_MISSES: usize = 256;
+
+/// The classifier as the reader asks it with the interpreter released: remembered answers only;
+/// a key not remembered is noted and answered "no", and the walk's result is then not used.
+struct CachedJudge<'a> {
+    cache: &'a KeyCache,
+    misses: Vec<Vec<u8>>,
+}
+
+impl KeyJudge for CachedJudge<'_> {
+    fn holds_credential(&mut self, key: &[u8]) -> Result<bool, ReadError> {
+        if let Some(known) = self.cache.get(key) {
+            return Ok(known);
+        }
+        if self.misses.len() < MAX_MISSES && !self.misses.iter().any(|m| m == key) {
+            self.misses.push(key.to_vec());
+        }
+        Ok(false)
+    }
+}
+
+/// Runs a walk over a request with the interpreter released (other threads run meanwhile),
+/// answering keys from the classifier's cache. When the walk met keys the cache does not hold,
+/// they are classified (the interpreter held) and the walk runs again; a key the cache cannot
+/// hold (it is full) is asked in a last walk with the interpreter held. At most three walks.
+fn with_keys<T: Send>(
+    py: Python<'_>,
+    keys: &KeyClassifier,
+    walk: impl Fn(&mut dyn KeyJudge) -> Result<T, ReadError> + Sync,
+) -> PyResult<T> {
+    for _ in 0..2 {
+        let (result, misses) = py.detach(|| {
+            let cache = keys.answers.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut judge = CachedJudge { cache: &cache, misses: Vec::new() };
+            let result = walk(&mut judge);
+            (result, judge.misses)
+        });
+        if misses.is_empty() {
+            return result.map_err(|e| read_error(e, None));
+        }
+        let mut judge = PyJudge { py, classifier: keys, error: None };
+        for key in &misses {
+            judge.holds_credential(key).map_err(|e| read_error(e, judge.error.take()))?;
+        }
+    }
+    let mut judge = PyJudge { py, classifier: keys, error: None };
+    let result = walk(&mut judge);
+    result.map_err(|e| read_error(e, judge.error.take()))
 }
 
 /// Field kinds per message type (`pipeline.attributes.wire_schema`).
@@ -334,10 +385,7 @@ fn read_request<'py>(
     keys: &KeyClassifier,
 ) -> PyResult<Bound<'py, PyTuple>> {
     let triggers = triggers();
-    let mut judge = PyJudge { py, classifier: keys, error: None };
-    let mut reader = read::Reader::new(data, &sc.0, &triggers, &mut judge);
-    let read = reader.request(&table.0);
-    let read = read.map_err(|e| read_error(e, judge.error.take()))?;
+    let read = with_keys(py, keys, |judge| read::Reader::new(data, &sc.0, &triggers, judge).request(&table.0))?;
     let records = PyList::empty(py);
     for record in &read.records {
         records.append(record_tuple(py, data, record)?)?;
@@ -351,10 +399,7 @@ fn read_request<'py>(
 #[pyfunction]
 fn scan_request(py: Python<'_>, data: &[u8], sc: &Schema, keys: &KeyClassifier) -> PyResult<(Vec<u32>, bool)> {
     let triggers = triggers();
-    let mut judge = PyJudge { py, classifier: keys, error: None };
-    let mut reader = read::Reader::new(data, &sc.0, &triggers, &mut judge);
-    let scanned = reader.scan();
-    scanned.map_err(|e| read_error(e, judge.error.take()))
+    with_keys(py, keys, |judge| read::Reader::new(data, &sc.0, &triggers, judge).scan())
 }
 
 /// One serialized span or log record (of the schema's record type), for tests.
@@ -368,10 +413,9 @@ fn read_record<'py>(
 ) -> PyResult<Bound<'py, PyTuple>> {
     let record_type = sc.0.record.ok_or_else(|| PyValueError::new_err("this schema has no record type"))?;
     let triggers = triggers();
-    let mut judge = PyJudge { py, classifier: keys, error: None };
-    let mut reader = read::Reader::new(data, &sc.0, &triggers, &mut judge);
-    let read = reader.record(0, data.len(), record_type, &table.0, 3);
-    let read = read.map_err(|e| read_error(e, judge.error.take()))?;
+    let read = with_keys(py, keys, |judge| {
+        read::Reader::new(data, &sc.0, &triggers, judge).record(0, data.len(), record_type, &table.0, 3)
+    })?;
     record_tuple(py, data, &read)
 }
 
@@ -450,13 +494,13 @@ fn read_views<'py>(
 ) -> PyResult<Bound<'py, PyTuple>> {
     let triggers = triggers();
     let extras = Extras { captures: fields.captures.clone(), resource: &resource_table.0 };
-    let mut judge = PyJudge { py, classifier: keys, error: None };
-    let mut reader = read::Reader::new(data, &sc.0, &triggers, &mut judge);
-    reader.extras = Some(&extras);
-    reader.check_utf8 = true;
-    let read = reader.request(&table.0);
-    let deepest = reader.deepest;
-    let read = read.map_err(|e| read_error(e, judge.error.take()))?;
+    let (read, deepest) = with_keys(py, keys, |judge| {
+        let mut reader = read::Reader::new(data, &sc.0, &triggers, judge);
+        reader.extras = Some(&extras);
+        reader.check_utf8 = true;
+        let read = reader.request(&table.0)?;
+        Ok((read, reader.deepest))
+    })?;
     let entries = PyList::empty(py);
     for (resource, count) in &read.entries {
         entries.append((wanted_dict(py, data, resource)?, *count))?;
@@ -498,7 +542,7 @@ fn splice<'py>(
     edits: Vec<(usize, usize, Vec<u8>)>,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let borrowed: Vec<(usize, usize, &[u8])> = edits.iter().map(|(from, to, b)| (*from, *to, b.as_slice())).collect();
-    let out = crate::splice::splice(data, &sc.0, &borrowed).map_err(|e| read_error(e, None))?;
+    let out = py.detach(|| crate::splice::splice(data, &sc.0, &borrowed)).map_err(|e| read_error(e, None))?;
     Ok(PyBytes::new(py, &out))
 }
 

@@ -199,7 +199,7 @@ pub struct Extras<'t> {
 }
 
 /// One walk over one request's bytes.
-pub struct Reader<'a, J: KeyJudge> {
+pub struct Reader<'a, J: KeyJudge + ?Sized> {
     pub buf: &'a [u8],
     pub schema: &'a Schema,
     pub triggers: &'a Triggers,
@@ -215,7 +215,7 @@ pub struct Reader<'a, J: KeyJudge> {
 const BODY_MAP: u8 = 1;
 const BODY_JSON: u8 = 2;
 
-impl<'a, J: KeyJudge> Reader<'a, J> {
+impl<'a, J: KeyJudge + ?Sized> Reader<'a, J> {
     pub fn new(buf: &'a [u8], schema: &'a Schema, triggers: &'a Triggers, judge: &'a mut J) -> Self {
         Reader { buf, schema, triggers, judge, extras: None, deepest: 0, check_utf8: false }
     }

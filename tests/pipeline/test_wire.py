@@ -171,7 +171,7 @@ texts = st.lists(st.sampled_from(FRAGMENTS) | st.text(max_size=3), max_size=12).
 
 @settings(max_examples=2000, deadline=None)
 @given(texts)
-def test_c_triggers_and_python_triggers_agree(text):
+def test_native_triggers_and_python_triggers_agree(text):
     assert _wire.suspicious(text) == bool(TRIGGER.search(text)), text
 
 
@@ -241,3 +241,55 @@ def test_a_map_body_read_off_the_request_bytes_is_what_protobuf_reads(parts, bod
         return
     assert got == expected
     assert _wire.body_value(data, body_at, 0) is None or not body
+
+
+def test_a_classifier_that_raises_fails_the_read_with_its_own_error():
+    """Keys are classified by a Python callable between walks with the interpreter released; its
+    exception reaches the caller as it was raised, and a later read asks it again."""
+    calls = []
+
+    def classify(key):
+        calls.append(key)
+        raise LookupError(f"no rule for {key}")
+
+    data = _record(Span(), [("service.name", "x")]).SerializeToString()
+    keys = _wire.KeyClassifier(classify)
+    for _ in range(2):
+        with pytest.raises(LookupError, match="no rule for service.name"):
+            _wire.read_record(data, SCHEMAS["traces"], _wire.KeyTable(_KEY_ACTION), keys)
+    assert calls == ["service.name", "service.name"]
+
+
+def test_reads_from_several_threads_at_once_agree_with_one_thread():
+    """The walk runs with the interpreter released and the classifier's answers shared."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rnd = random.Random(5)
+    requests = []
+    for i in range(40):
+        request = ExportTraceServiceRequest()
+        spans = request.resource_spans.add().scope_spans.add().spans
+        for j in range(50):
+            _record(spans.add(), [(f"k{rnd.randrange(400)}", "v"), ("password" if j % 7 == 0 else "note", f"x{i}")])
+        requests.append(request.SerializeToString())
+    table = _wire.KeyTable(_KEY_ACTION)
+    alone = [_wire.read_request(d, SCHEMAS["traces"], table, _keys()) for d in requests]
+    shared = _keys()
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda d: _wire.read_request(d, SCHEMAS["traces"], table, shared), requests))
+    assert together == alone
+
+
+def test_a_key_too_long_to_remember_is_still_classified_with_a_bounded_number_of_asks():
+    calls = []
+
+    def classify(key):
+        calls.append(len(key))
+        return key.endswith("secret")
+
+    long_key = "x" * 600 + "secret"  # past what the classifier's cache keeps (512 bytes)
+    data = _record(Span(), [(long_key, "hunter2"), ("service.name", "x")]).SerializeToString()
+    _, _, flags, dirty, _ = _wire.read_record(data, SCHEMAS["traces"], _wire.KeyTable(_KEY_ACTION),
+                                              _wire.KeyClassifier(classify))
+    assert flags & DIRTY and dirty == [0]
+    assert calls.count(len(long_key)) <= 3 and calls.count(len("service.name")) == 1
