@@ -13,6 +13,7 @@ when the machine's absolute speed does not:
             the records per CPU-second its processes (Rotel's too) spent
   large     full path and end to end (most senders) again on the same number of records in
             --large-batch-size batches, against a floor run on those batches
+  half      the full path's batch latency when batches arrive at half its measured rate
   classes   the full path's records per CPU-second by what names a record's identity (its own
             attributes, the resource, a vendor audit body, nothing), beside the floor
   memory    tracemalloc bytes per identity after feeding --identities distinct identities
@@ -250,6 +251,25 @@ def run_processor(batches, processor: BatchProcessor, warmup=()) -> tuple[float,
         core.process(signal, data)
         latencies.append(time.perf_counter() - t)
     return time.perf_counter() - start, latencies
+
+
+def paced_latencies(batches, warmup, rate: float) -> list[float]:
+    """Per-batch latency of the full path when batches arrive at ``rate`` records per second, as
+    one steady sender would send them: a batch is due every ``len / rate`` seconds, and its
+    latency runs from when it was due (time spent waiting behind the previous one counts)."""
+    core = ReferenceCore(BatchProcessor(ProcessorConfig()))
+    for signal, data in warmup:
+        core.process(signal, data)
+    latencies = []
+    due = time.perf_counter()
+    for signal, data in batches:
+        now = time.perf_counter()
+        if now < due:
+            time.sleep(due - now)
+        core.process(signal, data)
+        latencies.append(time.perf_counter() - due)
+        due += count_records(signal, CLASSES[signal].FromString(data)) / rate
+    return latencies
 
 
 RECORD_CLASSES = ("identity in the record's attributes", "identity from the resource", "vendor audit body",
@@ -640,6 +660,8 @@ def main(argv=None) -> int:
         batches, BatchProcessor(ProcessorConfig(engine=EngineConfig(enabled=False))), warmup))
     full = paired(lambda: run_processor(batches, BatchProcessor(ProcessorConfig()), warmup))
     cold = paired(lambda: run_processor(batches, BatchProcessor(ProcessorConfig())))
+    half_rate = args.records / full[1] / 2
+    half = paced_latencies(batches, warmup, half_rate)
     grpc = {k: paired(lambda k=k: run_grpc(batches, args.records, warmup, warm_n, k)) for k in args.senders}
     large_rows = []
     if args.large_batch_size:
@@ -686,6 +708,10 @@ def main(argv=None) -> int:
                         "p50_ms": round(pct(lat, 0.5), 3) if lat else None,
                         "p99_ms": round(pct(lat, 0.99), 3) if lat else None}
     full_rate = n / full[1]
+    print(f"full path at half its capacity ({half_rate:,.0f} records/s, {args.batch_size}-record batches, "
+          f"one sender): p50 {pct(half, 0.5):.2f} ms, p99 {pct(half, 0.99):.2f} ms per batch")
+    result["full path at half capacity"] = {"records_per_s": round(half_rate), "p50_ms": round(pct(half, 0.5), 3),
+                                            "p99_ms": round(pct(half, 0.99), 3)}
     for k in args.senders:
         share = (n / grpc[k][1]) / full_rate
         print(f"end to end with {k} sender{'s' if k > 1 else ''}: {share:.0%} of the full path's rate")

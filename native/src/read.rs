@@ -409,30 +409,9 @@ impl<'a, J: KeyJudge + ?Sized> Reader<'a, J> {
                 pos = skip(buf, pos, end, tag, 2)?;
                 continue;
             }
-            let (mut p, kv_end) = length(buf, pos, end)?;
+            let (p, kv_end) = length(buf, pos, end)?;
             pos = kv_end;
-            let mut key = None;
-            let mut value = None;
-            while p < kv_end {
-                let (inner, next) = varint(buf, p, kv_end)?;
-                p = next;
-                match inner {
-                    0x0A => {
-                        let (s, e) = length(buf, p, kv_end)?;
-                        key = Some((s, e));
-                        p = e;
-                    }
-                    0x12 => {
-                        if value.is_some() {
-                            return Err(ReadError::ReadAsPython("a KeyValue with two values (protobuf merges them)"));
-                        }
-                        let (s, e) = length(buf, p, kv_end)?;
-                        value = Some((s, e));
-                        p = e;
-                    }
-                    _ => p = skip(buf, p, kv_end, inner, 3)?,
-                }
-            }
+            let (key, value) = key_value(buf, p, kv_end, 3)?;
             if let Some((s, e)) = key {
                 if matches!(table.get(&buf[s..e]), Some(Action::Decode | Action::Credential)) {
                     out.push(Wanted { key: (s, e), value });
@@ -542,6 +521,37 @@ fn dirty_if(yes: bool) -> u8 {
     } else {
         0
     }
+}
+
+/// Where a field's bytes are in the request: (start, end).
+pub type Place = (usize, usize);
+
+/// A KeyValue's key and value (where their bytes are), the last key winning; other fields are
+/// skipped. A value given twice is `ReadAsPython`: protobuf would merge the two.
+fn key_value(buf: &[u8], mut pos: usize, end: usize, depth: u32) -> Result<(Option<Place>, Option<Place>)> {
+    let mut key = None;
+    let mut value = None;
+    while pos < end {
+        let (tag, next) = varint(buf, pos, end)?;
+        pos = next;
+        match tag {
+            0x0A => {
+                let (s, e) = length(buf, pos, end)?;
+                key = Some((s, e));
+                pos = e;
+            }
+            0x12 => {
+                if value.is_some() {
+                    return Err(ReadError::ReadAsPython("a KeyValue with two values (protobuf merges them)"));
+                }
+                let (s, e) = length(buf, pos, end)?;
+                value = Some((s, e));
+                pos = e;
+            }
+            _ => pos = skip(buf, pos, end, tag, depth)?,
+        }
+    }
+    Ok((key, value))
 }
 
 /// What the AnyValue body whose length prefix is at `pos` holds, when it looks like a vendor
@@ -721,31 +731,9 @@ pub fn any_value(buf: &[u8], mut pos: usize, end: usize, depth: u32) -> Result<V
                         p = skip(buf, p, inner_end, tag, depth + 1)?;
                         continue;
                     }
-                    let (mut q, kv_end) = length(buf, p, inner_end)?;
-                    let (mut key_start, mut key_end) = (q, q);
-                    let mut value: Option<(usize, usize)> = None;
-                    while q < kv_end {
-                        // KeyValue { string key = 1; AnyValue value = 2 }; the last key wins
-                        let (tag, next) = varint(buf, q, kv_end)?;
-                        q = next;
-                        match tag {
-                            0x0A => {
-                                (key_start, key_end) = length(buf, q, kv_end)?;
-                                q = key_end;
-                            }
-                            0x12 => {
-                                if value.is_some() {
-                                    return Err(ReadError::ReadAsPython(
-                                        "a KeyValue with two values (protobuf merges them)",
-                                    ));
-                                }
-                                let (s, e) = length(buf, q, kv_end)?;
-                                value = Some((s, e));
-                                q = e;
-                            }
-                            _ => q = skip(buf, q, kv_end, tag, depth + 1)?,
-                        }
-                    }
+                    let (q, kv_end) = length(buf, p, inner_end)?;
+                    let (key, value) = key_value(buf, q, kv_end, depth + 1)?;
+                    let (key_start, key_end) = key.unwrap_or((q, q));
                     let v = match value {
                         Some((s, e)) => any_value(buf, s, e, depth + 1)?,
                         None => Value::Unset,
