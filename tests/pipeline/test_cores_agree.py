@@ -3,6 +3,8 @@ record views, ``nhi.*`` attributes written into the request's own bytes) and the
 (parse, mask, enrich, serialize), fed the same requests in the same order by two processors.
 
 - both simulated weeks, every request: byte-identical forwarded requests and equal events;
+- every vendor fixture (``otel_processor/inputs/testdata``) as ``convert`` writes it and as the
+  filelog receiver leaves it (JSON text bodies): the same;
 - Hypothesis-built requests with credentials, forged ``nhi.*`` attributes, vendor bodies, odd
   kinds and codes: the same;
 - those requests with bytes flipped, cut or duplicated: both refuse, or both forward requests
@@ -14,18 +16,25 @@ Runs on the native build only (the protobuf path alone is the plain-Python build
 
 from __future__ import annotations
 
+import io
+
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 import worlds
+from otel_processor.anyvalue import set_value, to_python
 from otel_processor.config import ProcessorConfig
 from otel_processor.engine.config import EngineConfig
+from otel_processor.inputs.convert import convert
+from otel_processor.otlp_json import parse_json
 from otel_processor.pipeline import BatchProcessor
 from otel_processor.pipeline.attributes import wire
 from otel_processor.pipeline.core import MalformedRequest, ReferenceCore
 from otlp_builders import logs, traces
-from otel_processor.anyvalue import set_value
+from paths import VENDOR_FIXTURES
 from vendor_records import cloudtrail
 
 pytestmark = pytest.mark.skipif(wire is None, reason="native core not built (setup.py, cargo)")
@@ -62,6 +71,30 @@ def test_both_paths_forward_the_same_bytes_and_raise_the_same_events_over_a_simu
         requests += 1
         took_splice += spliced.processor._views.read(signal, data) is not None
     assert took_splice >= requests * 0.9, "the spliced path was meant to take nearly every request"
+
+
+def _vendor_requests(as_text: bool) -> list[bytes]:
+    out = io.StringIO()
+    convert([VENDOR_FIXTURES], out)
+    requests = [parse_json(line, ExportLogsServiceRequest) for line in out.getvalue().splitlines()]
+    if as_text:  # the records as the filelog receiver leaves them without a parser
+        for request in requests:
+            for rl in request.resource_logs:
+                for sl in rl.scope_logs:
+                    for record in sl.log_records:
+                        record.body.string_value = orjson.dumps(to_python(record.body)).decode()
+    return [request.SerializeToString() for request in requests]
+
+
+@pytest.mark.parametrize("as_text", [False, True], ids=["converted", "JSON text bodies"])
+def test_both_paths_agree_on_every_vendor_fixture(as_text):
+    spliced, parsed = _cores()
+    requests = _vendor_requests(as_text)
+    for data in requests:
+        a, b = spliced.process("logs", data), parsed.process("logs", data)
+        assert a.data == b.data and a.result.events == b.result.events
+        assert a.result.vendor == b.result.vendor and a.result.attributed == b.result.attributed
+    assert requests and sum(spliced.processor._views.read("logs", d) is not None for d in requests) == len(requests)
 
 
 SECRETISH = ["Bearer eyJhbGciOi.eyJzdWIiOi.c2ln", "ghp_" + "a" * 36, "password=hunter2", "https://u:p@h/x",
