@@ -523,6 +523,29 @@ fn dirty_if(yes: bool) -> u8 {
     }
 }
 
+/// Calls `f` with where each `values = 1` entry of a repeated message (ArrayValue, KeyValueList)
+/// is; other fields are skipped.
+fn each_value(
+    buf: &[u8],
+    mut pos: usize,
+    end: usize,
+    depth: u32,
+    mut f: impl FnMut(usize, usize) -> Result<()>,
+) -> Result<()> {
+    while pos < end {
+        let (tag, next) = varint(buf, pos, end)?;
+        pos = next;
+        if tag == 0x0A {
+            let (s, e) = length(buf, pos, end)?;
+            f(s, e)?;
+            pos = e;
+        } else {
+            pos = skip(buf, pos, end, tag, depth)?;
+        }
+    }
+    Ok(())
+}
+
 /// Where a field's bytes are in the request: (start, end).
 pub type Place = (usize, usize);
 
@@ -704,34 +727,20 @@ pub fn any_value(buf: &[u8], mut pos: usize, end: usize, depth: u32) -> Result<V
             }
             0x2A => {
                 // ArrayValue { repeated AnyValue values = 1 }
-                let (mut p, inner_end) = length(buf, pos, end)?;
+                let (start, inner_end) = length(buf, pos, end)?;
                 let mut items = Vec::new();
-                while p < inner_end {
-                    let (tag, next) = varint(buf, p, inner_end)?;
-                    p = next;
-                    if tag == 0x0A {
-                        let (s, e) = length(buf, p, inner_end)?;
-                        items.push(any_value(buf, s, e, depth + 1)?);
-                        p = e;
-                    } else {
-                        p = skip(buf, p, inner_end, tag, depth + 1)?;
-                    }
-                }
+                each_value(buf, start, inner_end, depth + 1, |s, e| {
+                    items.push(any_value(buf, s, e, depth + 1)?);
+                    Ok(())
+                })?;
                 out = Value::List(items);
                 pos = inner_end;
             }
             0x32 => {
                 // KeyValueList { repeated KeyValue values = 1 }
-                let (mut p, inner_end) = length(buf, pos, end)?;
+                let (start, inner_end) = length(buf, pos, end)?;
                 let mut pairs = Vec::new();
-                while p < inner_end {
-                    let (tag, next) = varint(buf, p, inner_end)?;
-                    p = next;
-                    if tag != 0x0A {
-                        p = skip(buf, p, inner_end, tag, depth + 1)?;
-                        continue;
-                    }
-                    let (q, kv_end) = length(buf, p, inner_end)?;
+                each_value(buf, start, inner_end, depth + 1, |q, kv_end| {
                     let (key, value) = key_value(buf, q, kv_end, depth + 1)?;
                     let (key_start, key_end) = key.unwrap_or((q, q));
                     let v = match value {
@@ -739,8 +748,8 @@ pub fn any_value(buf: &[u8], mut pos: usize, end: usize, depth: u32) -> Result<V
                         None => Value::Unset,
                     };
                     pairs.push((&buf[key_start..key_end], v));
-                    p = kv_end;
-                }
+                    Ok(())
+                })?;
                 out = Value::Map(pairs);
                 pos = inner_end;
             }

@@ -7,8 +7,7 @@ use pyo3::types::{PyBytes, PyString};
 
 use crate::triggers::Triggers;
 
-static TRIGGERS: LazyLock<RwLock<Arc<Triggers>>> =
-    LazyLock::new(|| RwLock::new(Arc::new(Triggers::empty())));
+static TRIGGERS: LazyLock<RwLock<Arc<Triggers>>> = LazyLock::new(|| RwLock::new(Arc::new(Triggers::empty())));
 
 pub(super) fn triggers() -> Arc<Triggers> {
     Arc::clone(&TRIGGERS.read().unwrap_or_else(|poisoned| poisoned.into_inner()))
