@@ -166,3 +166,25 @@ def test_both_paths_refuse_or_forward_the_same_message_for_damaged_bytes(req, da
     assert parse(signal, a.data) == parse(signal, b.data)
     if parse(signal, data).SerializeToString() == data:  # as a protobuf serializer writes it
         assert a.data == b.data
+
+
+def test_secrets_outside_attributes_leave_masked_on_the_spliced_path():
+    """A token in a span event, a link, a status message, a nested map body and a JSON text body:
+    the record is parsed alone and masked whole; nothing of the token leaves, and the bytes are
+    the protobuf path's."""
+    secret = "ghp_" + "A1b2" * 9
+    spans = traces({"service.name": "svc-a"}, {"name": "GET /x"}, {"name": "GET /y"}, {"name": "GET /z"})
+    span_list = spans.resource_spans[0].scope_spans[0].spans
+    event = span_list[0].events.add(name="exception")
+    event.attributes.add(key="exception.message").value.string_value = f"failed with token {secret}"
+    span_list[1].links.add().attributes.add(key="note").value.string_value = f"Authorization: Bearer {secret}"
+    span_list[2].status.message = f"password={secret}"
+    records = logs({"service.name": "svc-a"}, {"body": f'{{"password": "{secret}"}}'}, {"attrs": {"note": "x"}})
+    set_value(records.resource_logs[0].scope_logs[0].log_records[1].body, {"msg": "x", "nested": [{"token": secret}]})
+    for signal, request in (("traces", spans), ("logs", records)):
+        spliced, parsed = _cores()
+        data = request.SerializeToString()
+        assert spliced.processor._views.read(signal, data) is not None  # this request takes the spliced path
+        a, b = spliced.process(signal, data), parsed.process(signal, data)
+        assert secret.encode() not in a.data and "A1b2A1b2" not in a.data.decode("utf-8", "replace")
+        assert a.data == b.data
