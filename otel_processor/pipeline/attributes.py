@@ -166,8 +166,8 @@ class RequestReader:
         self.available = wire is not None
         if self.available:
             self.suspicious = wire.suspicious
-            self._wire_table = wire.KeyTable(table)
-            self._keys = wire.KeyClassifier(classify_key)
+            self.wire_table = wire.KeyTable(table)  # also read by views.ViewReader
+            self.key_classifier = wire.KeyClassifier(classify_key)
             self._schemas = {signal: wire.Schema(**wire_schema(cls)) for signal, cls in REQUESTS.items()}
 
     def schema(self, signal: str):
@@ -179,9 +179,9 @@ class RequestReader:
         schema = self._schemas[signal]
         try:
             if signal == "metrics":
-                dirty, unknown = wire.scan_request(data, schema, self._keys)
+                dirty, unknown = wire.scan_request(data, schema, self.key_classifier)
                 return Scan(None, dirty, unknown)
-            reads, dirty, unknown = wire.read_request(data, schema, self._wire_table, self._keys)
+            reads, dirty, unknown = wire.read_request(data, schema, self.wire_table, self.key_classifier)
         except ValueError as exc:  # protobuf took it, so it is ours to read another way
             log.debug("native reader declined a %s request (%s); reading it with protobuf", signal, exc)
             return None

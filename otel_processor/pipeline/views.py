@@ -132,7 +132,7 @@ class ViewReader:
         reader = self.reader
         try:
             entries, records, places, captured, dirty_entries, unknown, deepest = wire.read_views(
-                data, reader.schema(signal), reader._wire_table, self._resource_table, reader._keys,
+                data, reader.schema(signal), reader.wire_table, self._resource_table, reader.key_classifier,
                 self._fields[signal])
         except Exception:  # noqa: BLE001 - not UTF-8, merged values, bytes it cannot walk: protobuf decides
             return None
