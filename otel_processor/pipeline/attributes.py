@@ -185,8 +185,14 @@ class RequestReader:
         except ValueError as exc:  # protobuf took it, so it is ours to read another way
             log.debug("native reader declined a %s request (%s); reading it with protobuf", signal, exc)
             return None
-        if len(reads) != records:  # never pair a record with another's attributes
+        return self.matching(Scan(reads, dirty, unknown), records)
+
+    @staticmethod
+    def matching(scan: Scan, records: int) -> Scan | None:
+        """``scan``, when it holds as many records as the parsed request: never pair a record with
+        another's attributes."""
+        if scan.reads is not None and len(scan.reads) != records:
             log.error("wire reader found %d records, the request has %d; reading them one by one",
-                      len(reads), records)
+                      len(scan.reads), records)
             return None
-        return Scan(reads, dirty, unknown)
+        return scan

@@ -52,10 +52,11 @@ from .attributes import (
     KEYS_FOR_RESOLUTION,
     OBJECT_BODY,
     RequestReader,
+    Scan,
     read_attributes,
 )
 from .vendor import looks_like_object, read_vendor_record
-from .views import LogView, SpanView, ViewReader
+from .views import LogView, SpanView, ViewReader, Views
 
 log = logging.getLogger(__name__)
 
@@ -99,15 +100,17 @@ class BatchProcessor:
         self._data = b""  # the wire bytes of the request being processed
 
     # -- masking ------------------------------------------------------------------------------
-    def _mask(self, signal: str, request, data: bytes | None, records: int):
-        """Masks what must be masked outside the records; returns an iterator of the compiled
+    def _mask(self, signal: str, request, data: bytes | None, records: int, scan: Scan | None = None):
+        """Masks what must be masked outside the records; returns an iterator of the native
         reader's per-record results (records it flagged are masked by the caller, in the loop),
-        or None when everything was masked here and records are to be read with protobuf."""
-        scan = None
+        or None when everything was masked here and records are to be read with protobuf.
+        ``scan``: what the reader already found in ``data`` (the spliced path's reading)."""
         if data is None:
             data = request.SerializeToString()
         self._data = data  # where the reader found map bodies: read from these bytes
-        if self._reader.available and not self.redactor.checks_every_string:
+        if scan is not None:
+            scan = self._reader.matching(scan, records)
+        elif self._reader.available and not self.redactor.checks_every_string:
             scan = self._reader.scan(signal, data, records)
         if scan is None:
             self.scrub(request, data)
@@ -152,20 +155,21 @@ class BatchProcessor:
         native triggers cover)."""
         return self._views.available and not self.redactor.checks_every_string
 
-    def process_views(self, signal: str, data: bytes, learn: bool = True) -> tuple[bytes, BatchResult] | None:
+    def process_views(self, signal: str, data: bytes, learn: bool = True) -> tuple[bytes, BatchResult] | Scan | None:
         """A traces or logs request processed off its wire bytes: read by the native reader,
         the same per-record steps as ``process_traces``/``process_logs`` on record views, and the
         ``nhi.*`` attributes spliced into the request's own bytes (a record with something to
         mask is parsed alone, masked and put back whole). None, before anything is learnt, when
         the request holds a field this build does not know, something to mask outside its
-        records, or anything protobuf would merge: the caller then takes the protobuf path.
+        records, or anything protobuf would merge: the caller then takes the protobuf path, with
+        what the reader found when it read the request (a ``Scan``: it is not read twice).
 
         A request as SDKs and Collectors write it (fields in number order, shortest lengths)
         leaves byte for byte as the protobuf path would forward it; any other leaves as it came,
         with the same records masked and the same attributes added."""
         views = self._views.read(signal, data) if self.splices else None
-        if views is None:
-            return None
+        if not isinstance(views, Views):
+            return views
         result = BatchResult()
         spans = signal == "traces"
         one = self._one_span if spans else self._one_log
@@ -223,16 +227,17 @@ class BatchProcessor:
     # process_traces and process_logs repeat one loop shape on purpose: a shared loop over
     # generators measured about 1 µs more per record on this hot path (benchmarks/throughput.py).
     def process_traces(self, request: ExportTraceServiceRequest, data: bytes | None = None,
-                       learn: bool = True) -> BatchResult:
+                       learn: bool = True, scan: Scan | None = None) -> BatchResult:
         """``data``: the request's wire bytes when the host has them (saves serializing it again).
         ``learn`` False: a batch the engine has seen before (a sender's retry) is enriched with
-        current trust but not learnt from again."""
+        current trust but not learnt from again. ``scan``: what the native reader already found
+        in ``data``, when the spliced path declined the request."""
         result = BatchResult()
         with self._lock, self.engine.lock:
             self._learn = learn
             self._latest_ns = time.time_ns() + self._skew_ns  # later event times are the sender's, not ours
             reads = self._mask("traces", request, data, sum(
-                len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans))
+                len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans), scan)
             for rs in request.resource_spans:
                 res = read_attributes(rs.resource.attributes)[0]
                 by_resource: dict = {}
@@ -293,13 +298,13 @@ class BatchProcessor:
 
     # -- logs --------------------------------------------------------------------------------
     def process_logs(self, request: ExportLogsServiceRequest, data: bytes | None = None,
-                     learn: bool = True) -> BatchResult:
+                     learn: bool = True, scan: Scan | None = None) -> BatchResult:
         result = BatchResult()
         with self._lock, self.engine.lock:
             self._learn = learn
             self._latest_ns = time.time_ns() + self._skew_ns  # later event times are the sender's, not ours
             reads = self._mask("logs", request, data, sum(
-                len(sl.log_records) for rl in request.resource_logs for sl in rl.scope_logs))
+                len(sl.log_records) for rl in request.resource_logs for sl in rl.scope_logs), scan)
             for rl in request.resource_logs:
                 res = read_attributes(rl.resource.attributes)[0]
                 by_resource: dict = {}

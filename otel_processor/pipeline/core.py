@@ -85,21 +85,25 @@ class ReferenceCore:
             except Exception:  # noqa: BLE001 - the batch still leaves, but only masked
                 log.exception("%s batch could not be processed; it leaves masked and otherwise unchanged", signal)
                 return self._masked_only(signal, self.parse(signal, data), True)
-            if spliced is not None:
+            if isinstance(spliced, tuple):
                 return Processed(spliced[0], spliced[1])
+            scan = spliced  # what the reader found, or None
+        else:
+            scan = None
         request = self.parse(signal, data)
-        return self.process_request(signal, request, data, learn)
+        return self.process_request(signal, request, data, learn, scan=scan)
 
     def process_request(self, signal: str, request, data: bytes | None = None, learn: bool = True,
-                        serialize: bool = True) -> Processed:
+                        serialize: bool = True, scan=None) -> Processed:
         """The same, for a host that already holds the parsed request (Rotel hands objects and
-        writes the request back into them: ``serialize`` False leaves ``Processed.data`` empty)."""
+        writes the request back into them: ``serialize`` False leaves ``Processed.data`` empty).
+        ``scan``: what the native reader already found in ``data``."""
         processor = self.processor
         try:
             if signal == "traces":
-                result = processor.process_traces(request, data, learn)
+                result = processor.process_traces(request, data, learn, scan)
             elif signal == "logs":
-                result = processor.process_logs(request, data, learn)
+                result = processor.process_logs(request, data, learn, scan)
             else:
                 processor.process_metrics(request, data)
                 result = BatchResult(records=count_records(signal, request))

@@ -20,7 +20,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from .attributes import UNKNOWN, KEYS_FOR_DETECTION, wire
+from .attributes import UNKNOWN, KEYS_FOR_DETECTION, Scan, wire
 
 # Flags that send a request to the protobuf path: a field this build does not know, a body or
 # status given twice (protobuf merges the two).
@@ -125,8 +125,10 @@ class ViewReader:
             self._fields = {"traces": wire.RecordFields(list(SPAN_FIELDS)), "logs": wire.RecordFields(list(LOG_FIELDS))}
             self._resource_table = wire.KeyTable(KEYS_FOR_DETECTION)
 
-    def read(self, signal: str, data: bytes) -> Views | None:
-        """The request's views, or None when it must take the protobuf path."""
+    def read(self, signal: str, data: bytes) -> Views | Scan | None:
+        """The request's views; or, when it must take the protobuf path, what the reader found
+        (``RequestReader.scan``'s answer, so that path does not read it again), or None when the
+        reader could not read it."""
         if not self.available or signal not in self._fields:
             return None
         reader = self.reader
@@ -136,11 +138,9 @@ class ViewReader:
                 self._fields[signal])
         except Exception:  # noqa: BLE001 - not UTF-8, merged values, bytes it cannot walk: protobuf decides
             return None
-        if unknown or dirty_entries or deepest > MAX_SPLICED_DEPTH:
-            return None
-        for record in records:
-            if record[2] & NOT_SPLICEABLE:
-                return None
+        if unknown or dirty_entries or deepest > MAX_SPLICED_DEPTH or any(
+                record[2] & NOT_SPLICEABLE for record in records):
+            return Scan(records, dirty_entries, unknown)
         return Views(entries, records, places, captured)
 
     def splice(self, signal: str, data: bytes, edits: list[tuple[int, int, bytes]]) -> bytes:

@@ -31,8 +31,9 @@ from otel_processor.engine.config import EngineConfig
 from otel_processor.inputs.convert import convert
 from otel_processor.otlp_json import parse_json
 from otel_processor.pipeline import BatchProcessor
-from otel_processor.pipeline.attributes import wire
+from otel_processor.pipeline.attributes import RequestReader, wire
 from otel_processor.pipeline.core import MalformedRequest, ReferenceCore
+from otel_processor.pipeline.views import Views
 from otlp_builders import logs, traces
 from paths import VENDOR_FIXTURES
 from vendor_records import cloudtrail
@@ -46,6 +47,10 @@ def _cores(detect: bool = True) -> tuple[ReferenceCore, ReferenceCore]:
     parsed.processor._views.available = False  # the protobuf path only
     assert spliced.processor.splices and not parsed.processor.splices
     return spliced, parsed
+
+
+def _takes_splice(core: ReferenceCore, signal: str, data: bytes) -> bool:
+    return isinstance(core.processor._views.read(signal, data), Views)
 
 
 def _outcome(core: ReferenceCore, signal: str, data: bytes):
@@ -69,7 +74,7 @@ def test_both_paths_forward_the_same_bytes_and_raise_the_same_events_over_a_simu
         assert (a.result.records, a.result.attributed, a.result.failed) == (
             b.result.records, b.result.attributed, b.result.failed)
         requests += 1
-        took_splice += spliced.processor._views.read(signal, data) is not None
+        took_splice += _takes_splice(spliced, signal, data)
     assert took_splice >= requests * 0.9, "the spliced path was meant to take nearly every request"
 
 
@@ -94,7 +99,7 @@ def test_both_paths_agree_on_every_vendor_fixture(as_text):
         a, b = spliced.process("logs", data), parsed.process("logs", data)
         assert a.data == b.data and a.result.events == b.result.events
         assert a.result.vendor == b.result.vendor and a.result.attributed == b.result.attributed
-    assert requests and sum(spliced.processor._views.read("logs", d) is not None for d in requests) == len(requests)
+    assert requests and all(_takes_splice(spliced, "logs", d) for d in requests)
 
 
 SECRETISH = ["Bearer eyJhbGciOi.eyJzdWIiOi.c2ln", "ghp_" + "a" * 36, "password=hunter2", "https://u:p@h/x",
@@ -184,7 +189,22 @@ def test_secrets_outside_attributes_leave_masked_on_the_spliced_path():
     for signal, request in (("traces", spans), ("logs", records)):
         spliced, parsed = _cores()
         data = request.SerializeToString()
-        assert spliced.processor._views.read(signal, data) is not None  # this request takes the spliced path
+        assert _takes_splice(spliced, signal, data)
         a, b = spliced.process(signal, data), parsed.process(signal, data)
         assert secret.encode() not in a.data and "A1b2A1b2" not in a.data.decode("utf-8", "replace")
         assert a.data == b.data
+
+
+def test_a_request_the_spliced_path_declines_is_masked_from_the_same_reading(monkeypatch):
+    """A credential in the resource sends the request to the protobuf path, which masks it from
+    what the reader already found instead of reading the bytes again."""
+    request = logs({"service.name": "svc-a", "db.password": "hunter2-Xq9"}, {"attrs": {"user.id": "svc-a"}})
+    data = request.SerializeToString()
+    spliced, parsed = _cores()
+    assert not _takes_splice(spliced, "logs", data)
+    reads = []
+    monkeypatch.setattr(RequestReader, "scan", lambda self, *args: reads.append(args))
+    a = spliced.process("logs", data)
+    assert reads == [] and b"hunter2-Xq9" not in a.data
+    monkeypatch.undo()
+    assert a.data == parsed.process("logs", data).data
