@@ -149,7 +149,7 @@ def _say_once(line: str) -> None:
 def native_status() -> str:
     """One line for start-up output: which core reads the wire."""
     if sys.modules.get(NATIVE) is not None and not _native_said:
-        return "native core: wire reader and masking triggers (Rust)"
+        return "native core: wire reader and masking (Rust)"
     return "native core: not running (" + (_native_said[0] if _native_said else "NHI_PURE_PYTHON is set") + ")"
 
 

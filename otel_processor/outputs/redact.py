@@ -27,8 +27,9 @@ fingerprint, which is that identity.
 Cost: a record is only walked when something in it can be a secret. The native core decides
 that in Rust (``native/src/triggers.rs``, with the same key classifier and the same triggers as here);
 without it, one linear regular expression over the serialized request decides whether to walk.
-The patterns that find secrets run on Google's RE2 (linear time) and only on strings a trigger
-picked, so no input costs more than a pass over its bytes.
+The patterns that find secrets run on Google's RE2 here and on the ``regex`` crate in the native
+core (``native/src/mask.rs``, compiled from the same rules: ``native_rules``), both linear in
+time, and only on strings a trigger picked, so no input costs more than a pass over its bytes.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ import re2
 import yaml
 from google.protobuf.descriptor import FieldDescriptor
 
+from .._compiled import native_module
 from ..identity.credentials import CREDENTIAL_ATTRIBUTES, MASK_PREFIX, masked
 from .enrich import OUR_ATTRIBUTES
 
@@ -208,6 +210,46 @@ _ACCEPT = {len(_RULES) - 2: _holds_a_secret, len(_RULES) - 1: _looks_like_a_code
            len(_RULES) - 5: lambda text, start, value: value.split(None, 1)[0].lower() not in _SCHEMES}
 
 
+def native_rules() -> list[tuple[str, int, int]]:
+    """The rules as the native masker takes them: (RE2 pattern, how, which ``_ACCEPT`` test),
+    the tests by code (``mask::Accept``: 1 holds a secret, 2 looks like a code, 3 not a scheme
+    word), in the order they run here."""
+    codes = {_holds_a_secret: 1, _looks_like_a_code: 2}
+    return [(pattern, how, codes.get(_ACCEPT.get(number), 3 if number in _ACCEPT else 0))
+            for number, (pattern, how) in enumerate(_TOKEN_RULES)]
+
+
+def native_table_lines() -> list[str]:
+    """Everything the native masker is built from, one hex-encoded value per line
+    (``native/fuzz/masking_table.txt``, which the fuzz target builds its masker from; a test
+    keeps that file equal to this)."""
+    def hexed(text: str) -> str:
+        return text.encode().hex()
+
+    prefixes, assignments, whole, space = trigger_words()
+    lines = [f"{part}\t{hexed(word)}" for part, words in (("prefix", prefixes), ("assign", assignments),
+                                                         ("whole", whole), ("space", space), ("scheme", SPACE_WORDS))
+             for word in words]
+    return lines + [f"rule\t{how}\t{accept}\t{hexed(pattern)}" for pattern, how, accept in native_rules()]
+
+
+def _native_masker():
+    """``mask_text`` in the native core, or None (the reference core, or rules it cannot
+    compile: said once, and masking stays right, only slower)."""
+    native = native_module()
+    if native is None or not hasattr(native, "Masker"):
+        return None
+    try:
+        return native.Masker(trigger_words(), native_rules(), list(SPACE_WORDS), MASK_PREFIX, OPAQUE, masked,
+                             mask_text)
+    except ValueError as exc:
+        import logging
+
+        logging.getLogger(__name__).warning("masking runs in Python: the native core cannot compile the rules (%s)",
+                                            exc)
+        return None
+
+
 def _replacement(secret: str, how: int) -> str:
     if how == FINGERPRINT:
         return masked(secret)
@@ -267,6 +309,8 @@ def mask_text(text: str, trigger=triggered) -> str:
     return text
 
 
+NATIVE_MASKER = _native_masker()
+
 # -- walking a request --------------------------------------------------------------------------
 _TEXT, _ATTRIBUTES, _ANY, _MESSAGE, _SKIP = 1, 2, 3, 4, 0
 # Messages whose own ``attributes`` may not carry a forged copy of what the processor writes.
@@ -303,10 +347,12 @@ class Redactor:
     trigger: object = triggered  # the gate of mask_text; the pipeline gives the compiled one when built
     _keys: dict[str, int] = field(default_factory=dict, repr=False)
     _extra: list = field(default_factory=list, repr=False)
+    _native: object = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.extra_keys = tuple(k.lower() for k in self.extra_keys)
         self._extra = [re2.compile(p) for p in self.extra_patterns]
+        self._native = NATIVE_MASKER
 
     @property
     def checks_every_string(self) -> bool:
@@ -323,7 +369,8 @@ class Redactor:
         return found
 
     def text(self, value: str) -> str:
-        out = mask_text(value, self.trigger)
+        native = self._native
+        out = native.mask(value) if native is not None else mask_text(value, self.trigger)
         for pattern in self._extra:
             out = pattern.sub(OPAQUE, out)
         return out

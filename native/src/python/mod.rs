@@ -6,11 +6,13 @@
 //! values out. No `unsafe` is written here; PyO3 holds the interpreter's rules.
 //!
 //! - `triggers`: configuring and asking the masking triggers;
+//! - `masking`: masking the secrets inside a string;
 //! - `keys`: the wanted-key table and the credential-key classifier;
 //! - `values`: what the reader found, as Python values;
 //! - `requests`: the schema, reading requests, splicing, counting.
 
 mod keys;
+mod masking;
 mod requests;
 mod triggers;
 mod values;
@@ -42,6 +44,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("SOURCE_DIGEST", env!("NHI_NATIVE_SOURCE_DIGEST"))?;
     m.add_class::<keys::KeyTable>()?;
     m.add_class::<keys::KeyClassifier>()?;
+    m.add_class::<masking::Masker>()?;
     m.add_class::<requests::Schema>()?;
     m.add_class::<requests::RecordFields>()?;
     m.add_function(wrap_pyfunction!(triggers::configure_triggers, m)?)?;
