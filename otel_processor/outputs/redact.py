@@ -141,9 +141,13 @@ _SIGN = r"(?:[=:]|%3[DdAa]|\\u003[dDaA])"
 # a \u escape.
 _QUOTE = r"""(?:\\?["']|\\u00(?:22|27))"""
 # A value: up to a quote, white space or punctuation; a backslash only when it escapes no quote
-# and starts no \u escape (so that `{\"password\":\"x\"}` keeps its escaped closing quote). The
+# (so that `{\"password\":\"x\"}` keeps its escaped closing quote). A \u escape is part of the
+# value unless it is a quote (\u0022, \u0027): JSON written ASCII-only (Python's json.dumps, many
+# loggers) escapes every other letter of `p\u00e4ssw\u00f6rd`, which must be masked whole. The
 # group opens here.
-_VALUE = r"""((?:[^\s"'&,;}{\]\[\\]|\\[^"'\su])"""
+_UNICODE_ESCAPE = (r"\\u(?:[1-9a-fA-F][0-9a-fA-F]{3}|0[1-9a-fA-F][0-9a-fA-F]{2}|00[013-9a-fA-F][0-9a-fA-F]"
+                   r"|002[013-689a-fA-F])")
+_VALUE = r"""((?:[^\s"'&,;}{\]\[\\]|\\[^"'\su]|""" + _UNICODE_ESCAPE + ")"
 # Forms the native triggers check in code (``triggers.rs``: ``aws_pair``), each with its trigger here, named by
 # the table's ``form``.
 _FORMS = {"aws_key_pair": r"\b(?:AKIA|ASIA)[A-Z0-9]{16}[ \t,;:|=\"']{1,8}[A-Za-z0-9/+]{40}(?:[^A-Za-z0-9/+]|$)"}

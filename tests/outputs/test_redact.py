@@ -245,3 +245,26 @@ def test_the_request_level_trigger_picks_every_string_the_per_string_trigger_pic
     raw = before + text.encode() + after  # an AnyValue's bytes, not always UTF-8
     if TRIGGER.search(raw.decode("utf-8", "replace")):
         assert BYTES_TRIGGER.search(raw)
+
+
+@pytest.mark.parametrize("text, secret", [
+    (r'{"password": "p\u00e4ssw\u00f6rd99"}', r"p\u00e4ssw\u00f6rd99"),        # json.dumps' default, ASCII only
+    (r'{"password": "\u00e4\u00e4\u00e4"}', r"\u00e4\u00e4\u00e4"),              # nothing but escapes
+    (r'{"client_secret": "ab\u002Fcd\u003Def"}', r"ab\u002Fcd\u003Def"),          # escaped punctuation
+    (r"token=abc\u0041\u0042\u0043def", r"\u0041\u0042\u0043def"),
+])
+def test_a_value_with_unicode_escapes_is_masked_whole(text, secret):
+    """JSON written ASCII-only escapes every non-ASCII letter; a value used to end at its first
+    escape, so `p\\u00e4ss...` left in clear (too short before it) and longer ones kept their tails."""
+    out = mask_text(text)
+    assert secret not in out and "[masked]" in out, out
+
+
+@pytest.mark.parametrize("text, kept", [
+    (r"password=abc\u0022 rest", r"\u0022 rest"),         # an escaped quote still ends the value
+    (r"password=\u0027hunter2\u0027 x", r"\u0027 x"),
+    (r'{\"password\":\"x1y2z3\"}', r'\"}'),
+])
+def test_an_escaped_quote_still_ends_a_value(text, kept):
+    out = mask_text(text)
+    assert out.endswith(kept) and "[masked]" in out, out
