@@ -23,7 +23,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 
 from ..model import ConvergenceEvent
 from .event_facts import BANDS, attack_ids, band_of, latest, overflowed, owasp_ids, severity_band
-from .redact import mask_text
+from .redact import mask_secrets
 
 __all__ = ["BANDS", "EVENT_NAME", "events_request", "fill_record", "severity_band"]
 
@@ -60,7 +60,7 @@ def fill_record(record, event: ConvergenceEvent, body_format: str = "text") -> N
 
         record.body.string_value = detection_finding_json(event)
     else:
-        record.body.string_value = mask_text(event.body)
+        record.body.string_value = mask_secrets(event.body)
     if event.trace_id:
         record.trace_id = event.trace_id
     if event.span_id:
@@ -77,7 +77,7 @@ def fill_record(record, event: ConvergenceEvent, body_format: str = "text") -> N
     _put(a, "nhi.convergence.score", float(event.score))
     _put(a, "nhi.convergence.severity", band)
     _put(a, "nhi.convergence.signals", list(event.signals))
-    _put(a, "nhi.convergence.findings", [mask_text(f) for f in event.findings])
+    _put(a, "nhi.convergence.findings", [mask_secrets(f) for f in event.findings])
     _put(a, "nhi.convergence.first_seen", event.first_seen_ns)
     _put(a, "nhi.convergence.last_seen", event.last_seen_ns)
     _put(a, "nhi.evidence.trace_ids", list(event.evidence_trace_ids))
@@ -93,10 +93,10 @@ def fill_record(record, event: ConvergenceEvent, body_format: str = "text") -> N
                       ("geo.country.iso_code", "geo.country.iso_code"), ("nhi.credential.id", "credential")):
         value = latest(event, fact)
         if value:
-            _put(a, key, mask_text(value))
+            _put(a, key, mask_secrets(value))
     for key, fact in (("nhi.convergence.actions", "action"), ("nhi.convergence.targets", "target"),
                       ("nhi.convergence.networks", "network"), ("nhi.evidence.record_ids", "record_id")):
-        _put(a, key, [mask_text(v) for v in event.facts.get(fact, ())])
+        _put(a, key, [mask_secrets(v) for v in event.facts.get(fact, ())])
     overflow = overflowed(event)
     if overflow:  # those lists hold the first values only: an exception cannot vouch for them
         _put(a, "nhi.convergence.overflow", overflow)

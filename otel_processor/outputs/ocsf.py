@@ -25,7 +25,7 @@ import json
 from ..model import ConvergenceEvent
 from ..version import __version__
 from .event_facts import attack_ids, latest, overflowed, severity_band
-from .redact import mask_text
+from .redact import mask_secrets
 
 OCSF_VERSION = "1.5.0"
 CLASS_UID = 2004
@@ -49,9 +49,9 @@ def detection_finding(event: ConvergenceEvent) -> dict:
     credential = latest(event, "credential")
     user = {"uid": ident.id, "name": ident.principal, "type_id": 99, "type": ident.kind}
     if credential:
-        user["credential_uid"] = mask_text(credential)
+        user["credential_uid"] = mask_secrets(credential)
     related = [{"uid": t, "type": "trace"} for t in event.evidence_trace_ids]
-    related += [{"uid": mask_text(r), "type": "record"} for r in facts.get("record_id", ())]
+    related += [{"uid": mask_secrets(r), "type": "record"} for r in facts.get("record_id", ())]
     info = {
         "uid": event.convergence_id,
         "title": event.rule_name,
@@ -69,7 +69,7 @@ def detection_finding(event: ConvergenceEvent) -> dict:
     for finding in event.findings:
         facet, _, reason = finding.partition(": ")
         anomalies.append({"observation_parameter": facet, "observation_type": facet.split(".")[0],
-                          "observations": [{"value": mask_text(reason)}]})
+                          "observations": [{"value": mask_secrets(reason)}]})
     baselines = [{"observation_parameter": name, "observation_type": "distinct values known" if name != "records"
                   else "records seen", "observations": [{"value": str(count), "count": count}]}
                  for name, count in sorted(event.baseline.items())]
@@ -79,13 +79,13 @@ def detection_finding(event: ConvergenceEvent) -> dict:
         evidence["src_endpoint"] = {"ip": addresses[-1]}
     actions = facts.get("action", ())
     if actions:
-        evidence["api"] = {"operation": mask_text(actions[-1])}
+        evidence["api"] = {"operation": mask_secrets(actions[-1])}
     targets = facts.get("target", ())
     if targets:
-        evidence["resources"] = [{"name": mask_text(t)} for t in targets]
+        evidence["resources"] = [{"name": mask_secrets(t)} for t in targets]
     # One evidence per further action and address: every value the event holds is in the finding,
     # so that an exception drafted from it (``exceptions draft``) matches the event it came from.
-    evidences = ([evidence] + [{"api": {"operation": mask_text(a)}} for a in actions[:-1]]
+    evidences = ([evidence] + [{"api": {"operation": mask_secrets(a)}} for a in actions[:-1]]
                  + [{"src_endpoint": {"ip": a}} for a in addresses[:-1]])
     out = {
         "activity_id": activity_id,
@@ -106,7 +106,7 @@ def detection_finding(event: ConvergenceEvent) -> dict:
         "is_alert": True,
         "status_id": 1,
         "status": "New",
-        "message": mask_text(event.body),
+        "message": mask_secrets(event.body),
         "finding_info": info,
         "anomaly_analyses": [{
             "analysis_targets": [{"name": ident.id, "type": ident.kind}],

@@ -315,6 +315,12 @@ def mask_text(text: str, trigger=triggered) -> str:
 
 NATIVE_MASKER = _native_masker()
 
+
+def mask_secrets(text: str) -> str:
+    """``mask_text`` by the native masker when the native core is built: what events and their
+    OCSF form use for the record values they carry."""
+    return NATIVE_MASKER.mask(text) if NATIVE_MASKER is not None else mask_text(text)
+
 # -- walking a request --------------------------------------------------------------------------
 _TEXT, _ATTRIBUTES, _ANY, _MESSAGE, _SKIP = 1, 2, 3, 4, 0
 # Messages whose own ``attributes`` may not carry a forged copy of what the processor writes.

@@ -93,3 +93,14 @@ def test_the_fuzz_targets_table_is_the_secrets_table():
 
     with open(f"{ROOT}/native/fuzz/masking_table.txt", encoding="utf-8") as fh:
         assert fh.read().splitlines() == redact.native_table_lines()
+
+
+def test_events_mask_with_the_masker_of_the_build(monkeypatch):
+    """Convergence events carry record values (targets, actions, reasons); they are masked by the
+    native masker when it is built, by the reference otherwise, with the same result."""
+    text = "GET /login?password=hunter22&next=/"
+    expected = mask_text(text)
+    calls = []
+    monkeypatch.setattr(redact, "mask_text", lambda *a: calls.append(a) or expected)
+    assert redact.mask_secrets(text) == expected == "GET /login?password=[masked]&next=/"
+    assert bool(calls) == (NATIVE_MASKER is None)
