@@ -35,6 +35,7 @@ time, and only on strings a trigger picked, so no input costs more than a pass o
 from __future__ import annotations
 
 import fnmatch
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -46,6 +47,8 @@ from google.protobuf.descriptor import FieldDescriptor
 from .._compiled import native_module
 from ..identity.credentials import CREDENTIAL_ATTRIBUTES, MASK_PREFIX, masked
 from .enrich import OUR_ATTRIBUTES
+
+log = logging.getLogger(__name__)
 
 OPAQUE = "[masked]"
 SAFE, FINGERPRINT, HIDE = 0, 1, 2
@@ -247,10 +250,7 @@ def _native_masker():
         return native.Masker(trigger_words(), native_rules(), list(SPACE_WORDS), MASK_PREFIX, OPAQUE, masked,
                              mask_text)
     except ValueError as exc:
-        import logging
-
-        logging.getLogger(__name__).warning("masking runs in Python: the native core cannot compile the rules (%s)",
-                                            exc)
+        log.warning("masking runs in Python: the native core cannot compile the rules (%s)", exc)
         return None
 
 
@@ -320,6 +320,7 @@ def mask_secrets(text: str) -> str:
     """``mask_text`` by the native masker when the native core is built: what events and their
     OCSF form use for the record values they carry."""
     return NATIVE_MASKER.mask(text) if NATIVE_MASKER is not None else mask_text(text)
+
 
 # -- walking a request --------------------------------------------------------------------------
 _TEXT, _ATTRIBUTES, _ANY, _MESSAGE, _SKIP = 1, 2, 3, 4, 0
