@@ -5,9 +5,8 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 
-use super::triggers::to_bytes_list;
+use super::triggers::build_triggers;
 use crate::mask::{self, Accept, How};
-use crate::triggers::Triggers;
 
 /// The secrets table's rules, compiled; `fingerprint(secret)` gives a fingerprint's text and
 /// `reference(text)` masks a string the way the reference core does, for the strings whose
@@ -35,12 +34,7 @@ impl Masker {
         reference: Py<PyAny>,
     ) -> PyResult<Masker> {
         let (prefixes, assignments, whole, space) = triggers;
-        let triggers = Triggers::new(
-            &to_bytes_list(prefixes),
-            &to_bytes_list(assignments),
-            &to_bytes_list(whole),
-            &to_bytes_list(space),
-        );
+        let triggers = build_triggers(prefixes, assignments, whole, space);
         let rules = rules
             .into_iter()
             .map(|(pattern, how, accept)| {

@@ -13,8 +13,23 @@ pub(super) fn triggers() -> Arc<Triggers> {
     Arc::clone(&TRIGGERS.read().unwrap_or_else(|poisoned| poisoned.into_inner()))
 }
 
-pub(super) fn to_bytes_list(words: Vec<String>) -> Vec<Vec<u8>> {
+fn to_bytes_list(words: Vec<String>) -> Vec<Vec<u8>> {
     words.into_iter().map(String::into_bytes).collect()
+}
+
+/// Triggers from the four lists of `outputs.redact.trigger_words`.
+pub(super) fn build_triggers(
+    prefixes: Vec<String>,
+    assignment_words: Vec<String>,
+    whole_words: Vec<String>,
+    space_words: Vec<String>,
+) -> Triggers {
+    Triggers::new(
+        &to_bytes_list(prefixes),
+        &to_bytes_list(assignment_words),
+        &to_bytes_list(whole_words),
+        &to_bytes_list(space_words),
+    )
 }
 
 /// The triggers from the secrets table (`outputs.redact` passes the lists it builds its own
@@ -26,12 +41,7 @@ pub(super) fn configure_triggers(
     whole_words: Vec<String>,
     space_words: Vec<String>,
 ) {
-    let built = Triggers::new(
-        &to_bytes_list(prefixes),
-        &to_bytes_list(assignment_words),
-        &to_bytes_list(whole_words),
-        &to_bytes_list(space_words),
-    );
+    let built = build_triggers(prefixes, assignment_words, whole_words, space_words);
     *TRIGGERS.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(built);
 }
 
