@@ -421,79 +421,13 @@ impl<'a, J: KeyJudge + ?Sized> Reader<'a, J> {
         Ok(())
     }
 
-    /// Every record in request order; the resource entries whose own parts need masking; and
-    /// whether any field is unknown. Traces and logs nest alike: request.resource_* (field 1)
-    /// -> scope_* -> spans or log_records.
-    pub fn request(&mut self, table: &KeyTable) -> Result<RequestRead> {
-        let schema = self.schema;
-        let Some(record_type) = schema.record else {
-            return Err(ReadError::Malformed("this schema's requests hold no records"));
-        };
+    /// The request's resource entries (field 1), each given to `each` with its index and bounds;
+    /// any other top-level field is walked (and found unknown). Whether one was unknown.
+    fn entries(&mut self, mut each: impl FnMut(&mut Self, u32, usize, usize) -> Result<()>) -> Result<bool> {
         let end = self.buf.len();
-        let mut out = RequestRead::default();
-        let mut pos = 0;
-        let mut entry: i64 = -1;
-        while pos < end {
-            let (tag, next) = varint(self.buf, pos, end)?;
-            pos = next;
-            if tag != 0x0A {
-                out.unknown |= self.field(&mut pos, end, 0, tag, 0)? & F_UNKNOWN != 0;
-                continue;
-            }
-            let (mut p, r_end) = length(self.buf, pos, end)?;
-            pos = r_end;
-            entry += 1;
-            let mut outer = 0;
-            let mut resource = Vec::new();
-            let records_before = out.records.len();
-            while p < r_end {
-                // one resource_*
-                let (tag, next) = varint(self.buf, p, r_end)?;
-                p = next;
-                if tag >> 3 != schema.scopes_field || tag & 7 != 2 {
-                    if let (Some(extras), 0x0A) = (self.extras, tag) {
-                        let (s, e) = length(self.buf, p, r_end)?;
-                        self.resource_wanted(s, e, extras.resource, &mut resource)?;
-                    }
-                    outer |= self.field(&mut p, r_end, schema.entry, tag, 1)?;
-                    continue;
-                }
-                let (mut q, s_end) = length(self.buf, p, r_end)?;
-                p = s_end;
-                while q < s_end {
-                    // one scope_*
-                    let (tag, next) = varint(self.buf, q, s_end)?;
-                    q = next;
-                    if tag >> 3 != schema.records_field || tag & 7 != 2 {
-                        outer |= self.field(&mut q, s_end, schema.scope, tag, 2)?;
-                        continue;
-                    }
-                    let (start, record_end) = length(self.buf, q, s_end)?;
-                    q = record_end;
-                    let read = self.record(start, record_end, record_type, table, 3)?;
-                    out.unknown |= read.flags & F_UNKNOWN != 0;
-                    out.records.push(read);
-                }
-            }
-            if outer & F_DIRTY != 0 {
-                out.dirty_entries.push(entry as u32);
-            }
-            out.unknown |= outer & F_UNKNOWN != 0;
-            if self.extras.is_some() {
-                out.entries.push((resource, out.records.len() - records_before));
-            }
-        }
-        Ok(out)
-    }
-
-    /// For requests read whole by Python (metrics): the resource entries with anything to mask
-    /// anywhere below them, and whether any field is unknown.
-    pub fn scan(&mut self) -> Result<(Vec<u32>, bool)> {
-        let end = self.buf.len();
-        let mut dirty = Vec::new();
         let mut unknown = false;
         let mut pos = 0;
-        let mut entry: i64 = -1;
+        let mut entry = 0;
         while pos < end {
             let (tag, next) = varint(self.buf, pos, end)?;
             pos = next;
@@ -503,14 +437,81 @@ impl<'a, J: KeyJudge + ?Sized> Reader<'a, J> {
             }
             let (start, r_end) = length(self.buf, pos, end)?;
             pos = r_end;
+            each(self, entry, start, r_end)?;
             entry += 1;
-            let flags = self.walk(start, r_end, self.schema.entry, 1)?;
-            if flags & F_DIRTY != 0 {
-                dirty.push(entry as u32);
-            }
-            unknown |= flags & F_UNKNOWN != 0;
         }
-        Ok((dirty, unknown))
+        Ok(unknown)
+    }
+
+    /// Every record in request order; the resource entries whose own parts need masking; and
+    /// whether any field is unknown. Traces and logs nest alike: request.resource_* (field 1)
+    /// -> scope_* -> spans or log_records.
+    pub fn request(&mut self, table: &KeyTable) -> Result<RequestRead> {
+        let schema = self.schema;
+        let Some(record_type) = schema.record else {
+            return Err(ReadError::Malformed("this schema's requests hold no records"));
+        };
+        let mut out = RequestRead::default();
+        let unknown = self.entries(|reader, entry, mut p, r_end| {
+            let mut outer = 0;
+            let mut resource = Vec::new();
+            let records_before = out.records.len();
+            while p < r_end {
+                // one resource_*
+                let (tag, next) = varint(reader.buf, p, r_end)?;
+                p = next;
+                if tag >> 3 != schema.scopes_field || tag & 7 != 2 {
+                    if let (Some(extras), 0x0A) = (reader.extras, tag) {
+                        let (s, e) = length(reader.buf, p, r_end)?;
+                        reader.resource_wanted(s, e, extras.resource, &mut resource)?;
+                    }
+                    outer |= reader.field(&mut p, r_end, schema.entry, tag, 1)?;
+                    continue;
+                }
+                let (mut q, s_end) = length(reader.buf, p, r_end)?;
+                p = s_end;
+                while q < s_end {
+                    // one scope_*
+                    let (tag, next) = varint(reader.buf, q, s_end)?;
+                    q = next;
+                    if tag >> 3 != schema.records_field || tag & 7 != 2 {
+                        outer |= reader.field(&mut q, s_end, schema.scope, tag, 2)?;
+                        continue;
+                    }
+                    let (start, record_end) = length(reader.buf, q, s_end)?;
+                    q = record_end;
+                    let read = reader.record(start, record_end, record_type, table, 3)?;
+                    out.unknown |= read.flags & F_UNKNOWN != 0;
+                    out.records.push(read);
+                }
+            }
+            if outer & F_DIRTY != 0 {
+                out.dirty_entries.push(entry);
+            }
+            out.unknown |= outer & F_UNKNOWN != 0;
+            if reader.extras.is_some() {
+                out.entries.push((resource, out.records.len() - records_before));
+            }
+            Ok(())
+        })?;
+        out.unknown |= unknown;
+        Ok(out)
+    }
+
+    /// For requests read whole by Python (metrics): the resource entries with anything to mask
+    /// anywhere below them, and whether any field is unknown.
+    pub fn scan(&mut self) -> Result<(Vec<u32>, bool)> {
+        let mut dirty = Vec::new();
+        let mut below = false;
+        let unknown = self.entries(|reader, entry, start, end| {
+            let flags = reader.walk(start, end, reader.schema.entry, 1)?;
+            if flags & F_DIRTY != 0 {
+                dirty.push(entry);
+            }
+            below |= flags & F_UNKNOWN != 0;
+            Ok(())
+        })?;
+        Ok((dirty, unknown || below))
     }
 }
 
