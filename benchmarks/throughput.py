@@ -240,10 +240,16 @@ def _process(processor: BatchProcessor, signal: str, data: bytes) -> bytes:
     return ReferenceCore(processor).process(signal, data).data
 
 
-def run_processor(batches, processor: BatchProcessor, warmup=()) -> tuple[float, list[float]]:
+def _warmed(processor: BatchProcessor, warmup) -> ReferenceCore:
+    """The processor behind the batch contract, after the history ``warmup`` gives it."""
     core = ReferenceCore(processor)
     for signal, data in warmup:
         core.process(signal, data)
+    return core
+
+
+def run_processor(batches, processor: BatchProcessor, warmup=()) -> tuple[float, list[float]]:
+    core = _warmed(processor, warmup)
     latencies = []
     start = time.perf_counter()
     for signal, data in batches:
@@ -257,9 +263,7 @@ def paced_latencies(batches, warmup, rate: float) -> list[float]:
     """Per-batch latency of the full path when batches arrive at ``rate`` records per second, as
     one steady sender would send them: a batch is due every ``len / rate`` seconds, and its
     latency runs from when it was due (time spent waiting behind the previous one counts)."""
-    core = ReferenceCore(BatchProcessor(ProcessorConfig()))
-    for signal, data in warmup:
-        core.process(signal, data)
+    core = _warmed(BatchProcessor(ProcessorConfig()), warmup)
     latencies = []
     due = time.perf_counter()
     for signal, data in batches:
